@@ -1,0 +1,52 @@
+# Two commands on a fresh machine:
+#   make demo   - the whole pipeline end to end on the local stack
+#   make test   - lint, type checks, unit + integration + e2e tests
+# Both set themselves up (virtualenv, packages, redis-server, Kafka jars) and
+# are fast on a second run.
+
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean
+
+setup: $(STAMP) system-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+# redis-server from the operating system's packages; Java + Maven for the
+# Kafka broker jars (resolved into ~/.cache/sluice on first use).
+system-deps:
+	@bash scripts/system-deps.sh
+
+demo: setup
+	@$(BIN)/sluice demo
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check shared services bench tests
+	@$(BIN)/mypy
+
+unit: $(STAMP)
+	@$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+test: setup lint
+	@$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+
+bench-ingest: setup
+	@$(BIN)/sluice bench ingest
+
+dev-up: setup
+	@$(BIN)/sluice dev up
+
+dev-down:
+	@$(BIN)/sluice dev down
+
+clean:
+	rm -rf $(VENV) .sluice .pytest_cache .mypy_cache .ruff_cache

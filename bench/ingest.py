@@ -1,0 +1,116 @@
+"""``sluice bench ingest``: ingest throughput vs a raw consume-then-produce loop.
+
+Both run in this process, one after the other, on the same broker and the
+same source topic (each with its own consumer group), over several rounds;
+the best round of each counts. The baseline is the minimal loop teams write
+by hand: consume a batch, produce each record, auto-commit. sluice does more
+per record (header stamping, decode check, poison routing, commits only what
+the broker acknowledged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+import uuid
+
+from confluent_kafka import Consumer, Producer
+
+from bench.common import emit, fill, make_topic
+from services.ingest.service import Ingest
+from shared.kafka.provision import create_topics
+from shared.settings import CommonSettings, IngestSettings, load
+from shared.stack.resolve import acquire
+
+log = logging.getLogger(__name__)
+
+
+def baseline(bootstrap: str, source: str, sink: str, n: int) -> float:
+    """Records/s of a raw confluent-kafka consume-then-produce loop."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"baseline-{uuid.uuid4().hex[:6]}",
+        "auto.offset.reset": "earliest", "enable.auto.commit": True,
+    })  # fmt: skip
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True,
+                         "compression.type": "lz4"})  # fmt: skip
+    consumer.subscribe([source])
+    done = 0
+    start = None
+    while done < n:
+        msgs = consumer.consume(2000, 0.1)
+        if msgs and start is None:
+            start = time.perf_counter()
+        for m in msgs:
+            if m.error():
+                continue
+            while True:
+                try:
+                    producer.produce(sink, m.value(), m.key(), headers=m.headers())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            done += 1
+        producer.poll(0)
+    producer.flush(60)
+    elapsed = time.perf_counter() - (start or time.perf_counter())
+    consumer.close()
+    return n / elapsed
+
+
+def sluice_ingest(settings: IngestSettings, n: int) -> float:
+    ing = Ingest(settings)
+    ing.check_topics()
+    ing.consumer.subscribe([settings.source_topic])
+    start = None
+    try:
+        while ing.acked < n:
+            ing.step()
+            if start is None and ing.consumed:
+                start = time.perf_counter()
+            if sum(ing.consumed.values()) >= n:
+                ing.checkpoint(asynchronous=True)
+        elapsed = time.perf_counter() - (start or time.perf_counter())
+    finally:
+        ing.stop.set("bench over")
+        ing.close()
+    return n / elapsed
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sluice bench ingest", description=__doc__)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--format", choices=["json", "bytes"], default="json", help="ingest's input format"
+    )
+    args = parser.parse_args(argv)
+    with acquire(need_redis=False) as stack:
+        pipeline = f"bench{uuid.uuid4().hex[:6]}"
+        source = f"{pipeline}.source"
+        make_topic(stack.bootstrap, source, args.partitions)
+        make_topic(stack.bootstrap, f"{pipeline}.baseline-out", args.partitions)
+        common = {
+            "kafka_bootstrap": stack.bootstrap,
+            "pipeline": pipeline,
+            "partitions": args.partitions,
+        }
+        create_topics(load(CommonSettings, **common), source)
+        print(f"filling {source} with {args.records} records ...", flush=True)
+        fill(stack.bootstrap, source, args.records)
+        base, ours = [], []
+        for r in range(args.rounds):
+            base.append(baseline(stack.bootstrap, source, f"{pipeline}.baseline-out", args.records))
+            settings = load(IngestSettings, **common, source_topic=source, group_id=f"{pipeline}.ingest{r}",
+                            input_format=args.format)  # fmt: skip
+            ours.append(sluice_ingest(settings, args.records))
+            print(
+                f"round {r + 1}: baseline {base[-1]:,.0f} rec/s   sluice ingest {ours[-1]:,.0f} rec/s",
+                flush=True,
+            )
+    b, s = max(base), max(ours)
+    emit({"bench": "ingest", "records": args.records, "partitions": args.partitions, "rounds": args.rounds,
+          "format": args.format,
+          "sluice_rps": round(s), "baseline_rps": round(b), "ratio": round(s / b, 3)})  # fmt: skip
+    return 0

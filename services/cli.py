@@ -1,0 +1,131 @@
+"""The ``sluice`` command: run a service, provision topics, drive the local stack.
+
+    sluice ingest | fakellm             run one service
+    sluice topics create                provision + validate topics
+    sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
+    sluice demo                         end-to-end run with live progress and a summary
+    sluice bench ingest                 benchmarks
+
+Errors that sluice raises on purpose print one line and exit with status 1
+(2 for usage errors); no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from shared import logs
+from shared.errors import SluiceError
+
+
+def _ingest(argv: list[str]) -> int:
+    from services.ingest.main import run
+
+    return run(argv)
+
+
+def _fakellm(argv: list[str]) -> int:
+    from services.fakellm.main import run
+
+    return run(argv)
+
+
+def _topics(argv: list[str]) -> int:
+    from shared.kafka.provision import create_topics
+    from shared.settings import CommonSettings, load
+
+    parser = argparse.ArgumentParser(
+        prog="sluice topics", description="Provision and validate the pipeline's topics."
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create", help="create every topic of the pipeline (idempotent)")
+    create.add_argument("--source-topic", help="also check that this source topic exists")
+    create.add_argument("--partitions", type=int, help="overrides SLUICE_PARTITIONS")
+    args = parser.parse_args(argv)
+    overrides = {"partitions": args.partitions} if args.partitions else {}
+    settings = load(CommonSettings, **overrides)
+    result = create_topics(settings, args.source_topic)
+    print(json.dumps({"created": result.created, "existing": result.existing}))
+    return 0
+
+
+def _dev(argv: list[str]) -> int:
+    from shared.stack import dev
+
+    parser = argparse.ArgumentParser(
+        prog="sluice dev", description="Local stack: Kafka, Redis, fakellm."
+    )
+    parser.add_argument("action", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    if args.action == "up":
+        state = dev.up()
+        for name, svc in state["services"].items():
+            print(f"{name:8} {svc['address']}   (log {svc['log']})")
+        kafka, redis = state["services"]["kafka"]["address"], state["services"]["redis"]["address"]
+        print(f"\nexport SLUICE_KAFKA_BOOTSTRAP={kafka} SLUICE_REDIS_URL={redis}")
+    elif args.action == "down":
+        stopped = dev.down()
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    else:
+        st = dev.status()
+        if not st:
+            print("not running (sluice dev up starts it)")
+            return 1
+        for name, svc in st.items():
+            print(f"{name:8} {'up' if svc['healthy'] else 'DOWN':5} {svc['address']}")
+        return 0 if all(s["healthy"] for s in st.values()) else 1
+    return 0
+
+
+def _demo(argv: list[str]) -> int:
+    from services.demo import run
+
+    return run(argv)
+
+
+def _bench(argv: list[str]) -> int:
+    from bench.main import run
+
+    return run(argv)
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "ingest": (_ingest, "run the ingest service"),
+    "fakellm": (_fakellm, "run the fake LLM provider"),
+    "topics": (_topics, "provision and validate topics"),
+    "dev": (_dev, "local stack: up | down | status"),
+    "demo": (_demo, "end-to-end run with live progress and a summary"),
+    "bench": (_bench, "benchmarks"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: sluice COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"sluice: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    logs.configure()
+    try:
+        return COMMANDS[name][0](rest)
+    except SluiceError as exc:
+        print(f"sluice {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

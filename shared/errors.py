@@ -1,0 +1,48 @@
+"""The one exception tree of sluice.
+
+    SluiceError
+    ├── ConfigError            bad settings or YAML; raised at start-up
+    ├── StackError             no Kafka / Redis could be had (says what is missing)
+    ├── TopicError             a topic is missing or conflicts with the pipeline
+    ├── DeliveryError          the broker refused or lost a produced record
+    └── PoisonRecord           an input record that can never be processed
+                               (carries the reason that goes into the poison DLQ)
+
+Lower-layer errors (librdkafka, redis, httpx) are translated at the edge with
+``raise ... from exc`` so callers handle only these classes.
+"""
+
+from __future__ import annotations
+
+
+class SluiceError(Exception):
+    """Base of every error sluice raises on purpose."""
+
+
+class ConfigError(SluiceError):
+    """Settings or the YAML file are invalid."""
+
+
+class StackError(SluiceError):
+    """Kafka or Redis is not available and cannot be started here."""
+
+
+class TopicError(SluiceError):
+    """A topic is missing or its layout conflicts with the pipeline's."""
+
+
+class DeliveryError(SluiceError):
+    """A produced record was not acknowledged by the broker."""
+
+
+class PoisonRecord(SluiceError):
+    """An input record that can never be processed.
+
+    ``reason`` is a short machine-readable code (``undecodable``, ``oversize``,
+    ``bad_headers``); the message says what exactly was wrong.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

@@ -1,0 +1,135 @@
+"""Header names and the envelope codec (pure).
+
+A record's identity is its source coordinates; every stage carries them in
+``sluice.src.*`` headers. The record's own headers are preserved: sluice only
+adds or replaces headers whose names start with ``sluice.`` (and
+``traceparent`` / ``kafka_dlt-*`` where documented).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+SRC_TOPIC = "sluice.src.topic"
+SRC_PARTITION = "sluice.src.partition"
+SRC_OFFSET = "sluice.src.offset"
+SRC_TS = "sluice.src.ts"
+ATTEMPT = "sluice.attempt"
+NOT_BEFORE = "sluice.not-before"
+ERROR_KIND = "sluice.error.kind"
+ERROR_CLASS = "sluice.error.class"
+ERROR_MESSAGE = "sluice.error.message"
+ERROR_HISTORY = "sluice.error.history"
+OUTCOME = "sluice.outcome"
+PROVIDER = "sluice.provider"
+MODEL = "sluice.model"
+LATENCY_MS = "sluice.latency-ms"
+TOKENS_IN = "sluice.tokens.in"
+TOKENS_OUT = "sluice.tokens.out"
+REPLAY_ID = "sluice.replay-id"
+REPLAY_COUNT = "sluice.replay-count"
+LATE = "sluice.late"
+TRACEPARENT = "traceparent"
+POISON_REASON = "sluice.poison.reason"
+
+ALL = (
+    SRC_TOPIC, SRC_PARTITION, SRC_OFFSET, SRC_TS, ATTEMPT, NOT_BEFORE,
+    ERROR_KIND, ERROR_CLASS, ERROR_MESSAGE, ERROR_HISTORY, OUTCOME,
+    PROVIDER, MODEL, LATENCY_MS, TOKENS_IN, TOKENS_OUT,
+    REPLAY_ID, REPLAY_COUNT, LATE, TRACEPARENT, POISON_REASON,
+)  # fmt: skip
+
+MAX_HEADER_VALUE = 16_384
+
+HeaderList = list[tuple[str, bytes]]
+
+
+class HeaderError(ValueError):
+    """Headers that cannot be read (wrong type, undecodable name, missing field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceId:
+    """A record's identity: its coordinates in the source topic."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}@{self.offset}"
+
+
+def check_headers(raw: object) -> HeaderList:
+    """Validate headers as delivered by the client; raise HeaderError if broken."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise HeaderError(f"headers are a {type(raw).__name__}, not a list")
+    out: HeaderList = []
+    for item in raw:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+            raise HeaderError(f"malformed header entry {item!r:.80}")
+        name, value = item
+        if not name:
+            raise HeaderError("empty header name")
+        if value is None:
+            value = b""
+        elif isinstance(value, str):
+            value = value.encode()
+        elif not isinstance(value, bytes):
+            raise HeaderError(f"header {name!r} has a {type(value).__name__} value")
+        if "\ufffd" in name:
+            raise HeaderError(f"header name {name!r} is not valid UTF-8")
+        out.append((name, value))
+    return out
+
+
+def source_headers(src: SourceId, ts_ms: int, attempt: int = 1) -> HeaderList:
+    return [
+        (SRC_TOPIC, src.topic.encode()),
+        (SRC_PARTITION, str(src.partition).encode()),
+        (SRC_OFFSET, str(src.offset).encode()),
+        (SRC_TS, str(ts_ms).encode()),
+        (ATTEMPT, str(attempt).encode()),
+    ]
+
+
+def merge(original: Iterable[tuple[str, bytes]], ours: Sequence[tuple[str, bytes]]) -> HeaderList:
+    """The record's own headers with ours set on top (ours replace same names)."""
+    names = {n for n, _ in ours}
+    return [h for h in original if h[0] not in names] + list(ours)
+
+
+def get(headers: Iterable[tuple[str, bytes]] | None, name: str) -> bytes | None:
+    """The last value of ``name`` (Kafka allows repeats; the last one wins)."""
+    found: bytes | None = None
+    for n, v in headers or ():
+        if n == name:
+            found = v
+    return found
+
+
+def get_str(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
+    v = get(headers, name)
+    return None if v is None else v.decode("utf-8", "replace")
+
+
+def get_int(headers: Iterable[tuple[str, bytes]] | None, name: str) -> int:
+    v = get(headers, name)
+    if v is None:
+        raise HeaderError(f"header {name} is missing")
+    try:
+        return int(v)
+    except ValueError:
+        raise HeaderError(f"header {name} is not an integer: {v!r:.40}") from None
+
+
+def source_id(headers: object) -> SourceId:
+    """Read the record's identity; HeaderError if any coordinate is missing."""
+    hs = check_headers(headers)
+    topic = get_str(hs, SRC_TOPIC)
+    if not topic:
+        raise HeaderError(f"header {SRC_TOPIC} is missing")
+    return SourceId(topic, get_int(hs, SRC_PARTITION), get_int(hs, SRC_OFFSET))

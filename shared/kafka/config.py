@@ -1,0 +1,42 @@
+"""librdkafka configurations that every sluice client starts from.
+
+Producers are idempotent and use ``murmur2_random`` so Java clients agree on
+partitions (the sequencer relies on co-partitioning). Consumers never
+auto-commit: stages commit only what reached a durable next hop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.kafka.rdlog import rdkafka_logger
+from shared.settings import CommonSettings
+
+STATS_INTERVAL_MS = 5000
+
+
+def producer_config(settings: CommonSettings, **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "enable.idempotence": True,
+        "acks": "all",
+        "partitioner": "murmur2_random",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.max.bytes": 8 * 1024 * 1024,
+        "logger": rdkafka_logger(),
+    }
+    return settings.kafka_config(**{**conf, **extra})
+
+
+def consumer_config(settings: CommonSettings, group: str, **extra: Any) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "isolation.level": "read_committed",
+        "statistics.interval.ms": STATS_INTERVAL_MS,
+        "logger": rdkafka_logger(),
+    }
+    return settings.kafka_config(**{**conf, **extra})

@@ -1,0 +1,56 @@
+"""Prometheus metrics helpers shared by the services.
+
+Per-partition consumer lag comes from librdkafka's statistics callback
+(``consumer_lag`` per partition, refreshed every ``statistics.interval.ms``),
+so measuring it costs no extra broker round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+
+from prometheus_client import Gauge, start_http_server
+
+log = logging.getLogger(__name__)
+
+CONSUMER_LAG = Gauge(
+    "sluice_consumer_lag",
+    "Records between the group's position and the partition's end",
+    ["group", "topic", "partition"],
+)
+
+
+def lag_from_stats(stats_json: str) -> dict[tuple[str, int], int]:
+    """Parse librdkafka statistics into {(topic, partition): lag} (pure)."""
+    stats = json.loads(stats_json)
+    out: dict[tuple[str, int], int] = {}
+    for topic, tstats in (stats.get("topics") or {}).items():
+        for pid, pstats in (tstats.get("partitions") or {}).items():
+            part = int(pid)
+            lag = pstats.get("consumer_lag", -1)
+            if part < 0 or lag is None or lag < 0:
+                continue
+            out[(topic, part)] = int(lag)
+    return out
+
+
+def lag_stats_callback(group: str) -> Callable[[str], None]:
+    """A ``stats_cb`` that publishes per-partition lag of ``group``."""
+
+    def on_stats(stats_json: str) -> None:
+        try:
+            for (topic, part), lag in lag_from_stats(stats_json).items():
+                CONSUMER_LAG.labels(group, topic, str(part)).set(lag)
+        except (ValueError, TypeError):
+            log.warning("unreadable librdkafka statistics", exc_info=True)
+
+    return on_stats
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on ``port`` (0 = don't)."""
+    if port:
+        start_http_server(port)
+        log.info("metrics on :%d/metrics", port)

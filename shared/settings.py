@@ -1,0 +1,97 @@
+"""Settings: environment variables prefixed ``SLUICE_`` plus one YAML file.
+
+Every settings model is frozen. Secrets (Redis URL, librdkafka passthrough
+properties such as ``sasl.password``) are ``SecretStr`` and never print.
+Any librdkafka property can be passed through as
+``SLUICE_KAFKA_PROP_<NAME>``: ``SLUICE_KAFKA_PROP_SASL_MECHANISM=PLAIN``
+becomes ``sasl.mechanism=PLAIN``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import ConfigError
+
+KAFKA_PROP_PREFIX = "SLUICE_KAFKA_PROP_"
+
+
+def _kafka_props_from_env(environ: dict[str, str]) -> dict[str, str]:
+    """``SLUICE_KAFKA_PROP_SASL_MECHANISM`` → ``sasl.mechanism``."""
+    return {
+        name[len(KAFKA_PROP_PREFIX) :].lower().replace("_", "."): value
+        for name, value in environ.items()
+        if name.startswith(KAFKA_PROP_PREFIX) and len(name) > len(KAFKA_PROP_PREFIX)
+    }
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs: the pipeline's name, Kafka, Redis, metrics."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True, extra="ignore")
+
+    pipeline: str = Field("sluice", pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_props: dict[str, SecretStr] = Field(default_factory=dict)
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    config_file: Path | None = None
+    partitions: int = Field(6, ge=1, le=10_000)
+    replication: int = Field(1, ge=1, le=10)
+    retry_rungs: str = "5s,1m"
+    metrics_port: int = Field(0, ge=0, le=65535)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _passthrough(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "kafka_props" not in data:
+            props = _kafka_props_from_env(dict(os.environ))
+            if props:
+                data = {**data, "kafka_props": props}
+        return data
+
+    def kafka_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka configuration: bootstrap, passthrough properties, extras."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
+        conf.update({k: v.get_secret_value() for k, v in self.kafka_props.items()})
+        conf.update(extra)
+        return conf
+
+
+class IngestSettings(CommonSettings):
+    source_topic: str = Field(..., min_length=1)
+    input_format: Literal["json", "bytes"] = "json"
+    max_record_bytes: int = Field(1_048_576, ge=1)
+    batch_size: int = Field(2000, ge=1, le=100_000)
+    group_id: str | None = None
+    start_from: Literal["earliest", "latest"] = "earliest"
+
+    @field_validator("source_topic")
+    @classmethod
+    def _topic_name(cls, v: str) -> str:
+        if not all(c.isalnum() or c in "._-" for c in v) or len(v) > 249:
+            raise ValueError(f"not a valid Kafka topic name: {v!r}")
+        return v
+
+    @property
+    def group(self) -> str:
+        return self.group_id or f"{self.pipeline}.ingest"
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """Build a settings model, turning validation errors into one ConfigError."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"SLUICE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

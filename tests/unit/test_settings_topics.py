@@ -1,0 +1,69 @@
+import pytest
+from pydantic import ValidationError
+
+from shared.errors import ConfigError, TopicError
+from shared.kafka.provision import check_layout
+from shared.kinds import FailureKind
+from shared.settings import CommonSettings, IngestSettings, load
+from shared.topics import Rung, Topics, parse_rungs
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_KAFKA_PROP_SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("SLUICE_REDIS_URL", "redis://:topsecret@host:6379/0")
+    s = load(CommonSettings)
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s)
+    assert "topsecret" not in repr(s)
+    assert s.kafka_config()["sasl.password"] == "hunter2"
+
+
+def test_settings_are_frozen() -> None:
+    s = load(CommonSettings)
+    with pytest.raises(ValidationError):
+        s.pipeline = "other"  # type: ignore[misc]
+
+
+def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLUICE_PARTITIONS", "zero")
+    with pytest.raises(ConfigError, match="SLUICE_PARTITIONS"):
+        load(CommonSettings)
+    monkeypatch.delenv("SLUICE_PARTITIONS")
+    with pytest.raises(ConfigError, match="SLUICE_SOURCE_TOPIC"):
+        load(IngestSettings)
+    with pytest.raises(ConfigError, match="not a valid Kafka topic"):
+        load(IngestSettings, source_topic="bad topic!")
+
+
+def test_rungs() -> None:
+    assert parse_rungs("5s,1m,10m") == (Rung("5s", 5), Rung("1m", 60), Rung("10m", 600))
+    for bad in ("", "5x", "1m,5s", "0s"):
+        with pytest.raises(ConfigError):
+            parse_rungs(bad)
+
+
+def test_topic_names_and_co_partitioning() -> None:
+    t = Topics("p", parse_rungs("5s,1m"))
+    names = [s.name for s in t.specs(4)]
+    assert {"p.work", "p.results", "p.failures", "p.parked", "p.output", "p.retry.5s",
+            "p.retry.1m", "p.dlq.poison", "p.dlq.timeout", "p.dlq.error",
+            "p.sequencer.state"} <= set(names)  # fmt: skip
+    state = next(s for s in t.specs(4) if s.name == t.state)
+    assert state.config["cleanup.policy"] == "compact"
+    assert t.co_partitioned == ("p.work", "p.results", "p.sequencer.state")
+
+
+def test_layout_conflicts_are_reported() -> None:
+    t = Topics("p")
+    specs = t.specs(4)
+    check_layout(specs, {"p.work": 4, "p.results": 4}, t.co_partitioned)
+    with pytest.raises(TopicError, match=r"p\.work has 3 partitions"):
+        check_layout(specs, {"p.work": 3}, t.co_partitioned)
+
+
+def test_failure_kinds_know_their_path() -> None:
+    assert not FailureKind.BAD_REQUEST.retryable
+    assert FailureKind.TIMEOUT.dlq_suffix == "timeout"
+    assert FailureKind.PROVIDER_ERROR.dlq_suffix == "error"
+    assert not FailureKind.OUTAGE.spends_attempt
+    with pytest.raises(ValueError, match="unknown failure kind"):
+        FailureKind.parse("nope")
