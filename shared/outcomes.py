@@ -1,0 +1,129 @@
+"""Records that stages exchange after ingest (pure codecs).
+
+``P.results`` (one per work record that finished, keyed by the source key):
+
+* ``sluice.outcome=ok``: value is JSON ``{"task", "enrichment", "input"}``
+  where ``input`` is the original value (a JSON object for the ``json``
+  input format, ``{"base64": ...}`` otherwise); headers carry the source
+  coordinates, provider, model, latency and tokens.
+* ``sluice.outcome=dead``: written by the router with every DLQ write; value
+  is the original value unchanged; headers carry the error fields.
+
+``P.failures`` (one per failed attempt): the work record unchanged (key,
+value, own headers, source coordinates, ``sluice.attempt``) plus
+``sluice.error.kind|class|message``, ``sluice.provider`` and the bounded
+``sluice.error.history`` (JSON list, newest last, at most
+:data:`HISTORY_MAX` entries).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shared import headers as h
+from shared.kinds import FailureKind
+
+HISTORY_MAX = 5
+MESSAGE_MAX = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What went wrong with one attempt."""
+
+    kind: FailureKind
+    error_class: str
+    message: str
+    retry_after_s: float | None = None  # provider-derived cooldown, if any
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", self.message[:MESSAGE_MAX])
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: bytes | None
+    value: bytes | None
+    headers: h.HeaderList
+
+
+def decode_input(value: bytes | None) -> Any:
+    """The original value as it goes into a result: JSON if it is JSON, else base64."""
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return {"base64": base64.b64encode(value).decode()}
+
+
+def history(headers: object) -> list[dict[str, Any]]:
+    raw = h.get(h.check_headers(headers), h.ERROR_HISTORY)
+    if not raw:
+        return []
+    try:
+        items = json.loads(raw)
+    except ValueError:
+        return []
+    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+
+def with_history(headers: object, attempt: int, failure: Failure, provider: str | None) -> bytes:
+    items = history(headers)
+    items.append({"attempt": attempt, "kind": failure.kind.value, "class": failure.error_class,
+                  "message": failure.message[:200], "provider": provider, "ts": int(time.time() * 1000)})  # fmt: skip
+    return json.dumps(items[-HISTORY_MAX:]).encode()
+
+
+def failure_record(work: Record, attempt: int, failure: Failure, provider: str | None) -> Record:
+    """A failed attempt, for ``P.failures``."""
+    ours: h.HeaderList = [
+        (h.ERROR_KIND, failure.kind.value.encode()),
+        (h.ERROR_CLASS, failure.error_class.encode()),
+        (h.ERROR_MESSAGE, failure.message.encode()),
+        (h.ERROR_HISTORY, with_history(work.headers, attempt, failure, provider)),
+    ]
+    if provider:
+        ours.append((h.PROVIDER, provider.encode()))
+    if failure.retry_after_s is not None:
+        ours.append((RETRY_AFTER, f"{failure.retry_after_s:.3f}".encode()))
+    return Record(work.key, work.value, h.merge(work.headers, ours))
+
+
+RETRY_AFTER = "sluice.retry-after-s"
+"""Cooldown the provider asked for; the router honours it when longer than the rung."""
+
+
+def ok_result(
+    work: Record,
+    task: str,
+    enrichment: Any,
+    provider: str,
+    model: str,
+    latency_ms: int,
+    tokens_in: int,
+    tokens_out: int,
+) -> Record:
+    """A successful outcome, for ``P.results``."""
+    value = json.dumps(
+        {"task": task, "enrichment": enrichment, "input": decode_input(work.value)}
+    ).encode()
+    keep = [(n, v) for n, v in work.headers if not n.startswith("sluice.error.")]
+    ours: h.HeaderList = [
+        (h.OUTCOME, b"ok"),
+        (h.PROVIDER, provider.encode()),
+        (h.MODEL, model.encode()),
+        (h.LATENCY_MS, str(latency_ms).encode()),
+        (h.TOKENS_IN, str(tokens_in).encode()),
+        (h.TOKENS_OUT, str(tokens_out).encode()),
+    ]
+    return Record(work.key, value, h.merge(keep, ours))
+
+
+def dead_outcome(failed: Record) -> Record:
+    """The ``dead`` outcome paired with a DLQ write, for ``P.results``."""
+    return Record(failed.key, failed.value, h.merge(failed.headers, [(h.OUTCOME, b"dead")]))

@@ -1,0 +1,1 @@
+"""Shared provider state in Redis: limits, cooldowns, breaker, pause, cache."""

@@ -1,0 +1,48 @@
+"""Redis key names (pure). Every key is scoped by pipeline and provider.
+
+sluice:{P}:provider:{name}:paused        "1" while an operator paused it
+sluice:{P}:provider:{name}:cooldown      ms timestamp (Redis TIME) until which no call may start
+sluice:{P}:provider:{name}:breaker       hash: state (closed|open|half_open), opened_ms, ...
+sluice:{P}:provider:{name}:window        hash: breaker's rolling counts
+sluice:{P}:provider:{name}:bucket:{dim}  hash: token bucket (dim = rpm | tpm[:model])
+sluice:{P}:provider:{name}:inflight:{worker}  in-flight count of one worker (TTL heartbeat)
+sluice:{P}:cache:{sha256}                 cached LLM answer (TTL)
+"""
+
+from __future__ import annotations
+
+
+def provider(pipeline: str, name: str, what: str) -> str:
+    return f"sluice:{pipeline}:provider:{name}:{what}"
+
+
+def paused(pipeline: str, name: str) -> str:
+    return provider(pipeline, name, "paused")
+
+
+def cooldown(pipeline: str, name: str) -> str:
+    return provider(pipeline, name, "cooldown")
+
+
+def breaker(pipeline: str, name: str) -> str:
+    return provider(pipeline, name, "breaker")
+
+
+def window(pipeline: str, name: str) -> str:
+    return provider(pipeline, name, "window")
+
+
+def bucket(pipeline: str, name: str, dim: str) -> str:
+    return provider(pipeline, name, f"bucket:{dim}")
+
+
+def inflight(pipeline: str, name: str, worker: str) -> str:
+    return provider(pipeline, name, f"inflight:{worker}")
+
+
+def inflight_pattern(pipeline: str, name: str) -> str:
+    return provider(pipeline, name, "inflight:*")
+
+
+def cache(pipeline: str, digest: str) -> str:
+    return f"sluice:{pipeline}:cache:{digest}"
