@@ -1,0 +1,29 @@
+"""Settings of the enrich service (env ``SLUICE_*``)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class EnrichSettings(CommonSettings):
+    max_in_flight: int = Field(64, ge=1, le=10_000)
+    group_id: str | None = None
+    task: str | None = None  # default: the config file's default_task
+    revoke_grace_s: float = Field(10.0, ge=0)
+    shutdown_grace_s: float = Field(15.0, ge=0)
+    cache_ttl_s: int = Field(7 * 86_400, ge=0)  # 0 = no result cache
+    health_refresh_s: float = Field(0.5, gt=0, le=5)
+    worker_id: str = Field(default_factory=_worker_id)
+
+    @property
+    def group(self) -> str:
+        return self.group_id or f"{self.pipeline}.enrich"
