@@ -1,6 +1,6 @@
 """The ``sluice`` command: run a service, provision topics, drive the local stack.
 
-    sluice ingest | fakellm             run one service
+    sluice ingest | router | fakellm    run one service
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
     sluice demo                         end-to-end run with live progress and a summary
@@ -23,6 +23,18 @@ from shared.errors import SluiceError
 
 def _ingest(argv: list[str]) -> int:
     from services.ingest.main import run
+
+    return run(argv)
+
+
+def _router(argv: list[str]) -> int:
+    from services.router.main import run
+
+    return run(argv)
+
+
+def _enrich(argv: list[str]) -> int:
+    from services.enrich.main import run
 
     return run(argv)
 
@@ -94,6 +106,8 @@ def _bench(argv: list[str]) -> int:
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "ingest": (_ingest, "run the ingest service"),
+    "router": (_router, "run the router: retry ladder, DLQs, parking"),
+    "enrich": (_enrich, "run an enrich worker"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),

@@ -9,15 +9,29 @@ LATENCY = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 30, 60),
 )
 TOKENS = Counter("sluice_llm_tokens_total", "Tokens used", ["provider", "model", "direction"])
-CALLS = Counter("sluice_llm_calls_total", "LLM calls by outcome and failure kind", ["provider", "outcome", "kind"])
+CALLS = Counter(
+    "sluice_llm_calls_total",
+    "LLM calls by outcome and failure kind",
+    ["provider", "outcome", "kind"],
+)
 BUCKET_WAIT = Histogram(
     "sluice_bucket_wait_seconds", "Time waiting for the fleet-wide token buckets", ["provider"],
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )  # fmt: skip
-COOLDOWNS = Counter("sluice_provider_cooldowns_total", "Cooldowns set from provider signals", ["provider"])
-BREAKER_OPEN = Gauge("sluice_provider_breaker_open", "1 while the provider's breaker is open", ["provider"])
+COOLDOWNS = Counter(
+    "sluice_provider_cooldowns_total", "Cooldowns set from provider signals", ["provider"]
+)
+BREAKER_OPEN = Gauge(
+    "sluice_provider_breaker_open", "1 while the provider's breaker is open", ["provider"]
+)
 PAUSED = Gauge("sluice_provider_paused", "1 while an operator paused the provider", ["provider"])
 IN_FLIGHT = Gauge("sluice_enrich_in_flight", "Records in flight in this worker")
-CONCURRENCY_LIMIT = Gauge("sluice_enrich_concurrency_limit", "AIMD concurrency limit of this worker", ["provider"])
-CACHE_HITS = Counter("sluice_llm_cache_hits_total", "Answers served from the result cache", ["provider"])
-OUTCOMES = Counter("sluice_enrich_outcomes_total", "Records finished by outcome", ["outcome", "kind"])
+CONCURRENCY_LIMIT = Gauge(
+    "sluice_enrich_concurrency_limit", "AIMD concurrency limit of this worker", ["provider"]
+)
+CACHE_HITS = Counter(
+    "sluice_llm_cache_hits_total", "Answers served from the result cache", ["provider"]
+)
+OUTCOMES = Counter(
+    "sluice_enrich_outcomes_total", "Records finished by outcome", ["outcome", "kind"]
+)

@@ -104,7 +104,9 @@ class ConcurrentConsumer:
 
     # -- the Kafka thread --------------------------------------------------------
     def subscribe(self, topics: list[str]) -> None:
-        self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self.consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
 
     def run(self) -> None:
         try:
@@ -157,7 +159,9 @@ class ConcurrentConsumer:
         except asyncio.CancelledError:
             raise
         except Exception:  # a handler bug must not lose the record: leave it uncommitted and stop
-            log.exception("handler failed", extra={"record": coords(tp[0], tp[1], offset, record.key)})
+            log.exception(
+                "handler failed", extra={"record": coords(tp[0], tp[1], offset, record.key)}
+            )
             self.stop.set("handler error")
             raise
         self._done.put(_Done(tp, offset, outputs))
@@ -181,7 +185,9 @@ class ConcurrentConsumer:
     def _acked(self, unit: Unit) -> None:
         tp, offset = unit.payload
         if not unit.ok:
-            self.failure = DeliveryError(f"outcome of {tp}@{offset} not delivered: {unit.errors[0]}")
+            self.failure = DeliveryError(
+                f"outcome of {tp}@{offset} not delivered: {unit.errors[0]}"
+            )
             return
         if tp in self._assigned:
             # a partition revoked and re-assigned meanwhile no longer tracks this offset
@@ -219,7 +225,9 @@ class ConcurrentConsumer:
         try:
             self.producer.flush(30)
         except DeliveryError:
-            log.exception("outcomes not acknowledged while draining; their offsets stay uncommitted")
+            log.exception(
+                "outcomes not acknowledged while draining; their offsets stay uncommitted"
+            )
 
     def _commit(self, asynchronous: bool, only: set[TP] | None = None) -> None:
         self._last_commit = time.monotonic()

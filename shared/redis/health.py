@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from shared.redis import keys
+from shared.redis.breaker_logic import CLOSED, effective_state
+from shared.redis.client import translated
 
 
 @dataclass(frozen=True)
@@ -20,17 +23,39 @@ class Health:
         return not self.paused and self.breaker != "open"
 
 
+def _text(v: Any) -> str | None:
+    if v is None:
+        return None
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def _redis_ms(t: Any) -> int:
+    sec, usec = t  # redis-py replies (seconds, microseconds)
+    return int(sec) * 1000 + int(usec) // 1000
+
+
 async def provider_health(r: aioredis.Redis, pipeline: str, name: str) -> Health:
-    async with r.pipeline(transaction=False) as pipe:
-        pipe.get(keys.paused(pipeline, name))
-        pipe.hget(keys.breaker(pipeline, name), "state")
-        paused, state = await pipe.execute()
-    state_s = state.decode() if isinstance(state, bytes) else (state or "closed")
-    return Health(paused=paused in (b"1", "1"), breaker=state_s)
+    """Paused flag and breaker state in one round trip.
+
+    An open breaker whose open period is over (Redis ``TIME`` past its
+    ``open_until_ms``) is reported ``half_open`` even before a worker moved it.
+    """
+    with translated(f"health {name}"):
+        async with r.pipeline(transaction=False) as pipe:
+            pipe.get(keys.paused(pipeline, name))
+            pipe.hmget(keys.breaker(pipeline, name), ["state", "open_until_ms"])
+            pipe.time()
+            paused, (state, open_until), now = await pipe.execute()
+    state_s = _text(state) or CLOSED
+    until = int(float(_text(open_until) or 0))
+    return Health(
+        paused=paused in (b"1", "1"), breaker=effective_state(state_s, until, _redis_ms(now))
+    )
 
 
 async def set_paused(r: aioredis.Redis, pipeline: str, name: str, paused: bool) -> None:
-    if paused:
-        await r.set(keys.paused(pipeline, name), "1")
-    else:
-        await r.delete(keys.paused(pipeline, name))
+    with translated(f"pause {name}"):
+        if paused:
+            await r.set(keys.paused(pipeline, name), "1")
+        else:
+            await r.delete(keys.paused(pipeline, name))

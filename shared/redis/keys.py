@@ -4,7 +4,7 @@ sluice:{P}:provider:{name}:paused        "1" while an operator paused it
 sluice:{P}:provider:{name}:cooldown      ms timestamp (Redis TIME) until which no call may start
 sluice:{P}:provider:{name}:breaker       hash: state (closed|open|half_open), opened_ms, ...
 sluice:{P}:provider:{name}:window        hash: breaker's rolling counts
-sluice:{P}:provider:{name}:bucket:{dim}  hash: token bucket (dim = rpm | tpm[:model])
+sluice:{P}:provider:{name}:bucket:{dim}  hash: token bucket (dim = rpm[:model] | tpm[:model])
 sluice:{P}:provider:{name}:inflight:{worker}  in-flight count of one worker (TTL heartbeat)
 sluice:{P}:cache:{sha256}                 cached LLM answer (TTL)
 """
@@ -40,8 +40,18 @@ def inflight(pipeline: str, name: str, worker: str) -> str:
     return provider(pipeline, name, f"inflight:{worker}")
 
 
+def inflight_prefix(pipeline: str, name: str) -> str:
+    """Every worker's in-flight key is this prefix + the worker id."""
+    return inflight(pipeline, name, "")
+
+
+def glob_escape(s: str) -> str:
+    """``s`` matched literally by a Redis glob pattern (SCAN MATCH, KEYS)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in s)
+
+
 def inflight_pattern(pipeline: str, name: str) -> str:
-    return provider(pipeline, name, "inflight:*")
+    return glob_escape(inflight_prefix(pipeline, name)) + "*"
 
 
 def cache(pipeline: str, digest: str) -> str:

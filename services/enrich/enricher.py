@@ -1,0 +1,251 @@
+"""What enrich does with one work record (the ConcurrentConsumer's handler).
+
+For the task's provider chain (primary, then fallbacks): skip a provider that
+is paused or whose breaker is open; serve a cached answer if this exact
+request was answered before; otherwise take a slot under the worker's AIMD
+limit, reserve from the fleet-wide token buckets (re-checking the pause flag
+while waiting), ask the breaker, call with a hard deadline, and settle the
+reservation. One success → ``P.results``; one failure → ``P.failures``.
+When no provider of the chain is available the record fails with kind
+``outage`` (the router parks it without spending an attempt) and the worker
+stops taking new work until one is available again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Sequence
+
+from services.enrich import metrics as m
+from services.enrich.aimd import Aimd
+from services.enrich.classify import cooldown_from_headers
+from services.enrich.providers.base import CallFailure, CallSuccess, ProviderRequest
+from services.enrich.runtime import Runtime
+from services.enrich.tasks import Output as Parsed
+from services.enrich.tasks import parse_output, render, request_hash
+from shared import headers as h
+from shared.config_file import TaskConfig
+from shared.kafka.concurrent import Output
+from shared.kinds import FailureKind
+from shared.logs import coords
+from shared.outcomes import Failure, Record, failure_record, ok_result
+from shared.redis.bucket import Reservation
+from shared.redis.cache import ResultCache
+from shared.redis.errors import ProviderStateUnavailable
+from shared.topics import Topics
+from shared.watermark import TP
+
+log = logging.getLogger(__name__)
+
+# Failures that say the provider itself is unwell (they feed the breaker).
+_PROVIDER_SIDE = frozenset(
+    {FailureKind.TIMEOUT, FailureKind.OVERLOADED, FailureKind.PROVIDER_ERROR}
+)
+_PUSHBACK = frozenset({FailureKind.RATE_LIMITED, FailureKind.OVERLOADED})
+REDIS_RETRY_S = 0.5
+BUCKET_RECHECK_S = 0.25
+
+
+class Enricher:
+    def __init__(
+        self,
+        topics: Topics,
+        task_name: str,
+        task: TaskConfig,
+        runtimes: dict[str, Runtime],
+        cache: ResultCache | None,
+        cache_ttl_s: float,
+    ) -> None:
+        self.topics = topics
+        self.task = task
+        self.task_name = task_name
+        self.chain = [runtimes[name] for name in task.providers]
+        self.cache = cache
+        self.cache_ttl_s = cache_ttl_s
+
+    # -- intake ----------------------------------------------------------------
+    def accepting(self) -> bool:
+        return any(rt.available for rt in self.chain)
+
+    async def refresh(self, worker_id: str) -> None:
+        """Read pause/breaker state of the chain; publish this worker's in-flight."""
+        for rt in self.chain:
+            try:
+                rt.health = await rt.state.health()
+                await rt.state.heartbeat(worker_id, rt.active)
+            except ProviderStateUnavailable:
+                rt.health = None
+            m.PAUSED.labels(rt.name).set(1 if rt.health and rt.health.paused else 0)
+            m.BREAKER_OPEN.labels(rt.name).set(
+                1 if rt.health and rt.health.breaker == "open" else 0
+            )
+            m.CONCURRENCY_LIMIT.labels(rt.name).set(rt.aimd.current)
+
+    # -- one record ------------------------------------------------------------
+    async def handle(self, record: Record, tp: TP, offset: int) -> Sequence[Output]:
+        try:
+            attempt = h.get_int(record.headers, h.ATTEMPT)
+        except h.HeaderError:
+            attempt = 1
+        while True:
+            try:
+                out = await self._attempt(record, attempt)
+                break
+            except ProviderStateUnavailable:
+                # Never call a provider without the fleet's limits: wait for Redis.
+                log.warning(
+                    "Redis unavailable; record waits",
+                    extra={"record": coords(tp[0], tp[1], offset, record.key)},
+                )
+                await asyncio.sleep(REDIS_RETRY_S)
+        m.OUTCOMES.labels(
+            *(("ok", "") if out.topic == self.topics.results else ("failed", _kind(out.record)))
+        ).inc()
+        return [out]
+
+    async def _attempt(self, record: Record, attempt: int) -> Output:
+        last: tuple[Failure, str] | None = None
+        for rt in self.chain:
+            if not rt.available:
+                continue  # paused or open: the next provider of the chain (fallback)
+            req = render(self.task, record.value, provider=rt.name)
+            if isinstance(req, Failure):
+                return self._failed(record, attempt, req, None)
+            result = await self._call(rt, req)
+            if isinstance(result, Failure):
+                if result.kind is FailureKind.OUTAGE:
+                    last = (result, rt.name)
+                    continue  # became unavailable while we waited: try the fallback
+                return self._failed(record, attempt, result, rt.name)
+            parsed, success = result
+            return Output(self.topics.results, ok_result(
+                record, self.task_name, parsed.value, rt.name, success.model, success.latency_ms,
+                success.tokens_in, success.tokens_out,
+            ))  # fmt: skip
+        failure, provider = last or (
+            Failure(
+                FailureKind.OUTAGE,
+                "provider_unavailable",
+                "no provider of the chain is available (paused or breaker open)",
+            ),
+            self.chain[0].name,
+        )
+        return self._failed(record, attempt, failure, provider)
+
+    def _failed(
+        self, record: Record, attempt: int, failure: Failure, provider: str | None
+    ) -> Output:
+        return Output(self.topics.failures, failure_record(record, attempt, failure, provider))
+
+    async def _call(
+        self, rt: Runtime, req: ProviderRequest
+    ) -> tuple[Parsed, CallSuccess] | Failure:
+        digest = request_hash(rt.config.kind, req)
+        cached = await self._cached(rt, digest)
+        if cached is not None:
+            return cached
+        async with rt.slot():
+            return await self._call_in_slot(rt, req, digest)
+
+    async def _call_in_slot(
+        self, rt: Runtime, req: ProviderRequest, digest: str
+    ) -> tuple[Parsed, CallSuccess] | Failure:
+        estimate = req.text_chars() // 4 + 1 + req.max_tokens
+        waited = time.monotonic()
+        while True:
+            if not rt.available:
+                return _outage(rt)
+            res = await rt.state.reserve(req.model, estimate)
+            if res.granted:
+                break
+            await asyncio.sleep(min(max(res.wait_s, 0.005), BUCKET_RECHECK_S))
+        m.BUCKET_WAIT.labels(rt.name).observe(time.monotonic() - waited)
+        admission = await rt.state.allow()
+        if not admission.allowed:
+            await rt.state.refund(res)
+            return _outage(rt)
+        result = await rt.provider.call(req)
+        if isinstance(result, CallSuccess):
+            return await self._succeeded(rt, digest, res, admission.probe, result)
+        return await self._failed_call(rt, res, admission.probe, result)
+
+    async def _succeeded(
+        self, rt: Runtime, digest: str, res: Reservation, probe: bool, result: CallSuccess
+    ) -> tuple[Parsed, CallSuccess] | Failure:
+        await rt.state.reconcile(res, result.tokens_in + result.tokens_out)
+        await rt.state.record(True, probe)
+        rt.aimd.on_success()
+        await rt.wake()
+        cooldown = cooldown_from_headers(result.headers, time.time())
+        if cooldown:
+            await rt.state.extend_cooldown(cooldown)
+            m.COOLDOWNS.labels(rt.name).inc()
+        m.LATENCY.labels(rt.name, result.model).observe(result.latency_ms / 1000)
+        m.TOKENS.labels(rt.name, result.model, "in").inc(result.tokens_in)
+        m.TOKENS.labels(rt.name, result.model, "out").inc(result.tokens_out)
+        parsed = parse_output(self.task, result.content)
+        m.CALLS.labels(rt.name, "ok" if isinstance(parsed, Parsed) else "failed",
+                       "" if isinstance(parsed, Parsed) else parsed.kind.value).inc()  # fmt: skip
+        if isinstance(parsed, Failure):
+            return parsed
+        if self.cache is not None and self.cache_ttl_s > 0:
+            payload = {"content": result.content, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
+                       "model": result.model, "latency_ms": result.latency_ms}  # fmt: skip
+            await self.cache.put(digest, json.dumps(payload).encode(), self.cache_ttl_s)
+        return parsed, result
+
+    async def _failed_call(
+        self, rt: Runtime, res: Reservation, probe: bool, result: CallFailure
+    ) -> Failure:
+        f = result.failure
+        await rt.state.reconcile(res, 0)  # the request counted at the provider; its tokens did not
+        m.CALLS.labels(rt.name, "failed", f.kind.value).inc()
+        if f.kind in _PUSHBACK:
+            rt.aimd.on_pushback(time.monotonic())
+        if f.retry_after_s:
+            await rt.state.extend_cooldown(f.retry_after_s)
+            m.COOLDOWNS.labels(rt.name).inc()
+        if f.kind in _PROVIDER_SIDE or f.error_class == "auth":
+            state = await rt.state.record(False, probe)
+            if state == "open" and f.kind is not FailureKind.TIMEOUT:
+                # The breaker tripped: this record failed because of the outage.
+                return Failure(
+                    FailureKind.OUTAGE, f"breaker_open:{f.error_class}", f.message, f.retry_after_s
+                )
+        elif probe:
+            await rt.state.record(True, probe)  # the provider answered; the request was at fault
+        return f
+
+    async def _cached(self, rt: Runtime, digest: str) -> tuple[Parsed, CallSuccess] | None:
+        if self.cache is None:
+            return None
+        raw = await self.cache.get(digest)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            success = CallSuccess(doc["content"], int(doc["tokens_in"]), int(doc["tokens_out"]), doc["model"],
+                                  int(doc.get("latency_ms", 0)))  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            return None  # an unreadable entry is a miss
+        parsed = parse_output(self.task, success.content)
+        if isinstance(parsed, Failure):
+            return None
+        m.CACHE_HITS.labels(rt.name).inc()
+        return parsed, success
+
+
+def _outage(rt: Runtime) -> Failure:
+    why = "paused" if rt.health is not None and rt.health.paused else "breaker_open"
+    return Failure(FailureKind.OUTAGE, why, f"provider {rt.name} is {why.replace('_', ' ')}")
+
+
+def _kind(record: Record) -> str:
+    return h.get_str(record.headers, h.ERROR_KIND) or ""
+
+
+def new_aimd(max_in_flight: int) -> Aimd:
+    return Aimd(max_limit=max_in_flight)

@@ -1,0 +1,65 @@
+"""Provider adapters: OpenAI-compatible chat completions and Anthropic messages.
+
+``build_provider(name, config)`` gives a :class:`~.base.Provider` with its own
+pooled HTTP client; close it with ``await provider.aclose()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import httpx
+
+from services.enrich.providers.base import (
+    CallFailure,
+    CallResult,
+    CallSuccess,
+    Message,
+    Provider,
+    ProviderRequest,
+)
+from shared.config_file import ProviderConfig
+from shared.errors import ConfigError
+
+__all__ = [
+    "CallFailure",
+    "CallResult",
+    "CallSuccess",
+    "Message",
+    "Provider",
+    "ProviderRequest",
+    "build_provider",
+    "build_providers",
+]
+
+
+def build_provider(
+    name: str,
+    config: ProviderConfig,
+    *,
+    environ: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Provider:
+    """The adapter for ``config.kind``; ConfigError when its API key variable is unset."""
+    try:
+        api_key = config.resolve_api_key(environ)
+    except ConfigError as exc:
+        raise ConfigError(f"provider {name!r}: {exc}") from None
+    # Imported here: the adapters import ``classify``, which imports this package.
+    from services.enrich.providers.anthropic import AnthropicProvider
+    from services.enrich.providers.openai import OpenAIProvider
+
+    adapter = AnthropicProvider if config.kind == "anthropic" else OpenAIProvider
+    return adapter(name, config, api_key, transport=transport)
+
+
+def build_providers(
+    configs: Mapping[str, ProviderConfig], *, environ: Mapping[str, str] | None = None
+) -> dict[str, Provider]:
+    """Every configured provider, by name (every key is checked before a client opens)."""
+    for name, cfg in configs.items():
+        try:
+            cfg.resolve_api_key(environ)
+        except ConfigError as exc:
+            raise ConfigError(f"provider {name!r}: {exc}") from None
+    return {name: build_provider(name, cfg, environ=environ) for name, cfg in configs.items()}

@@ -1,0 +1,147 @@
+"""The enrich service: wiring of consumer, producer, providers and Redis state."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from confluent_kafka import Consumer
+
+from services.enrich.aimd import Aimd
+from services.enrich.enricher import Enricher
+from services.enrich.providers import build_providers
+from services.enrich.runtime import Runtime
+from services.enrich.settings import EnrichSettings
+from shared.config_file import SluiceConfig, load_config
+from shared.errors import ConfigError, TopicError
+from shared.kafka.concurrent import ConcurrentConsumer, start_loop, stop_loop
+from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.producer import TrackedProducer
+from shared.kafka.shutdown import StopFlag
+from shared.metrics import lag_stats_callback
+from shared.redis.breaker_logic import BreakerConfig
+from shared.redis.bucket import Limits, ProviderLimits
+from shared.redis.cache import ResultCache
+from shared.redis.client import connect
+from shared.redis.state import ProviderState
+from shared.topics import Topics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def _limits(cfg: SluiceConfig, name: str) -> ProviderLimits:
+    p = cfg.providers[name]
+    models = {
+        model: Limits(lim.requests_per_minute, lim.tokens_per_minute)
+        for model, lim in p.models.items()
+    }
+    return ProviderLimits(rpm=p.requests_per_minute, tpm=p.tokens_per_minute, models=models)
+
+
+def _breaker(cfg: SluiceConfig, name: str) -> BreakerConfig:
+    b = cfg.providers[name].breaker
+    return BreakerConfig(window_s=max(1, int(b.window_s)), min_requests=b.min_requests,
+                         failure_threshold=b.failure_rate, open_s=b.open_s, half_open_probes=b.half_open_probes)  # fmt: skip
+
+
+class EnrichService:
+    def __init__(self, settings: EnrichSettings, stop: StopFlag | None = None) -> None:
+        self.settings = settings
+        self.stop = stop or StopFlag()
+        self.topics = Topics(settings.pipeline)
+        self.config = load_config(settings.config_file)
+        try:
+            self.task_name = (
+                settings.task or self.config.default_task or next(iter(self.config.tasks))
+            )
+            self.task = self.config.task(self.task_name)
+        except (KeyError, StopIteration) as exc:
+            raise ConfigError(f"task {settings.task!r} is not configured") from exc
+        self.loop, self._thread = start_loop()
+        self.redis = connect(settings.redis_url.get_secret_value())
+        self.providers = build_providers({n: self.config.providers[n] for n in self.task.providers})
+        self.runtimes = {
+            name: Runtime(
+                name,
+                self.config.providers[name],
+                provider,
+                ProviderState(
+                    self.redis,
+                    settings.pipeline,
+                    name,
+                    _limits(self.config, name),
+                    _breaker(self.config, name),
+                ),
+                Aimd(max_limit=settings.max_in_flight),
+            )
+            for name, provider in self.providers.items()
+        }
+        cache = ResultCache(self.redis, settings.pipeline) if settings.cache_ttl_s > 0 else None
+        self.enricher = self._in_loop(self._make_enricher(cache))
+        self.consumer = Consumer(
+            consumer_config(settings, settings.group, stats_cb=lag_stats_callback(settings.group))
+        )
+        self.runner = ConcurrentConsumer(
+            self.consumer, TrackedProducer(producer_config(settings)), self.enricher, self.loop,
+            settings.max_in_flight, self.stop, settings.revoke_grace_s,
+        )  # fmt: skip
+        self._refresher: concurrent.futures.Future[None] | None = None
+
+    async def _make_enricher(self, cache: ResultCache | None) -> Enricher:
+        # Conditions and clients bind to the running loop: build them inside it.
+        for rt in self.runtimes.values():
+            rt._cond = asyncio.Condition()
+        return Enricher(
+            self.topics, self.task_name, self.task, self.runtimes, cache, self.settings.cache_ttl_s
+        )
+
+    def _in_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await self.enricher.refresh(self.settings.worker_id)
+            await asyncio.sleep(self.settings.health_refresh_s)
+
+    def run(self) -> None:
+        md = self.consumer.list_topics(self.topics.work, timeout=15).topics.get(self.topics.work)
+        if md is None or md.error is not None:
+            raise TopicError(
+                f"topic {self.topics.work!r} does not exist: run `sluice topics create`"
+            )
+        self._in_loop(self.enricher.refresh(self.settings.worker_id))
+        self._refresher = asyncio.run_coroutine_threadsafe(self._refresh_forever(), self.loop)
+        self.runner.subscribe([self.topics.work])
+        log.info("enrich: task %s via %s, up to %d in flight", self.task_name, " → ".join(self.task.providers),
+                 self.settings.max_in_flight)  # fmt: skip
+        try:
+            self.runner.run()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        log.info("enrich stopping (%s)", self.stop.reason or "error")
+        try:
+            self.consumer.close()
+        finally:
+            if self._refresher is not None:
+                self._refresher.cancel()
+            self._in_loop(self._aclose())
+            stop_loop(self.loop, self._thread)
+
+    async def _aclose(self) -> None:
+        for rt in self.runtimes.values():
+            try:
+                await rt.state.fleet.leave(rt.name, self.settings.worker_id)
+            except Exception:  # Redis may be down at shutdown; the TTL expires the entry
+                log.debug("could not leave the fleet registry", exc_info=True)
+            await rt.provider.aclose()
+        await self.redis.aclose()
+
+
+def run(settings: EnrichSettings, stop: StopFlag | None = None) -> None:
+    EnrichService(settings, stop).run()

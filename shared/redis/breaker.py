@@ -1,0 +1,87 @@
+"""Circuit breaker per provider, shared by the fleet through Redis.
+
+Every operation is one call of ``BREAKER_LUA`` (Redis ``TIME`` as the clock);
+the state machine is :mod:`shared.redis.breaker_logic`.
+
+    adm = await breakers.allow("openai")
+    if adm.allowed:
+        ok = await call_provider()
+        await breakers.record("openai", ok, adm.probe)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from shared.redis import keys
+from shared.redis.breaker_logic import Admission, BreakerConfig
+from shared.redis.breaker_lua import BREAKER_LUA
+from shared.redis.client import translated
+
+
+@dataclass(frozen=True)
+class BreakerView:
+    state: str  # closed | open | half_open (open past its period reads half_open)
+    calls: int  # outcomes in the rolling window (closed only)
+    failures: int
+    open_remaining_s: float  # 0 unless open
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class Breakers:
+    def __init__(
+        self,
+        r: aioredis.Redis,
+        pipeline: str,
+        config: BreakerConfig | Mapping[str, BreakerConfig] | None = None,
+    ) -> None:
+        self.r = r
+        self.pipeline = pipeline
+        self.config = config if config is not None else BreakerConfig()
+        self._script = r.register_script(BREAKER_LUA)
+
+    def config_for(self, provider: str) -> BreakerConfig:
+        if isinstance(self.config, BreakerConfig):
+            return self.config
+        return self.config.get(provider, BreakerConfig())
+
+    async def _run(
+        self, provider: str, op: str, ok: bool = False, probe: bool = False
+    ) -> list[Any]:
+        c = self.config_for(provider)
+        args = [
+            op, "1" if ok else "0", "1" if probe else "0", str(c.window_s), str(c.min_requests),
+            repr(float(c.failure_threshold)), str(c.open_ms), str(c.half_open_probes), str(c.probe_ms),
+        ]  # fmt: skip
+        with translated(f"breaker {op} {provider}"):
+            reply = await self._script(
+                keys=[keys.breaker(self.pipeline, provider), keys.window(self.pipeline, provider)],
+                args=args,
+            )
+        return list(reply)
+
+    async def allow(self, provider: str) -> Admission:
+        """May a call start now? (In half-open, ``probe`` marks the few calls let through.)"""
+        allowed, probe, state, *_ = await self._run(provider, "allow")
+        return Admission(bool(int(allowed)), bool(int(probe)), _s(state))
+
+    async def record(self, provider: str, ok: bool, probe: bool = False) -> str:
+        """Account a call's outcome; returns the breaker state afterwards."""
+        reply = await self._run(provider, "record", ok, probe)
+        return _s(reply[2])
+
+    async def state(self, provider: str) -> str:
+        return (await self.view(provider)).state
+
+    async def view(self, provider: str) -> BreakerView:
+        _, _, state, now_ms, open_until, calls, fails = await self._run(provider, "state")
+        st = _s(state)
+        remaining = max(0, int(open_until) - int(now_ms)) / 1000 if st == "open" else 0.0
+        return BreakerView(st, int(calls), int(fails), remaining)

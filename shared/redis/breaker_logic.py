@@ -1,0 +1,152 @@
+"""Circuit-breaker state machine (pure): the reference ``breaker_lua`` implements.
+
+closed     every call is allowed; outcomes go into a rolling window of
+           per-second buckets (``window_s`` long). A failure that brings the
+           window to at least ``min_requests`` calls with a failure rate
+           ``>= failure_threshold`` opens the breaker (and clears the window).
+open       nothing is allowed until ``open_until_ms``; then the breaker is
+           half-open (the first ``allow`` stores the transition; readers
+           compute it from ``open_until_ms``).
+half_open  at most ``half_open_probes`` probe calls at once. A probe success
+           closes the breaker, a probe failure re-opens it for ``open_s``.
+           Probes that never report (a worker died) free their slots after
+           ``probe_timeout_s``. Outcomes of non-probe calls are ignored while
+           the breaker is not closed.
+
+Times are integer milliseconds of Redis ``TIME``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+CLOSED = "closed"
+OPEN = "open"
+HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    window_s: int = 30
+    min_requests: int = 20
+    failure_threshold: float = 0.5
+    open_s: float = 30.0
+    half_open_probes: int = 1
+    probe_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.window_s < 1 or self.min_requests < 1 or self.half_open_probes < 1:
+            raise ValueError("window_s, min_requests and half_open_probes must be >= 1")
+        if not 0 < self.failure_threshold <= 1:
+            raise ValueError("failure_threshold must be in (0, 1]")
+        if self.open_s < 0 or self.probe_timeout_s <= 0:
+            raise ValueError("open_s must be >= 0 and probe_timeout_s > 0")
+
+    @property
+    def open_ms(self) -> int:
+        return math.ceil(self.open_s * 1000)
+
+    @property
+    def probe_ms(self) -> int:
+        return math.ceil(self.probe_timeout_s * 1000)
+
+
+class _BreakerSettingsLike(Protocol):
+    @property
+    def failure_rate(self) -> float: ...
+    @property
+    def min_requests(self) -> int: ...
+    @property
+    def window_s(self) -> float: ...
+    @property
+    def open_s(self) -> float: ...
+    @property
+    def half_open_probes(self) -> int: ...
+
+
+def config_from(cfg: _BreakerSettingsLike, probe_timeout_s: float = 60.0) -> BreakerConfig:
+    """From the YAML provider's ``breaker`` entry (``failure_rate``, ``window_s``, ...)."""
+    return BreakerConfig(
+        window_s=max(1, math.ceil(cfg.window_s)),
+        min_requests=cfg.min_requests,
+        failure_threshold=cfg.failure_rate,
+        open_s=cfg.open_s,
+        half_open_probes=cfg.half_open_probes,
+        probe_timeout_s=probe_timeout_s,
+    )
+
+
+@dataclass(frozen=True)
+class Admission:
+    allowed: bool
+    probe: bool  # the call is a half-open probe: report it with record(..., probe=True)
+    state: str
+
+
+@dataclass
+class BreakerState:
+    state: str = CLOSED
+    open_until_ms: int = 0
+    probes: int = 0
+    probe_deadline_ms: int = 0
+    window: dict[int, tuple[int, int]] = field(default_factory=dict)  # second -> (calls, failures)
+
+
+def effective_state(state: str, open_until_ms: int, now_ms: int) -> str:
+    """An open breaker whose open period is over is half-open."""
+    if state == OPEN and now_ms >= open_until_ms:
+        return HALF_OPEN
+    return state
+
+
+def _open(s: BreakerState, cfg: BreakerConfig, now_ms: int) -> None:
+    s.state, s.open_until_ms, s.probes = OPEN, now_ms + cfg.open_ms, 0
+    s.window.clear()
+
+
+def _close(s: BreakerState) -> None:
+    s.state, s.probes = CLOSED, 0
+    s.window.clear()
+
+
+def window_counts(s: BreakerState, cfg: BreakerConfig, now_ms: int) -> tuple[int, int]:
+    """(calls, failures) in the window ending now; drops buckets that fell out."""
+    sec = now_ms // 1000
+    for old in [k for k in s.window if k <= sec - cfg.window_s]:
+        del s.window[old]
+    return sum(n for n, _ in s.window.values()), sum(f for _, f in s.window.values())
+
+
+def allow(s: BreakerState, cfg: BreakerConfig, now_ms: int) -> Admission:
+    if s.state == CLOSED:
+        return Admission(True, False, CLOSED)
+    if s.state == OPEN:
+        if now_ms < s.open_until_ms:
+            return Admission(False, False, OPEN)
+        s.state, s.probes = HALF_OPEN, 0
+    if s.probes > 0 and now_ms >= s.probe_deadline_ms:
+        s.probes = 0  # the probes in flight never reported
+    if s.probes < cfg.half_open_probes:
+        s.probes += 1
+        s.probe_deadline_ms = now_ms + cfg.probe_ms
+        return Admission(True, True, HALF_OPEN)
+    return Admission(False, False, HALF_OPEN)
+
+
+def record(s: BreakerState, cfg: BreakerConfig, now_ms: int, ok: bool, probe: bool) -> str:
+    """Account one outcome; returns the state afterwards."""
+    if s.state == CLOSED:
+        sec = now_ms // 1000
+        calls, fails = s.window.get(sec, (0, 0))
+        s.window[sec] = (calls + 1, fails + (0 if ok else 1))
+        total, failures = window_counts(s, cfg, now_ms)
+        if not ok and total >= cfg.min_requests and failures >= cfg.failure_threshold * total:
+            _open(s, cfg, now_ms)
+    elif s.state == HALF_OPEN and probe:
+        if ok:
+            _close(s)
+        else:
+            _open(s, cfg, now_ms)
+    return effective_state(s.state, s.open_until_ms, now_ms)

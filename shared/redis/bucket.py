@@ -1,0 +1,206 @@
+"""Fleet-wide token buckets per provider (and per model where configured).
+
+Two dimensions, requests/min and tokens/min; a limit of 0 leaves that
+dimension unlimited. :meth:`Limiter.reserve` checks the provider's cooldown
+and takes 1 request + ``tokens`` from every configured bucket in one Lua call
+(Redis ``TIME`` is the clock), or says how long to wait. After the call,
+:meth:`Limiter.reconcile` settles the token buckets to the response's usage;
+:meth:`Limiter.refund` gives everything back when the provider never saw (or
+never charged) the request. Burst choices are explained in
+:mod:`shared.redis.bucket_math`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import redis.asyncio as aioredis
+
+from shared.redis import keys
+from shared.redis.bucket_lua import BUCKET_LUA
+from shared.redis.bucket_math import (
+    REQUEST_BURST_S,
+    TOKEN_BURST_S,
+    US,
+    BucketSpec,
+    spec_per_minute,
+)
+from shared.redis.client import translated
+
+Kind = Literal["requests", "tokens"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-minute limits of one model; 0 = unlimited."""
+
+    rpm: int = 0
+    tpm: int = 0
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """A provider's limits, optional per-model limits, and the bursts.
+
+    A model listed in ``models`` has buckets of its own (``rpm:<model>``,
+    ``tpm:<model>``) and, by default, does not take from the provider's
+    (the config file's rule: "the model's own budget if configured, else the
+    provider's"). With ``stack_model_limits`` it takes from both.
+    """
+
+    rpm: int = 0
+    tpm: int = 0
+    models: Mapping[str, Limits] = field(default_factory=dict)
+    request_burst_s: float = REQUEST_BURST_S
+    token_burst_s: float = TOKEN_BURST_S
+    stack_model_limits: bool = False
+
+
+class _LimitsLike(Protocol):
+    @property
+    def requests_per_minute(self) -> int: ...
+    @property
+    def tokens_per_minute(self) -> int: ...
+
+
+class _ProviderConfigLike(_LimitsLike, Protocol):
+    @property
+    def models(self) -> Mapping[str, _LimitsLike]: ...
+
+
+def limits_from_config(cfg: _ProviderConfigLike) -> ProviderLimits:
+    """From the YAML provider entry (``requests_per_minute``, ``tokens_per_minute``, ``models``)."""
+    return ProviderLimits(
+        rpm=cfg.requests_per_minute,
+        tpm=cfg.tokens_per_minute,
+        models={
+            m: Limits(lim.requests_per_minute, lim.tokens_per_minute)
+            for m, lim in cfg.models.items()
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One bucket: ``name`` is the key suffix (``rpm``, ``tpm``, ``rpm:<model>``, ...)."""
+
+    name: str
+    kind: Kind
+    spec: BucketSpec
+
+
+def dims_for(limits: ProviderLimits | None, model: str | None) -> list[Dim]:
+    """The buckets a call to ``model`` takes from, in a fixed order (pure)."""
+    if limits is None:
+        return []
+    provider = ("", Limits(limits.rpm, limits.tpm))
+    if model is None or model not in limits.models:
+        pairs = [provider]
+    elif limits.stack_model_limits:
+        pairs = [provider, (f":{model}", limits.models[model])]
+    else:
+        pairs = [(f":{model}", limits.models[model])]
+    out: list[Dim] = []
+    for suffix, lim in pairs:
+        rs = spec_per_minute(lim.rpm, limits.request_burst_s)
+        if rs is not None:
+            out.append(Dim(f"rpm{suffix}", "requests", rs))
+        ts = spec_per_minute(lim.tpm, limits.token_burst_s)
+        if ts is not None:
+            out.append(Dim(f"tpm{suffix}", "tokens", ts))
+    return out
+
+
+@dataclass
+class Reservation:
+    granted: bool
+    wait_s: float  # 0 when granted; else how long until it could be
+    provider: str
+    model: str | None
+    tokens: int  # tokens reserved (estimated input + max_tokens)
+    requests: int  # 1 when granted, else 0
+    now_us: int  # Redis TIME of the decision
+    blocked_by: str | None = None  # "cooldown" or the bucket that waits longest ("rpm", ...)
+    levels: dict[str, float] = field(default_factory=dict)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    settled: bool = False  # reconciled or refunded (each reservation is settled once)
+
+
+def _args(op: str, parts: Sequence[tuple[Dim, float]]) -> list[str]:
+    args = [op]
+    for dim, amount in parts:
+        args += [repr(dim.spec.rate_per_s), repr(dim.spec.capacity), repr(float(amount))]
+    return args
+
+
+class Limiter:
+    """Token buckets of one pipeline, shared by every worker of the fleet."""
+
+    def __init__(
+        self, r: aioredis.Redis, pipeline: str, limits: Mapping[str, ProviderLimits]
+    ) -> None:
+        self.r = r
+        self.pipeline = pipeline
+        self.limits = dict(limits)
+        self._script = r.register_script(BUCKET_LUA)
+
+    async def _run(self, provider: str, parts: Sequence[tuple[Dim, float]], op: str) -> list[Any]:
+        bucket_keys = [keys.bucket(self.pipeline, provider, d.name) for d, _ in parts]
+        with translated(f"bucket {op} {provider}"):
+            reply = await self._script(
+                keys=[keys.cooldown(self.pipeline, provider), *bucket_keys],
+                args=_args(op, parts),
+            )
+        return list(reply)
+
+    async def reserve(self, provider: str, model: str | None, tokens: int) -> Reservation:
+        if tokens < 0:
+            raise ValueError("tokens must be >= 0")
+        dims = dims_for(self.limits.get(provider), model)
+        parts = [(d, 1.0 if d.kind == "requests" else float(tokens)) for d in dims]
+        reply = await self._run(provider, parts, "reserve")
+        granted, wait_us, now_us, blocker = (int(x) for x in reply[:4])
+        levels = {d.name: float(v) for d, v in zip(dims, reply[4:], strict=False)}
+        blocked_by = "cooldown" if blocker == -1 else dims[blocker - 1].name if blocker else None
+        return Reservation(
+            granted=bool(granted),
+            wait_s=wait_us / US,
+            provider=provider,
+            model=model,
+            tokens=tokens if granted else 0,
+            requests=1 if granted else 0,
+            now_us=now_us,
+            blocked_by=blocked_by,
+            levels=levels,
+        )
+
+    async def _settle(self, res: Reservation, request_delta: int, token_delta: int) -> bool:
+        if not res.granted or res.settled:
+            return False
+        res.settled = True
+        dims = dims_for(self.limits.get(res.provider), res.model)
+        parts = [
+            (d, float(request_delta if d.kind == "requests" else token_delta))
+            for d in dims
+            if (request_delta if d.kind == "requests" else token_delta) != 0
+        ]
+        if parts:
+            await self._run(res.provider, parts, "adjust")
+        return True
+
+    async def reconcile(self, res: Reservation, actual_tokens: int) -> bool:
+        """Settle the token buckets to what the call really used (False if nothing to do)."""
+        return await self._settle(res, 0, res.tokens - max(0, actual_tokens))
+
+    async def refund(self, res: Reservation) -> bool:
+        """Give the request and its tokens back: the provider never saw or charged it."""
+        return await self._settle(res, res.requests, res.tokens)
+
+    async def levels(self, provider: str, model: str | None = None) -> dict[str, float]:
+        """Current level of each bucket of ``provider`` (and ``model``), without taking."""
+        dims = dims_for(self.limits.get(provider), model)
+        reply = await self._run(provider, [(d, 0.0) for d in dims], "peek")
+        return {d.name: float(v) for d, v in zip(dims, reply[4:], strict=True)}

@@ -1,0 +1,101 @@
+"""The token-bucket Lua script: one script, one round trip per operation.
+
+Same arithmetic as :mod:`shared.redis.bucket_math` (same float operations in
+the same order), with Redis ``TIME`` (microseconds) as the only clock.
+
+KEYS[1]       cooldown key: integer ms (Redis TIME) until which nothing may start
+KEYS[2..n+1]  bucket hashes, fields ``l`` (level, "%.17g") and ``t`` (ts_us)
+ARGV[1]       op: ``reserve`` | ``adjust`` | ``peek``
+ARGV[3i-1], ARGV[3i], ARGV[3i+1]  for bucket i (1-based): rate_per_s, capacity,
+              amount (reserve: cost to take; adjust: delta, > 0 gives back,
+              < 0 takes more; peek: ignored)
+
+Reply: {granted (1|0), wait_us, now_us, blocker, level_1, ..., level_n}
+  reserve  cooldown active: {0, remaining_us, now_us, -1} (no levels);
+           else all buckets are taken, or none (blocker = index of the bucket
+           that waits longest, wait_us = its wait); levels as strings.
+  adjust   always {1, 0, now_us, 0, levels...}: level + delta, capped at capacity.
+  peek     refilled levels, nothing written.
+Written buckets get PEXPIRE = time until they would be full again + 1 s, so an
+idle bucket disappears exactly when it is indistinguishable from a missing one.
+"""
+
+from __future__ import annotations
+
+BUCKET_LUA = r"""
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local op = ARGV[1]
+local n = #KEYS - 1
+
+local function load(i)
+  local rate = tonumber(ARGV[3 * i - 1])
+  local cap = tonumber(ARGV[3 * i])
+  local amount = tonumber(ARGV[3 * i + 1])
+  local v = redis.call('HMGET', KEYS[i + 1], 'l', 't')
+  local level = cap
+  if v[1] then
+    local dt = now - tonumber(v[2])
+    if dt < 0 then dt = 0 end
+    level = tonumber(v[1]) + dt * rate / 1000000
+    if level > cap then level = cap end
+  end
+  return {rate, cap, amount, level}
+end
+
+local function store(i, s, level)
+  redis.call('HSET', KEYS[i + 1], 'l', string.format('%.17g', level), 't', string.format('%.17g', now))
+  redis.call('PEXPIRE', KEYS[i + 1], math.ceil((s[2] - level) * 1000 / s[1]) + 1000)
+end
+
+if op == 'reserve' then
+  local cd = redis.call('GET', KEYS[1])
+  if cd then
+    local until_ms = tonumber(cd)
+    if until_ms and now / 1000 < until_ms then
+      return {0, until_ms * 1000 - now, now, -1}
+    end
+  end
+  local st = {}
+  local wait, blocker = 0, 0
+  for i = 1, n do
+    local s = load(i)
+    st[i] = s
+    local need = s[3]
+    if need > s[2] then need = s[2] end
+    if s[4] < need then
+      local w = math.ceil((need - s[4]) * 1000000 / s[1])
+      if w > wait then wait = w; blocker = i end
+    end
+  end
+  local out = {0, wait, now, blocker}
+  if wait == 0 then out[1] = 1 end
+  for i = 1, n do
+    local level = st[i][4]
+    if wait == 0 then
+      level = level - st[i][3]
+      store(i, st[i], level)
+    end
+    out[4 + i] = string.format('%.17g', level)
+  end
+  return out
+elseif op == 'adjust' then
+  local out = {1, 0, now, 0}
+  for i = 1, n do
+    local s = load(i)
+    local level = s[4] + s[3]
+    if level > s[2] then level = s[2] end
+    store(i, s, level)
+    out[4 + i] = string.format('%.17g', level)
+  end
+  return out
+elseif op == 'peek' then
+  local out = {1, 0, now, 0}
+  for i = 1, n do
+    out[4 + i] = string.format('%.17g', load(i)[4])
+  end
+  return out
+end
+return redis.error_reply('bucket: unknown op ' .. tostring(op))
+"""

@@ -1,0 +1,131 @@
+"""Token-bucket arithmetic (pure): the reference that ``bucket_lua`` implements.
+
+The clock is Redis ``TIME`` in microseconds. A bucket is stored as
+``(level, ts_us)``; a missing bucket is full. Refill is continuous at
+``rate_per_s`` up to ``capacity``. A take of ``cost`` needs the level to reach
+``min(cost, capacity)`` and subtracts the whole ``cost``, so a request larger
+than the bucket is admitted when the bucket is full and leaves it in debt
+(the long-run rate stays exact; nothing can wait forever).
+
+Capacity (the burst) is ``max(1, rate_per_s * burst_s)``. A token bucket
+admits at most ``capacity + rate * T`` in any window of length ``T``; for a
+window of under ``T`` seconds it admits strictly fewer than that. With the
+request dimension's default ``burst_s = 0`` the capacity is one request, so the
+fleet never starts more than ``limit / 60`` requests in any 1 s window nor more
+than ``limit`` in any 60 s window (the windows a provider or the fake LLM
+measures): a larger burst would let an idle bucket plus its refill admit up to
+twice the per-second rate in one second. The token dimension defaults to
+``burst_s = 1`` (one second's worth), so any 60 s window stays within
+``tpm + max(request cost)``.
+
+Every operation here does its float arithmetic in the same order as the Lua
+script so both give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+US = 1_000_000
+REQUEST_BURST_S = 0.0
+TOKEN_BURST_S = 1.0
+TTL_GRACE_MS = 1000
+
+
+@dataclass(frozen=True)
+class BucketSpec:
+    rate_per_s: float
+    capacity: float
+
+
+@dataclass(frozen=True)
+class Bucket:
+    level: float
+    ts_us: int
+
+
+@dataclass(frozen=True)
+class Take:
+    """One bucket of a reservation: its spec, stored state (None = full) and cost."""
+
+    spec: BucketSpec
+    bucket: Bucket | None
+    cost: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    granted: bool
+    wait_us: int  # 0 when granted
+    blocker: int  # 0 none, -1 cooldown, i = the i-th take (1-based) that waits longest
+    levels: tuple[float, ...]  # levels after the decision (refilled; taken when granted)
+    buckets: tuple[Bucket, ...]  # states to store when granted (empty when refused)
+
+
+def spec_per_minute(limit: int, burst_s: float) -> BucketSpec | None:
+    """The bucket for ``limit`` per minute; ``None`` when the limit is 0 (unlimited)."""
+    if limit <= 0:
+        return None
+    rate = limit / 60.0
+    return BucketSpec(rate, max(1.0, rate * burst_s))
+
+
+def level_at(spec: BucketSpec, bucket: Bucket | None, now_us: int) -> float:
+    if bucket is None:
+        return spec.capacity
+    dt = now_us - bucket.ts_us
+    if dt < 0:
+        dt = 0
+    level = bucket.level + dt * spec.rate_per_s / US
+    if level > spec.capacity:
+        level = spec.capacity
+    return level
+
+
+def needed(spec: BucketSpec, cost: float) -> float:
+    return cost if cost < spec.capacity else spec.capacity
+
+
+def wait_for(spec: BucketSpec, level: float, need: float) -> int:
+    """Microseconds until ``level`` refills to ``need`` (0 if it already has)."""
+    if level >= need:
+        return 0
+    return math.ceil((need - level) * US / spec.rate_per_s)
+
+
+def cooldown_wait_us(cooldown_until_ms: int | None, now_us: int) -> int:
+    if cooldown_until_ms is not None and now_us / 1000 < cooldown_until_ms:
+        return cooldown_until_ms * 1000 - now_us
+    return 0
+
+
+def reserve(takes: Sequence[Take], now_us: int, cooldown_until_ms: int | None = None) -> Decision:
+    """All takes at once, or none (with the wait until all could be had)."""
+    cw = cooldown_wait_us(cooldown_until_ms, now_us)
+    if cw > 0:
+        return Decision(False, cw, -1, (), ())
+    levels = [level_at(t.spec, t.bucket, now_us) for t in takes]
+    wait, blocker = 0, 0
+    for i, (t, level) in enumerate(zip(takes, levels, strict=True), start=1):
+        w = wait_for(t.spec, level, needed(t.spec, t.cost))
+        if w > wait:
+            wait, blocker = w, i
+    if wait > 0:
+        return Decision(False, wait, blocker, tuple(levels), ())
+    after = tuple(level - t.cost for t, level in zip(takes, levels, strict=True))
+    return Decision(True, 0, 0, after, tuple(Bucket(level, now_us) for level in after))
+
+
+def adjust(spec: BucketSpec, bucket: Bucket | None, delta: float, now_us: int) -> Bucket:
+    """Give back (``delta > 0``) or take more (``delta < 0``); never above capacity."""
+    level = level_at(spec, bucket, now_us) + delta
+    if level > spec.capacity:
+        level = spec.capacity
+    return Bucket(level, now_us)
+
+
+def ttl_ms(spec: BucketSpec, level: float) -> int:
+    """How long to keep a stored bucket: past that it would be full, as a missing one is."""
+    return math.ceil((spec.capacity - level) * 1000 / spec.rate_per_s) + TTL_GRACE_MS

@@ -1,0 +1,232 @@
+"""Provider adapters against fakellm over real HTTP: every fault ends as the right kind.
+
+No Kafka or Redis. One fakellm for the module; each test resets its
+configuration. Faults are forced with the ``[[fault:NAME]]`` marker in the
+record's text, so the request goes through ``tasks.render`` like in enrich.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+
+from services.enrich.providers import (
+    CallFailure,
+    CallResult,
+    CallSuccess,
+    Provider,
+    ProviderRequest,
+    build_provider,
+)
+from services.enrich.tasks import Output, parse_output, render
+from services.fakellm.config import FakeLLMConfig
+from services.fakellm.server import serve_in_thread
+from shared.config_file import ProviderConfig, default_config
+from shared.errors import ConfigError
+from shared.kinds import FailureKind as K
+from shared.outcomes import Failure
+
+BASE = FakeLLMConfig(hang_seconds=5)
+DEADLINE_S = 0.5
+TASK = default_config({}).task("sentiment")
+KINDS = ["openai", "anthropic"]
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with serve_in_thread(BASE) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def control(url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=url + "/_control", timeout=5) as c:
+        c.put("/config?replace=true", json=BASE.model_dump()).raise_for_status()
+        c.post("/outage", json={"seconds": 0}).raise_for_status()
+        c.post("/reset").raise_for_status()
+        yield c
+
+
+def provider_config(kind: str, url: str, **extra: object) -> ProviderConfig:
+    base = url + "/v1" if kind == "openai" else url
+    return ProviderConfig.model_validate({"kind": kind, "base_url": base, **extra})
+
+
+@pytest.fixture(params=KINDS)
+async def provider(request: pytest.FixtureRequest, url: str, control: httpx.Client) -> AsyncIterator[Provider]:  # fmt: skip
+    p = build_provider(request.param, provider_config(request.param, url, api_key="sk-test"))
+    try:
+        yield p
+    finally:
+        await p.aclose()
+
+
+def ticket(text: str, fault: str | None = None) -> ProviderRequest:
+    req = render(TASK, {"text": text + (f" [[fault:{fault}]]" if fault else "")})
+    assert isinstance(req, ProviderRequest)
+    return req
+
+
+def failure(result: CallResult) -> Failure:
+    assert isinstance(result, CallFailure), result
+    return result.failure
+
+
+async def test_success_validates_as_sentiment(provider: Provider) -> None:
+    result = await provider.call(ticket("Great support, thanks! But the invoice was wrong"))
+    assert isinstance(result, CallSuccess), result
+    assert result.tokens_in > 0 and result.tokens_out > 0 and result.model == "gpt-fake"
+    assert result.latency_ms >= 0 and "content-type" in result.headers
+    out = parse_output(TASK, result.content)
+    assert isinstance(out, Output)
+    assert out.value["sentiment"] == "positive" and "billing" in out.value["topics"]
+
+
+async def test_hang_is_a_timeout_at_the_deadline(provider: Provider) -> None:
+    started = time.monotonic()
+    f = failure(await provider.call(ticket("hello", "hang"), DEADLINE_S))
+    elapsed = time.monotonic() - started
+    assert (f.kind, f.error_class) == (K.TIMEOUT, "timeout")
+    assert DEADLINE_S - 0.05 <= elapsed < DEADLINE_S + 0.5
+    # the slot is free again at once: the next call on the same pool succeeds
+    assert isinstance(await provider.call(ticket("thanks")), CallSuccess)
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "error_class"),
+    [
+        ("http_500", K.PROVIDER_ERROR, "http_500"),
+        ("http_502", K.PROVIDER_ERROR, "http_502"),
+        ("http_503", K.PROVIDER_ERROR, "http_503"),
+        ("outage", K.PROVIDER_ERROR, "http_503"),
+        ("http_529", K.OVERLOADED, "http_529"),
+        ("rate_limit", K.RATE_LIMITED, "http_429"),
+        ("bad_request", K.BAD_REQUEST, "http_400"),
+    ],
+)
+async def test_http_faults(provider: Provider, fault: str, kind: K, error_class: str) -> None:
+    f = failure(await provider.call(ticket("hello", fault), DEADLINE_S))
+    assert (f.kind, f.error_class) == (kind, error_class)
+    if kind is K.RATE_LIMITED:
+        assert f.retry_after_s is not None and f.retry_after_s >= 1
+
+
+async def test_error_body_in_200_is_classified_from_the_body(provider: Provider) -> None:
+    f = failure(await provider.call(ticket("hello", "error_body")))
+    expected = {
+        "openai": (K.RATE_LIMITED, "error_body:rate_limit_exceeded"),
+        "anthropic": (K.OVERLOADED, "error_body:overloaded_error"),
+    }
+    assert (f.kind, f.error_class) == expected[provider.kind]
+
+
+async def test_invalid_json_content_is_invalid_output(provider: Provider) -> None:
+    result = await provider.call(ticket("hello", "invalid_json"))
+    assert isinstance(result, CallSuccess)
+    out = parse_output(TASK, result.content)
+    assert isinstance(out, Failure) and out.kind is K.INVALID_OUTPUT
+
+
+async def test_rate_limit_headers_on_a_429_from_the_limiter(provider: Provider, control: httpx.Client) -> None:  # fmt: skip
+    control.put("/config", json={"limits": {"rpm": 1}}).raise_for_status()
+    first = await provider.call(ticket("hello"))
+    assert isinstance(first, CallSuccess)
+    f = failure(await provider.call(ticket("hello again")))
+    assert f.kind is K.RATE_LIMITED and f.retry_after_s is not None and 50 <= f.retry_after_s <= 61
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_connection_refused(kind: str) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = build_provider("down", provider_config(kind, f"http://127.0.0.1:{port}"))
+    try:
+        f = failure(await p.call(ticket("hello"), 2))
+    finally:
+        await p.aclose()
+    assert (f.kind, f.error_class) == (K.PROVIDER_ERROR, "connect_error")
+
+
+async def test_pooled_concurrency(provider: Provider, control: httpx.Client) -> None:
+    control.put("/config", json={"latency": {"kind": "fixed", "ms": 200}}).raise_for_status()
+    started = time.monotonic()
+    results = await asyncio.gather(*(provider.call(ticket(f"ticket {i}")) for i in range(64)))
+    elapsed = time.monotonic() - started
+    assert all(isinstance(r, CallSuccess) for r in results)
+    assert elapsed < 64 * 0.2 / 8, f"64 calls of 200 ms took {elapsed:.2f} s"
+
+
+# -- wire details, with a recording transport ---------------------------------------------
+
+
+class Recorder:
+    def __init__(self, kind: str) -> None:
+        self.requests: list[httpx.Request] = []
+        if kind == "openai":
+            body = {"choices": [{"message": {"content": "{}"}}], "usage": {}, "model": "m"}
+        else:
+            body = {"type": "message", "content": [{"type": "text", "text": "{}"}], "model": "m"}
+        self.body = body
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, json=self.body)
+
+
+async def wire(kind: str, base_url: str, **extra: object) -> httpx.Request:
+    rec = Recorder(kind)
+    cfg = ProviderConfig.model_validate({"kind": kind, "base_url": base_url, **extra})
+    p = build_provider("x", cfg, environ={"KEY": "sk-env"}, transport=httpx.MockTransport(rec))
+    assert "sk-" not in repr(p)
+    try:
+        assert isinstance(await p.call(ticket("hi")), CallSuccess)
+    finally:
+        await p.aclose()
+    return rec.requests[0]
+
+
+async def test_openai_wire() -> None:
+    req = await wire("openai", "https://api.example.com/v1/", api_key_env="KEY")
+    assert str(req.url) == "https://api.example.com/v1/chat/completions"
+    assert req.headers["authorization"] == "Bearer sk-env"
+    body = json.loads(req.content)
+    assert body["messages"][0] == {"role": "system", "content": TASK.system}
+    assert body["messages"][1]["role"] == "user" and body["max_tokens"] == 128
+
+
+async def test_azure_wire() -> None:
+    req = await wire(
+        "openai",
+        "https://r.openai.azure.com/openai/deployments/d?api-version=2024-10-21",
+        api_key="sk-inline",
+        extra_headers={"api-key": ""},
+        max_tokens_param="max_completion_tokens",
+    )
+    assert req.url.path == "/openai/deployments/d/chat/completions"
+    assert req.url.params["api-version"] == "2024-10-21"
+    assert req.headers["api-key"] == "sk-inline" and "authorization" not in req.headers
+    assert "max_completion_tokens" in json.loads(req.content)
+
+
+@pytest.mark.parametrize("base", ["https://api.anthropic.com", "https://proxy.example/v1"])
+async def test_anthropic_wire(base: str) -> None:
+    req = await wire("anthropic", base, api_key_env="KEY")
+    assert req.url.path.endswith("/v1/messages") and "/v1/v1" not in req.url.path
+    assert req.headers["x-api-key"] == "sk-env"
+    assert req.headers["anthropic-version"] == "2023-06-01"
+    body = json.loads(req.content)
+    assert body["system"] == TASK.system and body["max_tokens"] == 128
+    assert [m["role"] for m in body["messages"]] == ["user"]
+
+
+def test_missing_key_variable_fails_at_build() -> None:
+    cfg = ProviderConfig(kind="openai", base_url="http://x", api_key_env="NOPE_KEY")
+    with pytest.raises(ConfigError, match="provider 'p': environment variable NOPE_KEY"):
+        build_provider("p", cfg, environ={})

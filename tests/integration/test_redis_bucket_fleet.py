@@ -1,0 +1,89 @@
+"""Three OS processes hammer one bucket: the fleet never beats the limit.
+
+rpm = 1200 (20/s). Every grant time is Redis TIME as the script saw it; no
+1 s sliding window may hold more than 20 of them, and the fleet must still
+use at least 90 % of what the limit allows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from bisect import bisect_right
+from pathlib import Path
+
+import pytest
+import redis
+
+from shared.stack.resolve import Stack
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+RPM = 1200
+PER_S = RPM // 60
+DURATION_US = 4_000_000
+
+WORKER = r"""
+import asyncio, json, sys
+from shared.redis.bucket import Limiter, ProviderLimits
+from shared.redis.client import connect
+
+url, pipeline, start_us, end_us, rpm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+
+async def contender(lim, grants):
+    while True:
+        res = await lim.reserve("p", None, 10)
+        if res.now_us >= end_us:
+            return
+        if res.granted:
+            grants.append(res.now_us)
+        else:
+            await asyncio.sleep(res.wait_s)
+
+async def main():
+    r = connect(url)
+    sec, usec = await r.time()
+    await asyncio.sleep(max(0.0, (start_us - (sec * 1_000_000 + usec)) / 1e6))
+    lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=rpm)})
+    grants = []
+    await asyncio.gather(*(contender(lim, grants) for _ in range(4)))
+    await r.aclose()
+    print(json.dumps(grants))
+
+asyncio.run(main())
+"""
+
+
+def _max_in_window(times: list[int], window_us: int) -> int:
+    """Most grants in any window (t - w, t]: the busiest one ends at a grant."""
+    return max(i + 1 - bisect_right(times, t - window_us) for i, t in enumerate(times))
+
+
+def test_three_processes_stay_under_the_limit_and_use_it(stack: Stack, pipeline: str) -> None:
+    sync = redis.Redis.from_url(stack.redis_url)
+    sec, usec = sync.time()
+    sync.close()
+    start_us = sec * 1_000_000 + usec + 2_000_000  # time for the interpreters to start
+    end_us = start_us + DURATION_US
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [stack.redis_url, pipeline, str(start_us), str(end_us), str(RPM)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, *argv], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]  # fmt: skip
+    per_proc: list[list[int]] = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        per_proc.append(json.loads(out.strip().splitlines()[-1]))
+    grants = sorted(t for g in per_proc for t in g)
+    assert all(len(g) > 0 for g in per_proc), "every process got some grants"
+    assert grants[0] >= start_us - 1_000_000 and grants[-1] < end_us
+    assert _max_in_window(grants, 1_000_000) <= PER_S
+    in_run = [t for t in grants if t >= start_us]
+    allowed = PER_S * DURATION_US / 1_000_000
+    assert len(in_run) >= 0.9 * allowed, f"{len(in_run)} grants of {allowed:.0f} allowed"

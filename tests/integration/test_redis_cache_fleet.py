@@ -1,0 +1,53 @@
+"""Result cache and fleet in-flight heartbeats on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from shared.redis.cache import ResultCache, request_digest
+from shared.redis.client import connect
+from shared.redis.fleet import Fleet
+from shared.stack.resolve import Stack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def r(stack: Stack) -> AsyncIterator[aioredis.Redis]:
+    client = connect(stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_cache_get_put_and_ttl(r: aioredis.Redis, pipeline: str) -> None:
+    cache = ResultCache(r, pipeline)
+    d = request_digest({"model": "m", "messages": ["x"]})
+    assert await cache.get(d) is None
+    await cache.put(d, b'{"sentiment":"positive"}', ttl_s=0.3)
+    assert await cache.get(d) == b'{"sentiment":"positive"}'
+    assert await ResultCache(r, "other" + pipeline).get(d) is None  # scoped by pipeline
+    await cache.put("off", b"x", ttl_s=0)
+    assert await cache.get("off") is None
+    await asyncio.sleep(0.4)
+    assert await cache.get(d) is None
+
+
+async def test_fleet_inflight_sums_live_workers_and_forgets_dead_ones(
+    r: aioredis.Redis, pipeline: str
+) -> None:
+    fleet = Fleet(r, pipeline)
+    await fleet.heartbeat("p", "w1", 3, ttl_s=5)
+    await fleet.heartbeat("p", "w:2", 4, ttl_s=0.3)
+    await fleet.heartbeat("p2", "w1", 100)  # another provider
+    await fleet.heartbeat("p", "w1", 5, ttl_s=5)  # refreshed: replaces, not adds
+    assert await fleet.list_workers("p") == {"w1": 5, "w:2": 4}
+    assert await fleet.fleet_inflight("p") == 9
+    await asyncio.sleep(0.4)  # w:2 stopped heart-beating
+    assert await fleet.fleet_inflight("p") == 5
+    await fleet.leave("p", "w1")
+    assert await fleet.fleet_inflight("p") == 0
+    assert await fleet.list_workers("p2") == {"w1": 100}

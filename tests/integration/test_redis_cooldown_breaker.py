@@ -1,0 +1,127 @@
+"""Cooldown, circuit breaker and pause flag on a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from shared.redis import keys
+from shared.redis.breaker import Breakers
+from shared.redis.breaker_logic import BreakerConfig, BreakerState
+from shared.redis.breaker_logic import allow as ref_allow
+from shared.redis.breaker_logic import record as ref_record
+from shared.redis.client import connect
+from shared.redis.cooldown import Cooldowns
+from shared.redis.health import provider_health, set_paused
+from shared.redis.state import ProviderState
+from shared.stack.resolve import Stack
+
+pytestmark = pytest.mark.integration
+
+CFG = BreakerConfig(
+    window_s=10, min_requests=4, failure_threshold=0.5, open_s=0.4, half_open_probes=2
+)
+
+
+@pytest.fixture
+async def r(stack: Stack) -> AsyncIterator[aioredis.Redis]:
+    client = connect(stack.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_cooldown_is_extended_never_shortened(r: aioredis.Redis, pipeline: str) -> None:
+    cd = Cooldowns(r, pipeline)
+    assert await cd.cooldown_remaining("p") == 0.0
+    assert 1.9 < await cd.extend_cooldown("p", 2.0) <= 2.0
+    assert 1.8 < await cd.extend_cooldown("p", 0.5) <= 2.0  # shorter: ignored
+    assert 1.8 < await cd.cooldown_remaining("p") <= 2.0
+    assert 4.9 < await cd.extend_cooldown("p", 5.0) <= 5.0  # longer: extended
+    assert await cd.cooldown_remaining("other") == 0.0
+    ttl = await r.pttl(keys.cooldown(pipeline, "p"))
+    assert 5000 < ttl <= 6000  # expires a second after it ends
+    await cd.extend_cooldown("q", 0.2)
+    await asyncio.sleep(0.25)
+    assert await cd.cooldown_remaining("q") == 0.0
+
+
+async def test_breaker_opens_probes_and_closes(r: aioredis.Redis, pipeline: str) -> None:
+    b = Breakers(r, pipeline, {"p": CFG})
+    assert (await b.allow("p")).allowed
+    for ok in (True, True, False):
+        assert await b.record("p", ok) == "closed"
+    view = await b.view("p")
+    assert (view.state, view.calls, view.failures) == ("closed", 3, 1)
+    assert await b.record("p", False) == "open"  # 2 of 4 failed
+    assert not (await b.allow("p")).allowed
+    assert (await provider_health(r, pipeline, "p")).breaker == "open"
+    assert not (await provider_health(r, pipeline, "p")).available
+    await asyncio.sleep(0.45)
+    # the open period is over: readers see half-open before any worker moved it
+    assert (await provider_health(r, pipeline, "p")).breaker == "half_open"
+    assert await b.state("p") == "half_open"
+    adms = await asyncio.gather(*(b.allow("p") for _ in range(6)))
+    probes = [a for a in adms if a.allowed]
+    assert len(probes) == 2 and all(a.probe and a.state == "half_open" for a in probes)
+    assert await b.record("p", False, probe=False) == "half_open"  # ignored
+    assert await b.record("p", True, probe=True) == "closed"
+    assert (await b.allow("p")).probe is False
+    assert (await b.view("p")).calls == 0
+
+
+async def test_probe_failure_reopens(r: aioredis.Redis, pipeline: str) -> None:
+    b = Breakers(r, pipeline, CFG)
+    for _ in range(4):
+        await b.record("p", False)
+    await asyncio.sleep(0.45)
+    adm = await b.allow("p")
+    assert adm.probe
+    assert await b.record("p", False, probe=True) == "open"
+    view = await b.view("p")
+    assert view.state == "open" and 0.3 < view.open_remaining_s <= 0.4
+    assert await b.state("other") == "closed"
+
+
+async def test_lua_breaker_follows_the_reference(r: aioredis.Redis, pipeline: str) -> None:
+    """The same script of events gives the same states in Lua and in Python."""
+    cfg = BreakerConfig(
+        window_s=5, min_requests=3, failure_threshold=0.6, open_s=0.3, half_open_probes=1
+    )
+    b = Breakers(r, pipeline, cfg)
+    ref = BreakerState()
+    events = [("rec", True, False), ("rec", False, False), ("rec", False, False),
+              ("allow", False, False), ("sleep", False, False), ("allow", False, False),
+              ("allow", False, False), ("rec", False, True), ("allow", False, False),
+              ("sleep", False, False), ("allow", False, False), ("rec", True, True),
+              ("allow", False, False), ("rec", True, False)]  # fmt: skip
+    for op, ok, probe in events:
+        if op == "sleep":
+            await asyncio.sleep(0.35)
+            continue
+        sec, usec = await r.time()
+        now_ms = int(sec) * 1000 + int(usec) // 1000
+        if op == "allow":
+            got = await b.allow("p")
+            want = ref_allow(ref, cfg, now_ms)
+            assert got == want, (op, ok, probe)
+        else:
+            assert await b.record("p", ok, probe) == ref_record(ref, cfg, now_ms, ok, probe)
+
+
+async def test_pause_flag_and_provider_state(r: aioredis.Redis, pipeline: str) -> None:
+    state = ProviderState(r, pipeline, "p", breaker=CFG)
+    h = await state.health()
+    assert (h.paused, h.breaker, h.available) == (False, "closed", True)
+    await set_paused(r, pipeline, "p", True)
+    h = await provider_health(r, pipeline, "p")
+    assert h.paused and not h.available
+    assert (await ProviderState(r, pipeline, "q").health()).available  # other providers
+    await state.set_paused(False)
+    assert (await state.health()).available
+    await state.extend_cooldown(1.0)
+    snap = await state.snapshot()
+    assert snap.name == "p" and not snap.paused and snap.breaker.state == "closed"
+    assert 0.5 < snap.cooldown_s <= 1.0 and snap.levels == {} and snap.inflight == 0

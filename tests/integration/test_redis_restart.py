@@ -1,0 +1,48 @@
+"""A Redis outage surfaces as ProviderStateUnavailable and heals by itself."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from shared.redis.bucket import ProviderLimits
+from shared.redis.bucket_lua import BUCKET_LUA
+from shared.redis.client import connect
+from shared.redis.errors import ProviderStateUnavailable
+from shared.redis.state import ProviderState
+from shared.stack.resolve import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_outage_is_reported_and_recovered(stack: Stack, pipeline: str) -> None:
+    if stack.redis is None:
+        pytest.skip("Redis is not the local stack's: cannot restart it here")
+    local = stack.redis
+    r = connect(stack.redis_url)
+    state = ProviderState(r, pipeline, "p", limits=ProviderLimits(rpm=60_000, tpm=1_000_000))
+    try:
+        assert (await state.reserve(None, 10)).granted
+        await state.extend_cooldown(0.01)
+        local.stop()
+        try:
+            with pytest.raises(ProviderStateUnavailable):
+                await state.reserve(None, 10)
+            with pytest.raises(ProviderStateUnavailable):
+                await state.health()
+            with pytest.raises(ProviderStateUnavailable):
+                await state.allow()
+            with pytest.raises(ProviderStateUnavailable):
+                await state.heartbeat("w", 1)
+        finally:
+            local.start()
+        # same client: reconnects, and the scripts are loaded again (NOSCRIPT fallback)
+        assert await r.script_exists(hashlib.sha1(BUCKET_LUA.encode()).hexdigest()) == [False]
+        res = await state.reserve(None, 10)
+        assert res.granted
+        assert await state.reconcile(res, 5)
+        assert (await state.allow()).allowed
+        assert (await state.health()).available
+    finally:
+        await r.aclose()

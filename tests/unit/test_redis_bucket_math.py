@@ -1,0 +1,133 @@
+"""Token-bucket arithmetic (pure reference of the Lua script)."""
+
+from __future__ import annotations
+
+import random
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
+
+import pytest
+
+from shared.redis import bucket_math as bm
+from shared.redis.bucket import Limits, ProviderLimits, dims_for, limits_from_config
+
+S = bm.US  # one second in microseconds
+T0 = 1_700_000_000 * S
+
+
+def test_specs_from_per_minute_limits() -> None:
+    assert bm.spec_per_minute(0, 1.0) is None
+    rpm = bm.spec_per_minute(1200, bm.REQUEST_BURST_S)
+    assert rpm == bm.BucketSpec(20.0, 1.0)
+    assert bm.spec_per_minute(60_000, bm.TOKEN_BURST_S) == bm.BucketSpec(1000.0, 1000.0)
+    assert bm.spec_per_minute(30, 10.0) == bm.BucketSpec(0.5, 5.0)
+    assert bm.spec_per_minute(6, 1.0) == bm.BucketSpec(0.1, 1.0)  # never below one unit
+
+
+def test_missing_bucket_is_full_and_refill_is_capped() -> None:
+    spec = bm.BucketSpec(10.0, 5.0)
+    assert bm.level_at(spec, None, T0) == 5.0
+    b = bm.Bucket(0.0, T0)
+    assert bm.level_at(spec, b, T0 + S // 10) == pytest.approx(1.0)
+    assert bm.level_at(spec, b, T0 + 10 * S) == 5.0
+    assert bm.level_at(spec, b, T0 - S) == 0.0  # a clock step back refills nothing
+
+
+def test_reserve_is_all_or_nothing_and_reports_the_longest_wait() -> None:
+    req = bm.BucketSpec(2.0, 1.0)
+    tok = bm.BucketSpec(100.0, 100.0)
+    takes = [bm.Take(req, None, 1), bm.Take(tok, bm.Bucket(20.0, T0), 50)]
+    d = bm.reserve(takes, T0)
+    assert not d.granted and d.blocker == 2
+    assert d.wait_us == 300_000  # 30 tokens at 100/s
+    assert d.levels == (1.0, 20.0) and d.buckets == ()
+    d = bm.reserve(takes, T0 + 300_000)
+    assert d.granted and d.wait_us == 0 and d.blocker == 0
+    assert d.levels == (0.0, 0.0)
+    assert d.buckets == (bm.Bucket(0.0, T0 + 300_000), bm.Bucket(0.0, T0 + 300_000))
+
+
+def test_cooldown_blocks_before_any_bucket() -> None:
+    spec = bm.BucketSpec(1.0, 1.0)
+    until_ms = T0 // 1000 + 1500
+    d = bm.reserve([bm.Take(spec, None, 1)], T0, cooldown_until_ms=until_ms)
+    assert (d.granted, d.wait_us, d.blocker) == (False, 1_500_000, -1)
+    assert bm.reserve([bm.Take(spec, None, 1)], T0 + 1_500_000, until_ms).granted
+
+
+def test_request_larger_than_the_bucket_goes_into_debt_when_full() -> None:
+    tok = bm.BucketSpec(100.0, 100.0)
+    d = bm.reserve([bm.Take(tok, None, 250)], T0)
+    assert d.granted and d.levels == (-150.0,)
+    d2 = bm.reserve([bm.Take(tok, d.buckets[0], 10)], T0)
+    assert not d2.granted and d2.wait_us == 1_600_000  # back to +10 from -150
+
+
+def test_adjust_gives_back_up_to_capacity_and_can_take_more() -> None:
+    tok = bm.BucketSpec(100.0, 100.0)
+    b = bm.Bucket(10.0, T0)
+    assert bm.adjust(tok, b, 50, T0) == bm.Bucket(60.0, T0)
+    assert bm.adjust(tok, b, 500, T0) == bm.Bucket(100.0, T0)
+    assert bm.adjust(tok, b, -40, T0) == bm.Bucket(-30.0, T0)
+
+
+def test_ttl_is_time_to_full_plus_grace() -> None:
+    spec = bm.BucketSpec(20.0, 1.0)
+    assert bm.ttl_ms(spec, 0.0) == 50 + bm.TTL_GRACE_MS
+    assert bm.ttl_ms(spec, 1.0) == bm.TTL_GRACE_MS
+
+
+def _max_in_window(times: list[int], window_us: int) -> int:
+    """Most events in any window (t - w, t] (the fake LLM's definition)."""
+    times = sorted(times)
+    return max((i + 1 - bisect_right(times, t - window_us) for i, t in enumerate(times)), default=0)
+
+
+@pytest.mark.parametrize("rpm", [60, 1200, 6000])
+def test_greedy_and_random_clients_never_exceed_the_rate_in_any_window(rpm: int) -> None:
+    spec = bm.spec_per_minute(rpm, bm.REQUEST_BURST_S)
+    assert spec is not None
+    rng = random.Random(rpm)
+    bucket: bm.Bucket | None = None
+    now, grants = T0, []
+    end = T0 + 70 * S
+    while now < end:
+        d = bm.reserve([bm.Take(spec, bucket, 1)], now)
+        if d.granted:
+            grants.append(now)
+            bucket = d.buckets[0]
+            now += rng.choice([0, 1, rng.randrange(1, 3 * S // max(1, rpm // 60))])
+        else:
+            now += d.wait_us if rng.random() < 0.7 else rng.randrange(1, d.wait_us + 2)
+    per_s = rpm // 60
+    assert _max_in_window(grants, S) <= max(1, per_s)
+    assert _max_in_window(grants, 60 * S) <= rpm
+    assert len(grants) >= 0.6 * rpm * 70 / 60  # random clients still use most of it
+
+
+def test_dims_for_provider_and_model() -> None:
+    lim = ProviderLimits(rpm=1200, tpm=0, models={"m": Limits(rpm=60, tpm=6000)})
+    assert [d.name for d in dims_for(lim, "m")] == ["rpm:m", "tpm:m"]  # the model's own budget
+    assert [d.name for d in dims_for(lim, "other")] == ["rpm"]
+    assert [d.name for d in dims_for(lim, None)] == ["rpm"]
+    stacked = replace(lim, stack_model_limits=True)
+    assert [d.name for d in dims_for(stacked, "m")] == ["rpm", "rpm:m", "tpm:m"]
+    assert [d.kind for d in dims_for(stacked, "m")] == ["requests", "requests", "tokens"]
+    assert dims_for(None, "m") == []
+    assert dims_for(ProviderLimits(), None) == []
+
+
+@dataclass(frozen=True)
+class _YamlLimits:
+    requests_per_minute: int = 0
+    tokens_per_minute: int = 0
+
+
+@dataclass(frozen=True)
+class _YamlProvider(_YamlLimits):
+    models: dict[str, _YamlLimits] = field(default_factory=dict)
+
+
+def test_limits_from_the_config_file_shape() -> None:
+    cfg = _YamlProvider(1200, 90_000, {"m": _YamlLimits(60, 0)})
+    assert limits_from_config(cfg) == ProviderLimits(1200, 90_000, {"m": Limits(60, 0)})

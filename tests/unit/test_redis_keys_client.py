@@ -1,0 +1,57 @@
+"""Key helpers, the cache digest and the outage translation (no Redis)."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import pytest
+import redis.exceptions
+
+from shared.errors import SluiceError
+from shared.redis import keys
+from shared.redis.cache import request_digest
+from shared.redis.client import connect, translated
+from shared.redis.errors import ProviderStateUnavailable
+
+
+def test_inflight_pattern_matches_only_that_providers_workers() -> None:
+    pat = keys.inflight_pattern("p", "prov[1]*")
+    assert pat == "sluice:p:provider:prov\\[1\\]\\*:inflight:*"
+    assert keys.inflight_prefix("p", "x") + "w1" == keys.inflight("p", "x", "w1")
+    plain = keys.inflight_pattern("p", "openai")
+    assert fnmatch.fnmatchcase(keys.inflight("p", "openai", "host-1"), plain)
+    assert not fnmatch.fnmatchcase(keys.inflight("p", "openai2", "host-1"), plain)
+
+
+def test_request_digest_is_canonical() -> None:
+    a = request_digest({"model": "m", "messages": [{"role": "user", "content": "hi"}], "t": 0})
+    b = request_digest({"t": 0, "messages": [{"content": "hi", "role": "user"}], "model": "m"})
+    assert a == b and len(a) == 64
+    assert a != request_digest({"model": "m", "messages": [], "t": 0})
+
+
+@pytest.mark.parametrize(
+    "exc", [redis.exceptions.ConnectionError("refused"), redis.exceptions.TimeoutError("slow"),
+            redis.exceptions.BusyLoadingError("loading")],
+)  # fmt: skip
+def test_outages_become_provider_state_unavailable(exc: Exception) -> None:
+    with pytest.raises(ProviderStateUnavailable) as info, translated("test"):
+        raise exc
+    assert isinstance(info.value, SluiceError)
+    assert isinstance(info.value, redis.exceptions.ConnectionError)  # old handlers still catch it
+    assert info.value.__cause__ is exc
+
+
+def test_other_redis_errors_pass_through() -> None:
+    with pytest.raises(redis.exceptions.ResponseError), translated("test"):
+        raise redis.exceptions.ResponseError("WRONGTYPE")
+
+
+async def test_connect_sets_short_timeouts() -> None:
+    r = connect("redis://127.0.0.1:1/0")
+    try:
+        kw = r.connection_pool.connection_kwargs
+        assert kw["socket_timeout"] == 2.0 and kw["socket_connect_timeout"] == 2.0
+        assert kw["health_check_interval"] > 0
+    finally:
+        await r.aclose()
