@@ -12,6 +12,7 @@ from confluent_kafka import Consumer
 
 from services.enrich.aimd import Aimd
 from services.enrich.enricher import Enricher
+from services.enrich.metrics import IN_FLIGHT
 from services.enrich.providers import build_providers
 from services.enrich.runtime import Runtime
 from services.enrich.settings import EnrichSettings
@@ -105,6 +106,7 @@ class EnrichService:
     async def _refresh_forever(self) -> None:
         while True:
             await self.enricher.refresh(self.settings.worker_id)
+            IN_FLIGHT.set(self.runner.in_flight())
             await asyncio.sleep(self.settings.health_refresh_s)
 
     def run(self) -> None:
