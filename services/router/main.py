@@ -1,0 +1,31 @@
+"""``sluice router``: run the router (retry ladder, dead-letter topics, parking)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from services.router.service import run as run_router
+from services.router.settings import RouterSettings
+from shared.kafka.shutdown import StopFlag
+from shared.metrics import serve
+from shared.settings import load
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sluice router", description=__doc__)
+    parser.add_argument(
+        "--rungs", help="retry rungs, e.g. 5s,1m,10m (overrides SLUICE_RETRY_RUNGS)"
+    )
+    parser.add_argument("--drain-rps", type=float, help="overrides SLUICE_PARKED_DRAIN_RPS")
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.rungs:
+        overrides["retry_rungs"] = args.rungs
+    if args.drain_rps is not None:
+        overrides["parked_drain_rps"] = args.drain_rps
+    settings = load(RouterSettings, **overrides)
+    settings.topics  # noqa: B018  bad rungs are a one-line error before anything starts
+    serve(settings.metrics_port)
+    run_router(settings, StopFlag().install())
+    return 0
