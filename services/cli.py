@@ -1,6 +1,6 @@
 """The ``sluice`` command: run a service, provision topics, drive the local stack.
 
-    sluice ingest | router | fakellm    run one service
+    sluice ingest | router | sequencer | fakellm    run one service
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
     sluice demo                         end-to-end run with live progress and a summary
@@ -35,6 +35,12 @@ def _router(argv: list[str]) -> int:
 
 def _enrich(argv: list[str]) -> int:
     from services.enrich.main import run
+
+    return run(argv)
+
+
+def _sequencer(argv: list[str]) -> int:
+    from services.sequencer.main import run
 
     return run(argv)
 
@@ -108,6 +114,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "ingest": (_ingest, "run the ingest service"),
     "router": (_router, "run the router: retry ladder, DLQs, parking"),
     "enrich": (_enrich, "run an enrich worker"),
+    "sequencer": (_sequencer, "run the sequencer: per-key order, exactly once to P.output"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),

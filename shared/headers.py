@@ -102,21 +102,27 @@ def merge(original: Iterable[tuple[str, bytes]], ours: Sequence[tuple[str, bytes
     return [h for h in original if h[0] not in names] + list(ours)
 
 
-def get(headers: Iterable[tuple[str, bytes]] | None, name: str) -> bytes | None:
-    """The last value of ``name`` (Kafka allows repeats; the last one wins)."""
+def get(headers: object, name: str) -> bytes | None:
+    """The last value of ``name`` (Kafka allows repeats; the last one wins).
+
+    ``headers`` is what a client delivers (a list of pairs, or None).
+    """
     found: bytes | None = None
-    for n, v in headers or ():
-        if n == name:
-            found = v
+    if not isinstance(headers, list | tuple):
+        return None
+    for item in headers:
+        if item[0] == name:
+            v = item[1]
+            found = v.encode() if isinstance(v, str) else (v if v is not None else b"")
     return found
 
 
-def get_str(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
+def get_str(headers: object, name: str) -> str | None:
     v = get(headers, name)
     return None if v is None else v.decode("utf-8", "replace")
 
 
-def get_int(headers: Iterable[tuple[str, bytes]] | None, name: str) -> int:
+def get_int(headers: object, name: str) -> int:
     v = get(headers, name)
     if v is None:
         raise HeaderError(f"header {name} is missing")

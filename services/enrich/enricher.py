@@ -94,10 +94,11 @@ class Enricher:
             try:
                 out = await self._attempt(record, attempt)
                 break
-            except ProviderStateUnavailable:
+            except ProviderStateUnavailable as exc:
                 # Never call a provider without the fleet's limits: wait for Redis.
                 log.warning(
-                    "Redis unavailable; record waits",
+                    "Redis unavailable (%s); record waits",
+                    exc,
                     extra={"record": coords(tp[0], tp[1], offset, record.key)},
                 )
                 await asyncio.sleep(REDIS_RETRY_S)
@@ -155,13 +156,14 @@ class Enricher:
     ) -> tuple[Parsed, CallSuccess] | Failure:
         estimate = req.text_chars() // 4 + 1 + req.max_tokens
         waited = time.monotonic()
-        while True:
-            if not rt.available:
-                return _outage(rt)
-            res = await rt.state.reserve(req.model, estimate)
-            if res.granted:
-                break
-            await asyncio.sleep(min(max(res.wait_s, 0.005), BUCKET_RECHECK_S))
+        async with rt.bucket_lock:
+            while True:
+                if not rt.available:
+                    return _outage(rt)
+                res = await rt.state.reserve(req.model, estimate)
+                if res.granted:
+                    break
+                await asyncio.sleep(min(max(res.wait_s, 0.001), BUCKET_RECHECK_S))
         m.BUCKET_WAIT.labels(rt.name).observe(time.monotonic() - waited)
         admission = await rt.state.allow()
         if not admission.allowed:

@@ -24,6 +24,9 @@ class Runtime:
     health: Health | None = None  # None: unknown (Redis unreachable)
     active: int = 0
     _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+    # One task per worker waits on the fleet's buckets at a time; the others queue
+    # behind it in order instead of all polling Redis.
+    bucket_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def available(self) -> bool:

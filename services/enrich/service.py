@@ -96,6 +96,7 @@ class EnrichService:
         # Conditions and clients bind to the running loop: build them inside it.
         for rt in self.runtimes.values():
             rt._cond = asyncio.Condition()
+            rt.bucket_lock = asyncio.Lock()
         return Enricher(
             self.topics, self.task_name, self.task, self.runtimes, cache, self.settings.cache_ttl_s
         )

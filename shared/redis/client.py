@@ -22,6 +22,8 @@ SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 2.0
 HEALTH_CHECK_INTERVAL_S = 15
 RETRIES = 3
+MAX_CONNECTIONS = 32
+POOL_WAIT_S = 10.0
 
 UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,  # includes BusyLoadingError (restart replaying the AOF)
@@ -35,19 +37,26 @@ def connect(
     socket_timeout: float = SOCKET_TIMEOUT_S,
     connect_timeout: float = CONNECT_TIMEOUT_S,
     retries: int = RETRIES,
-    max_connections: int | None = None,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> aioredis.Redis:
-    """An asyncio client for ``url`` (bytes replies; no I/O happens until first use)."""
-    return aioredis.Redis.from_url(
+    """An asyncio client for ``url`` (bytes replies; no I/O happens until first use).
+
+    The pool blocks (up to ``POOL_WAIT_S``) when all ``max_connections`` are
+    busy instead of failing with "Too many connections": hundreds of in-flight
+    records share a few dozen connections.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=max_connections,
+        timeout=POOL_WAIT_S,
         socket_timeout=socket_timeout,
         socket_connect_timeout=connect_timeout,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
         retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.05), retries),
         retry_on_error=list(UNAVAILABLE_ERRORS),
         decode_responses=False,
-        max_connections=max_connections,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 @contextmanager

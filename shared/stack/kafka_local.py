@@ -137,7 +137,7 @@ class LocalKafka:
         java = ["java", f"-Xmx{self.heap}", f"-Dlog4j2.configurationFile={log4j}", "-cp", cp]
         if not formatted:
             fmt = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)],
+                [*java, "kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}", "-c", str(props)],
                 capture_output=True, text=True, timeout=120, check=False,
             )  # fmt: skip
             if fmt.returncode != 0:
