@@ -1,8 +1,9 @@
 """Per-worker adaptive concurrency (AIMD), under the fleet-wide buckets (pure).
 
-Each success raises the limit by ``increase / limit`` (about +1 per full
-window of successes); a rate-limit or overload signal halves it, at most once
-per ``cooldown_s`` so one burst of 429s counts as one signal.
+Each success raises the limit by ``increase`` (a fast climb back: the
+fleet-wide buckets, not this limit, keep the fleet under the provider's
+rate); a rate-limit or overload signal halves it, at most once per
+``cooldown_s`` so one burst of 429s counts as one signal.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Aimd:
         return max(self.min_limit, int(self.limit))
 
     def on_success(self) -> None:
-        self.limit = min(float(self.max_limit), self.limit + self.increase / max(self.limit, 1.0))
+        self.limit = min(float(self.max_limit), self.limit + self.increase)
 
     def on_pushback(self, now: float) -> None:
         """The provider said slow down (429 / 529 / overloaded)."""

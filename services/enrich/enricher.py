@@ -17,7 +17,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from services.enrich import metrics as m
 from services.enrich.aimd import Aimd
@@ -39,6 +40,7 @@ from shared.topics import Topics
 from shared.watermark import TP
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Failures that say the provider itself is unwell (they feed the breaker).
 _PROVIDER_SIDE = frozenset(
@@ -155,6 +157,10 @@ class Enricher:
         self, rt: Runtime, req: ProviderRequest, digest: str
     ) -> tuple[Parsed, CallSuccess] | Failure:
         estimate = req.text_chars() // 4 + 1 + req.max_tokens
+        # The breaker first: no Redis round trip between taking a token and sending.
+        admission = await rt.state.allow()
+        if not admission.allowed:
+            return _outage(rt)
         waited = time.monotonic()
         async with rt.bucket_lock:
             while True:
@@ -165,14 +171,14 @@ class Enricher:
                     break
                 await asyncio.sleep(min(max(res.wait_s, 0.001), BUCKET_RECHECK_S))
         m.BUCKET_WAIT.labels(rt.name).observe(time.monotonic() - waited)
-        admission = await rt.state.allow()
-        if not admission.allowed:
-            await rt.state.refund(res)
-            return _outage(rt)
         result = await rt.provider.call(req)
+        # The call is paid for: from here on a Redis outage delays the bookkeeping
+        # but never makes us call again.
         if isinstance(result, CallSuccess):
-            return await self._succeeded(rt, digest, res, admission.probe, result)
-        return await self._failed_call(rt, res, admission.probe, result)
+            return await _until_redis(
+                lambda: self._succeeded(rt, digest, res, admission.probe, result)
+            )
+        return await _until_redis(lambda: self._failed_call(rt, res, admission.probe, result))
 
     async def _succeeded(
         self, rt: Runtime, digest: str, res: Reservation, probe: bool, result: CallSuccess
@@ -238,6 +244,20 @@ class Enricher:
             return None
         m.CACHE_HITS.labels(rt.name).inc()
         return parsed, success
+
+
+async def _until_redis(step: Callable[[], Awaitable[T]]) -> T:
+    """Run post-call bookkeeping; while Redis is down, retry it (never the call).
+
+    The steps are safe to repeat: a reservation settles once, cooldowns only
+    extend, cache writes overwrite.
+    """
+    while True:
+        try:
+            return await step()
+        except ProviderStateUnavailable as exc:
+            log.warning("Redis unavailable after a paid call (%s); retrying the bookkeeping", exc)
+            await asyncio.sleep(REDIS_RETRY_S)
 
 
 def _outage(rt: Runtime) -> Failure:

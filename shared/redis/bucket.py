@@ -105,7 +105,7 @@ def dims_for(limits: ProviderLimits | None, model: str | None) -> list[Dim]:
         pairs = [(f":{model}", limits.models[model])]
     out: list[Dim] = []
     for suffix, lim in pairs:
-        rs = spec_per_minute(lim.rpm, limits.request_burst_s)
+        rs = spec_per_minute(lim.rpm, limits.request_burst_s, exact_per_second=True)
         if rs is not None:
             out.append(Dim(f"rpm{suffix}", "requests", rs))
         ts = spec_per_minute(lim.tpm, limits.token_burst_s)

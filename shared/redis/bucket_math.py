@@ -8,13 +8,11 @@ than the bucket is admitted when the bucket is full and leaves it in debt
 (the long-run rate stays exact; nothing can wait forever).
 
 Capacity (the burst) is ``max(1, rate_per_s * burst_s)``. A token bucket
-admits at most ``capacity + rate * T`` in any window of length ``T``; for a
-window of under ``T`` seconds it admits strictly fewer than that. With the
-request dimension's default ``burst_s = 0`` the capacity is one request, so the
-fleet never starts more than ``limit / 60`` requests in any 1 s window nor more
-than ``limit`` in any 60 s window (the windows a provider or the fake LLM
-measures): a larger burst would let an idle bucket plus its refill admit up to
-twice the per-second rate in one second. The token dimension defaults to
+admits at most ``capacity + rate * T`` in any window of length ``T``. Request
+buckets (``REQUEST_BURST_S``) take their burst out of the refill rate (see
+``spec_per_minute``), so the fleet never starts more than ``limit / 60``
+requests in any 1 s window nor more than ``limit`` in any 60 s window (the
+windows a provider or the fake LLM measures). The token dimension defaults to
 ``burst_s = 1`` (one second's worth), so any 60 s window stays within
 ``tpm + max(request cost)``.
 
@@ -29,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 US = 1_000_000
-REQUEST_BURST_S = 0.0
+REQUEST_BURST_S = 0.02
 TOKEN_BURST_S = 1.0
 TTL_GRACE_MS = 1000
 
@@ -64,11 +62,25 @@ class Decision:
     buckets: tuple[Bucket, ...]  # states to store when granted (empty when refused)
 
 
-def spec_per_minute(limit: int, burst_s: float) -> BucketSpec | None:
-    """The bucket for ``limit`` per minute; ``None`` when the limit is 0 (unlimited)."""
+def spec_per_minute(
+    limit: int, burst_s: float, exact_per_second: bool = False
+) -> BucketSpec | None:
+    """The bucket for ``limit`` per minute; ``None`` when the limit is 0 (unlimited).
+
+    With ``exact_per_second`` (request buckets) and a burst of at least one
+    request, the burst is taken out of the refill rate: capacity ``c`` and
+    rate ``limit/60 - c`` let at most
+    ``limit/60`` through in any 1-second window, while the small burst
+    absorbs the latency between a token appearing and a waiter taking it
+    (with a one-token bucket every late take is capacity lost for good).
+    """
     if limit <= 0:
         return None
     rate = limit / 60.0
+    if exact_per_second and rate * burst_s >= 1.0:
+        capacity = rate * burst_s
+        return BucketSpec(rate - capacity, capacity)
+    # Below that, a one-token bucket: no 1-second window exceeds the rate either.
     return BucketSpec(rate, max(1.0, rate * burst_s))
 
 

@@ -29,6 +29,10 @@ def test_demo_runs_end_to_end_and_reports_a_clean_summary(stack: Stack, tmp_path
     assert summary["records"] == 3000
     assert summary["lost"] == 0
     assert summary["enriched"] + summary["dead"] == 3000
-    assert summary["dead"] > 0, "the demo mixes in poison records and faults; they must end in a DLQ, not vanish"
-    assert summary["llm_calls"] >= summary["enriched"], "distinct prompts: every enrichment is a paid call"
+    assert summary["dead"] > 0, (
+        "the demo mixes in poison records and faults; they must end in a DLQ, not vanish"
+    )
+    assert summary["llm_calls"] >= summary["enriched"], (
+        "distinct prompts: every enrichment is a paid call"
+    )
     assert summary["p50_ms"] is not None and summary["p99_ms"] >= summary["p50_ms"]

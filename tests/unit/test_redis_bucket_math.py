@@ -17,8 +17,14 @@ T0 = 1_700_000_000 * S
 
 def test_specs_from_per_minute_limits() -> None:
     assert bm.spec_per_minute(0, 1.0) is None
-    rpm = bm.spec_per_minute(1200, bm.REQUEST_BURST_S)
-    assert rpm == bm.BucketSpec(20.0, 1.0)
+    rpm = bm.spec_per_minute(1200, bm.REQUEST_BURST_S, exact_per_second=True)
+    assert rpm == bm.BucketSpec(20.0, 1.0)  # a one-token bucket below 50/s
+    big = bm.spec_per_minute(12_000, bm.REQUEST_BURST_S, exact_per_second=True)
+    assert (
+        big is not None
+        and big.capacity == pytest.approx(4.0)
+        and big.rate_per_s == pytest.approx(196.0)
+    )
     assert bm.spec_per_minute(60_000, bm.TOKEN_BURST_S) == bm.BucketSpec(1000.0, 1000.0)
     assert bm.spec_per_minute(30, 10.0) == bm.BucketSpec(0.5, 5.0)
     assert bm.spec_per_minute(6, 1.0) == bm.BucketSpec(0.1, 1.0)  # never below one unit
@@ -83,9 +89,9 @@ def _max_in_window(times: list[int], window_us: int) -> int:
     return max((i + 1 - bisect_right(times, t - window_us) for i, t in enumerate(times)), default=0)
 
 
-@pytest.mark.parametrize("rpm", [60, 1200, 6000])
+@pytest.mark.parametrize("rpm", [60, 1200, 6000, 12_000, 60_000])
 def test_greedy_and_random_clients_never_exceed_the_rate_in_any_window(rpm: int) -> None:
-    spec = bm.spec_per_minute(rpm, bm.REQUEST_BURST_S)
+    spec = bm.spec_per_minute(rpm, bm.REQUEST_BURST_S, exact_per_second=True)
     assert spec is not None
     rng = random.Random(rpm)
     bucket: bm.Bucket | None = None
