@@ -1,0 +1,30 @@
+"""``sluice sequencer``: restore per-key order, exactly once to P.output."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from services.sequencer.service import run as run_sequencer
+from services.sequencer.settings import SequencerSettings
+from shared.kafka.shutdown import StopFlag
+from shared.metrics import serve
+from shared.settings import load
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sluice sequencer", description=__doc__)
+    parser.add_argument("--dead-mode", choices=["skip", "block"], help="overrides SLUICE_DEAD_MODE")
+    parser.add_argument(
+        "--worker-id", help="overrides SLUICE_WORKER_ID (names the transactional id)"
+    )
+    args = parser.parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.dead_mode:
+        overrides["dead_mode"] = args.dead_mode
+    if args.worker_id:
+        overrides["worker_id"] = args.worker_id
+    settings = load(SequencerSettings, **overrides)
+    serve(settings.metrics_port)
+    run_sequencer(settings, StopFlag().install())
+    return 0

@@ -1,0 +1,315 @@
+"""The sequencer loop: per-key order restored, exactly once to ``P.output``.
+
+One consumer (group ``P.sequencer``, ``range`` assignment so partition ``n`` of
+``P.work`` and of ``P.results`` land on the same instance, ``read_committed``,
+no auto commit) and ONE transactional producer per instance
+(``transactional.id`` = ``P.sequencer.<worker_id>``). Each transaction holds
+the output records, the changelog records of the state changes (partition
+``n`` of ``P.sequencer.state`` for input partition ``n``) and the consumer
+offsets of both topics (``send_offsets_to_transaction`` with the consumer's
+group metadata, so a zombie of an older generation is fenced, KIP-447). A
+transaction commits every ``txn_interval_ms`` (100 ms) or ``txn_max_events``
+input records, whichever comes first, and on revoke and shutdown.
+
+Failures: an abortable error aborts the transaction, rebuilds the state from
+the changelog and seeks back to the committed offsets (nothing of the aborted
+transaction is visible to ``read_committed`` readers); a fatal error (fenced
+by a newer instance with the same ``transactional.id``, ...) stops the
+service with a non-zero exit, and a restart recovers the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from services.sequencer import metrics as m
+from services.sequencer import records
+from services.sequencer.changelog import Changelog
+from services.sequencer.model import Emit, Outcome
+from services.sequencer.reorder import Reorder
+from services.sequencer.restore import StateReader
+from services.sequencer.settings import SequencerSettings
+from services.sequencer.txn import check_topics, retry, start_offset
+from shared.errors import DeliveryError
+from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.shutdown import StopFlag
+from shared.logs import coords
+from shared.metrics import lag_stats_callback
+
+log = logging.getLogger(__name__)
+
+TP = tuple[str, int]
+KAFKA_TIMEOUT_S = 30.0
+
+
+class Sequencer:
+    def __init__(self, settings: SequencerSettings, stop: StopFlag | None = None) -> None:
+        self.settings = settings
+        self.topics = settings.topics
+        self.stop = stop or StopFlag()
+        self.states: dict[int, Reorder] = {}
+        self.logs: dict[int, Changelog] = {}
+        self.positions: dict[TP, int] = {}  # next offset to read, consumed in the open txn
+        self.in_txn = False
+        self.failed = False
+        self.events = 0
+        self.txn_started = time.monotonic()
+        self.commits = self.aborts = 0
+        self.partitions = 0  # of the co-partitioned topics
+        self.callback_error: BaseException | None = None  # raised in a rebalance callback
+        self.fatal: KafkaError | None = None  # the cause behind a generic _FATAL error
+        self.producer = Producer(producer_config(settings, **{
+            "transactional.id": settings.transactional_id, "error_cb": self._on_error,
+            "transaction.timeout.ms": settings.transaction_timeout_ms}))  # fmt: skip
+        self.consumer = Consumer(consumer_config(settings, settings.group, **{
+            "partition.assignment.strategy": "range", "isolation.level": "read_committed",
+            "stats_cb": lag_stats_callback(settings.group)}))  # fmt: skip
+        self.reader = StateReader(settings, self.topics.state)
+
+    # -- lifecycle ---------------------------------------------------------
+    def run(self) -> None:
+        try:
+            self.partitions = check_topics(self.consumer, self.topics)
+            self.producer.init_transactions(KAFKA_TIMEOUT_S)
+            self.consumer.subscribe([self.topics.work, self.topics.results], on_assign=self._on_assign,
+                                    on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip
+            log.info("sequencer %s + %s → %s (dead mode %s, txn id %s)", self.topics.work,
+                     self.topics.results, self.topics.output, self.settings.dead_mode,
+                     self.settings.transactional_id)  # fmt: skip
+            while not self.stop.is_set():
+                self.step()
+            log.info("sequencer stopping (%s): committing", self.stop.reason)
+            self.commit(recover=False)
+        except KafkaException as exc:
+            self.failed = True
+            raise DeliveryError(f"sequencer stopped: {self._cause(exc)}") from exc
+        except BaseException:
+            self.failed = True
+            raise
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self.consumer.close()  # revoke: commits (or aborts, after a failure) the open txn
+        finally:
+            self.reader.close()
+
+    def step(self) -> None:
+        wait = self.settings.txn_interval_ms / 1000
+        if self.in_txn:
+            wait = max(0.0, wait - (time.monotonic() - self.txn_started))
+        try:
+            msgs = self.consumer.consume(1000, wait)
+            self._raise_callback_error()
+            if msgs:
+                self._handle(msgs)
+            due = time.monotonic() - self.txn_started >= self.settings.txn_interval_ms / 1000
+            if self.in_txn and (due or self.events >= self.settings.txn_max_events):
+                self.commit()
+        except KafkaException as exc:
+            self._txn_failed(exc, recover=True)
+
+    # -- records -----------------------------------------------------------------
+    def _handle(self, msgs: list[Message]) -> None:
+        now = int(time.time() * 1000)
+        work = self.topics.work
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                self._consumer_error(err)
+                continue
+            topic, n, off = msg.topic() or "", msg.partition() or 0, msg.offset() or 0
+            state = self.states.get(n)
+            if state is None:
+                continue  # no longer ours; the next owner reads it again
+            self._begin()
+            try:
+                if topic == work:
+                    a = records.announcement(msg)
+                    emits = state.announce(a, now) if a is not None else []
+                else:
+                    emits = self._outcome(state, records.outcome(msg), n, now)
+            except records.Malformed as exc:
+                m.MALFORMED.inc()
+                log.warning("malformed record skipped: %s", exc,
+                            extra={"record": coords(topic, n, off, msg.key())})  # fmt: skip
+                emits = []
+            for e in emits:
+                self._emit(e)
+            self.positions[(topic, n)] = off + 1
+            self.events += 1
+
+    def _outcome(self, state: Reorder, o: Outcome, n: int, now: int) -> list[Emit]:
+        if o.key is None and (home := records.home(o.ident, self.partitions)) != n:
+            m.FORWARDED.inc()
+            self._send(self.topics.results, None, o.value, list(o.headers), partition=home)
+            return []
+        return state.outcome(o, now)
+
+    def _emit(self, e: Emit) -> None:
+        key, value, headers = records.output_record(e)
+        self._send(self.topics.output, key, value, headers)
+
+    def _send(self, topic: str, key: bytes | None, value: bytes | None,
+              headers: list[tuple[str, bytes]] | None = None, partition: int = -1) -> None:  # fmt: skip
+        while True:
+            try:
+                self.producer.produce(topic, value, key, partition=partition, headers=headers)  # type: ignore[arg-type]
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _cause(self, exc: KafkaException) -> object:
+        """The error behind ``exc``; librdkafka reports a fatal one's cause to error_cb."""
+        err = exc.args[0] if exc.args else exc
+        try:
+            self.producer.poll(0)  # serves error_cb
+        except KafkaException as polled:
+            err = polled.args[0] if polled.args else err
+        return self.fatal or err
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self.fatal = err
+            log.error("fatal producer error: %s", err)
+        else:
+            log.warning("producer: %s", err)
+
+    def _consumer_error(self, err: KafkaError) -> None:
+        if err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED):  # fmt: skip
+            self.failed = True
+            raise KafkaException(err)
+        log.warning("consumer error: %s", err)
+
+    # -- transactions ------------------------------------------------------------
+    def _begin(self) -> None:
+        if not self.in_txn:
+            self.producer.begin_transaction()
+            self.in_txn = True
+            self.txn_started = time.monotonic()
+
+    def commit(self, recover: bool = True) -> None:
+        """State changes + offsets into the open transaction, then commit it."""
+        if not self.in_txn:
+            return
+        t0 = time.monotonic()
+        try:
+            for n, state in self.states.items():
+                for key, value in self.logs[n].changes(state):
+                    self._send(self.topics.state, key, value, partition=n)
+            if self.positions:
+                offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
+                meta = self.consumer.consumer_group_metadata()
+                retry(lambda: self.producer.send_offsets_to_transaction(offsets, meta, KAFKA_TIMEOUT_S))  # fmt: skip
+            retry(lambda: self.producer.commit_transaction(KAFKA_TIMEOUT_S))
+        except KafkaException as exc:
+            self._txn_failed(exc, recover)
+            return
+        m.TXN_COMMIT.observe(time.monotonic() - t0)
+        self.commits += 1
+        self._end_txn()
+        for state in self.states.values():
+            m.publish(state.counts)
+            state.counts.clear()
+        m.publish_state(self.states.values())
+
+    def _end_txn(self) -> None:
+        self.in_txn = False
+        self.events = 0
+        self.positions.clear()
+
+    def _txn_failed(self, exc: KafkaException, recover: bool) -> None:
+        err = exc.args[0] if exc.args else None
+        if not isinstance(err, KafkaError) or err.fatal() or not err.txn_requires_abort():
+            self.failed = True
+            raise exc
+        log.warning("transaction failed (%s): aborting and rewinding to the last commit", err)
+        m.TXN_ABORTS.inc()
+        self.aborts += 1
+        retry(lambda: self.producer.abort_transaction(KAFKA_TIMEOUT_S))
+        self._end_txn()
+        if recover:
+            self._rewind()
+
+    def _rewind(self) -> None:
+        """Back to the last commit: state from the changelog, positions from the group."""
+        parts = self.consumer.assignment()
+        offsets = self._restore(sorted({p.partition for p in parts}))
+        for p in parts:
+            self.consumer.seek(start_offset(offsets, p))
+
+    def _restore(self, numbers: list[int]) -> dict[TP, int]:
+        t0 = time.monotonic()
+        s, t = self.settings, self.topics
+        got = self.reader.restore(self.consumer, [t.work, t.results], numbers, s)
+        now = int(time.time() * 1000)
+        for n, (state, changelog) in got.states.items():
+            self.states[n], self.logs[n] = state, changelog
+            emits = state.settle(now)  # only when settings changed (block → skip)
+            if emits:
+                self._begin()
+                self.events += len(emits)
+                for e in emits:
+                    self._emit(e)
+        m.RESTORE.observe(time.monotonic() - t0)
+        log.info("restored partitions %s from %d changelog records in %.2fs", numbers,
+                 got.records, time.monotonic() - t0)  # fmt: skip
+        m.publish_state(self.states.values())
+        return got.offsets
+
+    # -- rebalances ----------------------------------------------------------------
+    def _raise_callback_error(self) -> None:
+        """Errors of rebalance callbacks surface here, as themselves (not via librdkafka)."""
+        if self.callback_error is not None:
+            exc, self.callback_error = self.callback_error, None
+            raise exc
+
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in parts])
+        try:
+            offsets = self._restore(sorted({p.partition for p in parts}))
+        except Exception as exc:
+            self.failed = True
+            self.callback_error = exc
+            log.error("restore of %s failed: %s", sorted({p.partition for p in parts}), exc)
+            return
+        consumer.assign([start_offset(offsets, p) for p in parts])
+
+    def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.info("revoked %s", [f"{p.topic}[{p.partition}]" for p in parts])
+        try:
+            if self.in_txn and not self.failed:
+                self.commit(recover=False)
+        except Exception as exc:
+            self.failed = True
+            self.callback_error = exc
+        self._abort_quietly()
+        self._drop({p.partition for p in parts})
+
+    def _on_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.warning("partitions lost: %s", [f"{p.topic}[{p.partition}]" for p in parts])
+        self._abort_quietly()
+        self._drop({p.partition for p in parts})
+
+    def _abort_quietly(self) -> None:
+        if self.in_txn:
+            try:
+                self.producer.abort_transaction(KAFKA_TIMEOUT_S)
+            except KafkaException as exc:
+                log.warning("abort failed: %s", exc)
+            self._end_txn()
+
+    def _drop(self, numbers: set[int]) -> None:
+        for n in numbers:
+            self.states.pop(n, None)
+            self.logs.pop(n, None)
+        self.positions = {tp: o for tp, o in self.positions.items() if tp[1] not in numbers}
+        m.publish_state(self.states.values())
+
+
+def run(settings: SequencerSettings, stop: StopFlag | None = None) -> None:
+    Sequencer(settings, stop).run()
