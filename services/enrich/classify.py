@@ -92,6 +92,11 @@ class ErrorInfo:
     def has(self, fragment: str) -> bool:
         return any(fragment in x for x in self.labels)
 
+    @property
+    def overloaded(self) -> bool:
+        """Anthropic's ``overloaded_error``, or OpenAI's ``server_error`` saying "overloaded"."""
+        return self.has("overloaded") or "overloaded" in self.message.lower()
+
 
 def error_info(body: object) -> ErrorInfo | None:
     if not isinstance(body, Mapping):
@@ -164,7 +169,7 @@ def _body_failure(info: ErrorInfo, headers: dict[str, str], now: float) -> Failu
     if info.has("rate_limit"):
         return _rate_limited(cls, message, headers, now, info)
     retry = retry_after_from_headers(headers, now)
-    if info.has("overloaded"):
+    if info.overloaded:
         return Failure(FailureKind.OVERLOADED, cls, message, retry)
     if info.labels & AUTH_LABELS:
         return Failure(FailureKind.PROVIDER_ERROR, "auth", message, retry)

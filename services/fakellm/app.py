@@ -29,6 +29,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
+from starlette.requests import ClientDisconnect
 
 from services.fakellm import answers
 from services.fakellm.config import FakeLLMConfig, apply_update, one_line
@@ -178,9 +179,14 @@ def _parse_body(raw: bytes) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-async def _admit(rt: Runtime, d: Dialect, request: Request) -> Call | JSONResponse:
+async def _admit(rt: Runtime, d: Dialect, request: Request) -> Call | Response:
     """Steps 1-5 of the pipeline: a :class:`Call` to answer, or an early error."""
-    body = _parse_body(await request.body())
+    try:
+        raw = await request.body()
+    except ClientDisconnect:  # the client gave up before its request was read
+        rt.counters.status(CLIENT_GONE)
+        return Response(status_code=CLIENT_GONE)
+    body = _parse_body(raw)
     if body is None:
         return _error(rt, d, 400, "The request body must be a JSON object.")
     digest = request_hash(d.route, body)
@@ -241,7 +247,7 @@ async def _answer(rt: Runtime, call: Call, request: Request) -> Response:
     headers = d.ratelimit_headers(call.decision, rt.clock())
     if fault is Fault.ERROR_BODY:
         rt.counters.fault(fault.value)
-        return _reply(rt, d, 200, d.error_in_200(), headers)
+        return _reply(rt, d, 200, d.error_in_200(cfg.error_body_kind), headers)
     if fault is Fault.INVALID_JSON:
         rt.counters.fault(fault.value)
         return _success(rt, call, answers.invalid_answer(call.text), headers)

@@ -103,6 +103,11 @@ class FakeLLMConfig(BaseModel):
     limits: RateLimits = Field(default_factory=RateLimits)
     faults: FaultMix = Field(default_factory=FaultMix)
     hang_seconds: float = Field(600.0, gt=0, le=86_400)
+    error_body_kind: Literal["rate_limit", "overloaded", "server_error"] | None = Field(
+        None,
+        description="what an error_body fault says; default: a rate limit (OpenAI shape), "
+        "overloaded (Anthropic shape)",
+    )
     seed: int | None = None
 
 

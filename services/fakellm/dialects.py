@@ -42,7 +42,7 @@ class Dialect(Protocol):
     def error(
         self, status: int, message: str, *, limit: str = "requests", invalid: Invalid | None = None
     ) -> JsonObj: ...
-    def error_in_200(self) -> JsonObj: ...
+    def error_in_200(self, kind: str | None = None) -> JsonObj: ...
     def ratelimit_headers(self, decision: Decision, now: float) -> dict[str, str]: ...
 
 
@@ -160,7 +160,11 @@ class OpenAIDialect:
             kind = "server_error"
         return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
-    def error_in_200(self) -> JsonObj:
+    def error_in_200(self, kind: str | None = None) -> JsonObj:
+        if kind == "overloaded":
+            return self.error(503, "The engine is currently overloaded, please try again later.")
+        if kind == "server_error":
+            return self.error(500, "The server had an error while processing your request.")
         return self.error(
             429,
             "Rate limit reached for requests per min (RPM). Please try again in 1s.",
@@ -214,7 +218,13 @@ class AnthropicDialect:
         kind = kinds.get(status, "api_error" if status >= 500 else "invalid_request_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
 
-    def error_in_200(self) -> JsonObj:
+    def error_in_200(self, kind: str | None = None) -> JsonObj:
+        if kind == "rate_limit":
+            return self.error(
+                429, "Number of request tokens has exceeded your per-minute rate limit"
+            )
+        if kind == "server_error":
+            return self.error(500, "Internal server error")
         return self.error(529, "Overloaded")
 
     def ratelimit_headers(self, decision: Decision, now: float) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The README's first command, end to end, on the session's stack."""
+"""The README's first command, end to end, on the session's stack: every service, exactly once."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def test_demo_runs_end_to_end_and_reports_a_clean_summary(stack: Stack, tmp_path
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["records"] == 3000
     assert summary["lost"] == 0
+    assert summary["duplicates"] == 0 and summary["order_violations"] == 0
+    assert summary["stages"] == ["ingest", "enrich", "router", "sequencer"]
     assert summary["enriched"] + summary["dead"] == 3000
     assert summary["dead"] > 0, (
         "the demo mixes in poison records and faults; they must end in a DLQ, not vanish"

@@ -115,3 +115,20 @@ def test_reset_clears_counters_and_limiter(client: TestClient) -> None:
     assert client.post("/_control/reset").json() == {"reset": True}
     assert client.get("/_control/stats").json()["requests_total"] == 0
     assert chat(client).status_code == 200
+
+
+async def test_a_client_gone_before_its_body_was_read_is_counted_not_a_500() -> None:
+    from starlette.requests import Request
+
+    from services.fakellm.app import CLIENT_GONE, _admit
+    from services.fakellm.dialects import OPENAI
+
+    app = create_app(FakeLLMConfig())
+    scope = {"type": "http", "method": "POST", "path": OPENAI.route, "headers": []}
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.disconnect"}
+
+    out = await _admit(app.state.runtime, OPENAI, Request(scope, receive))
+    assert getattr(out, "status_code", None) == CLIENT_GONE
+    assert app.state.runtime.counters.by_status[CLIENT_GONE] == 1

@@ -1,0 +1,203 @@
+"""The whole pipeline as local processes: fakellm, ingest, enrich workers, router, sequencer.
+
+Used by ``sluice demo``, ``sluice bench e2e`` and the chaos test. Every service
+runs as ``python -m services.cli <service>`` with its output in
+``<log_dir>/<name>.log``. Each gets a static group membership
+(``group.instance.id`` = its name) and a fixed worker id, so a service killed
+and started again takes its partitions back at once instead of waiting for a
+session timeout, and a restarted sequencer fences its predecessor's open
+transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+from confluent_kafka import ConsumerGroupState, KafkaException
+from confluent_kafka.admin import AdminClient
+
+from shared.errors import SluiceError
+from shared.stack.ports import free_port, port_open, wait_until
+
+SERVICES = ("ingest", "router", "sequencer")
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    bootstrap: str
+    redis_url: str
+    pipeline: str
+    source_topic: str
+    log_dir: Path
+    rungs: str = "2s,10s"
+    enrich_workers: int = 2
+    max_in_flight: int = 128
+    llm_rps: int = 400
+    latency: str = "lognormal:400:0.5"
+    faults: Mapping[str, float] = field(default_factory=dict)
+    fake_config: Mapping[str, Any] = field(default_factory=dict)  # more of fakellm's config
+    call_timeout_s: float = 3.0
+    dead_mode: str = "skip"
+    env: Mapping[str, str] = field(default_factory=dict)  # added to every service's environment
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        enrich = tuple(f"enrich-{i + 1}" for i in range(self.enrich_workers))
+        return ("ingest", *enrich, "router", "sequencer")
+
+    @property
+    def groups(self) -> dict[str, int]:
+        """Consumer group → members expected when the fleet is up."""
+        p = self.pipeline
+        return {f"{p}.ingest": 1, f"{p}.enrich": self.enrich_workers, f"{p}.router": 1,
+                f"{p}.sequencer": 1}  # fmt: skip
+
+
+class Fleet:
+    def __init__(self, spec: FleetSpec) -> None:
+        self.spec = spec
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.kills: dict[str, int] = {}
+        self.fake_url = ""
+        self._logs: list[IO[bytes]] = []
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- processes -----------------------------------------------------------
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
+        out = open(self.spec.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(out)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", name.split("-")[0], *args],
+            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def _service_env(self, name: str) -> dict[str, str]:
+        s = self.spec
+        return {
+            "SLUICE_KAFKA_BOOTSTRAP": s.bootstrap, "SLUICE_REDIS_URL": s.redis_url,
+            "SLUICE_PIPELINE": s.pipeline, "SLUICE_SOURCE_TOPIC": s.source_topic,
+            "SLUICE_LOG_FORMAT": "json", "SLUICE_CONFIG_FILE": str(s.log_dir / "sluice.yaml"),
+            "SLUICE_RETRY_RUNGS": s.rungs, "SLUICE_MAX_IN_FLIGHT": str(s.max_in_flight),
+            "SLUICE_DEAD_MODE": s.dead_mode, "SLUICE_WORKER_ID": f"{s.pipeline}-{name}",
+            "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": f"{s.pipeline}-{name}",
+            **s.env,
+        }  # fmt: skip
+
+    def start_fakellm(self) -> str:
+        port = free_port()
+        self.fake_url = f"http://127.0.0.1:{port}"
+        args = ["--host", "127.0.0.1", "--port", str(port), "--latency", self.spec.latency,
+                "--rps", str(self.spec.llm_rps)]  # fmt: skip
+        self._spawn("fakellm", args, {})
+        if not wait_until(
+            lambda: port_open("127.0.0.1", port),
+            20,
+            lambda: self.procs["fakellm"].poll() is not None,
+        ):
+            raise SluiceError(f"fakellm did not start; see {self.spec.log_dir}/fakellm.log")
+        self.configure_llm({"faults": dict(self.spec.faults), "hang_seconds": 30,
+                            **self.spec.fake_config})  # fmt: skip
+        return self.fake_url
+
+    def write_config(self) -> None:
+        s = self.spec
+        config = {
+            "providers": {"fakellm": {"kind": "openai", "base_url": f"{self.fake_url}/v1",
+                                      "timeout_s": s.call_timeout_s,
+                                      "requests_per_minute": s.llm_rps * 60,
+                                      "max_connections": max(32, s.max_in_flight)}},
+            "tasks": {"sentiment": {"model": "fake-sentiment-1", "providers": ["fakellm"]}},
+            "default_task": "sentiment",
+        }  # fmt: skip
+        (s.log_dir / "sluice.yaml").write_text(json.dumps(config, indent=2))
+
+    def start(self) -> None:
+        """fakellm, then every service."""
+        self.start_fakellm()
+        self.write_config()
+        for name in self.spec.names:
+            self.start_service(name)
+
+    def start_service(self, name: str) -> None:
+        if name in self.procs and self.procs[name].poll() is None:
+            raise SluiceError(f"{name} is already running")
+        self._spawn(name, [], self._service_env(name))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name`` (no goodbye: no commit, no leave-group, an open transaction)."""
+        p = self.procs[name]
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+        self.kills[name] = self.kills.get(name, 0) + 1
+
+    def check(self) -> None:
+        """Raise if a process exited that nobody stopped."""
+        for name, p in self.procs.items():
+            if p.poll() is not None and p.returncode != -signal.SIGKILL:
+                raise SluiceError(
+                    f"{name} exited with {p.returncode}; see {self.spec.log_dir}/{name}.log"
+                )
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        """Every consumer group is stable with all its members."""
+        admin = AdminClient({"bootstrap.servers": self.spec.bootstrap})
+        want = self.spec.groups
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                futs = admin.describe_consumer_groups(list(want))
+                groups = {g: f.result(10) for g, f in futs.items()}
+            except KafkaException:
+                groups = {}
+            if groups and all(
+                g.state == ConsumerGroupState.STABLE and len(g.members) >= want[name]
+                for name, g in groups.items()
+            ):
+                return
+            time.sleep(0.5)
+        raise SluiceError(
+            f"services did not join their consumer groups in {timeout_s:.0f}s; logs in {self.spec.log_dir}"
+        )
+
+    def stop(self, grace_s: float = 60.0) -> None:
+        """SIGTERM everything, wait for a clean exit (SIGKILL after ``grace_s``)."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+        for f in self._logs:
+            f.close()
+        self._logs.clear()
+
+    # -- fakellm ------------------------------------------------------------------
+    def configure_llm(self, update: Mapping[str, Any]) -> None:
+        httpx.put(
+            f"{self.fake_url}/_control/config", json=dict(update), timeout=5
+        ).raise_for_status()
+
+    def llm_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = httpx.get(f"{self.fake_url}/_control/stats", timeout=5).json()
+        return stats
+
+    def outage(self, seconds: float) -> None:
+        """fakellm answers 503 to everything for ``seconds``."""
+        httpx.post(
+            f"{self.fake_url}/_control/outage", json={"seconds": seconds}, timeout=5
+        ).raise_for_status()
