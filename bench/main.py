@@ -6,7 +6,7 @@ import sys
 
 
 def run(argv: list[str]) -> int:
-    benches = {"ingest": "bench.ingest", "enrich": "bench.enrich"}
+    benches = {"ingest": "bench.ingest", "enrich": "bench.enrich", "e2e": "bench.e2e"}
     if not argv or argv[0] not in benches:
         print(f"usage: sluice bench {{{','.join(benches)}}} [ARGS]", file=sys.stderr)
         return 2

@@ -20,6 +20,7 @@ from services.ingest import metrics as m
 from services.ingest.wrap import Wrapper
 from shared.errors import DeliveryError, PoisonRecord, TopicError
 from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.consume import consume_available
 from shared.kafka.producer import CheckpointProducer
 from shared.kafka.shutdown import StopFlag
 from shared.logs import coords
@@ -75,7 +76,7 @@ class Ingest:
             self.close()
 
     def step(self) -> None:
-        msgs = self.consumer.consume(self.settings.batch_size, 0.1)
+        msgs = consume_available(self.consumer, self.settings.batch_size, 0.1)
         if msgs:
             self._forward(msgs)
         self.producer.poll(0)

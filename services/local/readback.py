@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from services.local.verify import Ident, OutRec, Verdict, verdict
 from shared import headers as h
 from shared.errors import SluiceError
+from shared.kafka.consume import consume_available
 from shared.topics import Topics
 
 
@@ -102,15 +103,9 @@ class Tail:
         self.c.assign(parts)
 
     def poll(self, max_s: float = 0.2) -> list[Message]:
-        """What arrived since the last call (up to ``max_s`` of reading)."""
-        out: list[Message] = []
-        deadline = time.monotonic() + max_s
-        while time.monotonic() < deadline:
-            batch = self.c.consume(5000, 0.05)
-            out += [m for m in batch if m.error() is None]
-            if not batch:
-                break
-        return out
+        """What arrived since the last call: returns as soon as something did, or after
+        ``max_s``; whatever is already fetched comes along."""
+        return [m for m in consume_available(self.c, 5000, max_s) if m.error() is None]
 
     def close(self) -> None:
         self.c.close()

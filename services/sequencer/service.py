@@ -8,8 +8,10 @@ the output records, the changelog records of the state changes (partition
 ``n`` of ``P.sequencer.state`` for input partition ``n``) and the consumer
 offsets of both topics (``send_offsets_to_transaction`` with the consumer's
 group metadata, so a zombie of an older generation is fenced, KIP-447). A
-transaction commits every ``txn_interval_ms`` (100 ms) or ``txn_max_events``
-input records, whichever comes first, and on revoke and shutdown.
+transaction commits as soon as it holds output and nothing more is queued
+(but not within ``txn_min_interval_ms``, 20 ms, of its start), else every
+``txn_interval_ms`` (100 ms) or ``txn_max_events`` input records, and on
+revoke and shutdown.
 
 Failures: an abortable error aborts the transaction, rebuilds the state from
 the changelog and seeks back to the committed offsets (nothing of the aborted
@@ -35,6 +37,7 @@ from services.sequencer.settings import SequencerSettings
 from services.sequencer.txn import check_topics, retry, start_offset
 from shared.errors import DeliveryError
 from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.consume import consume_available
 from shared.kafka.shutdown import StopFlag
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
 KAFKA_TIMEOUT_S = 30.0
+READ_BATCH = 1000
 
 
 class Sequencer:
@@ -56,6 +60,7 @@ class Sequencer:
         self.in_txn = False
         self.failed = False
         self.events = 0
+        self.emitted = 0  # output records in the open transaction
         self.txn_started = time.monotonic()
         self.commits = self.aborts = 0
         self.partitions = 0  # of the co-partitioned topics
@@ -99,19 +104,30 @@ class Sequencer:
             self.reader.close()
 
     def step(self) -> None:
-        wait = self.settings.txn_interval_ms / 1000
+        interval = self.settings.txn_interval_ms / 1000
+        wait = interval
         if self.in_txn:
-            wait = max(0.0, wait - (time.monotonic() - self.txn_started))
+            wait = max(0.0, interval - (time.monotonic() - self.txn_started))
         try:
-            msgs = self.consumer.consume(1000, wait)
+            msgs = consume_available(self.consumer, READ_BATCH, wait)
             self._raise_callback_error()
             if msgs:
                 self._handle(msgs)
-            due = time.monotonic() - self.txn_started >= self.settings.txn_interval_ms / 1000
-            if self.in_txn and (due or self.events >= self.settings.txn_max_events):
+            if self.in_txn and self._commit_due(len(msgs) < READ_BATCH):
                 self.commit()
         except KafkaException as exc:
             self._txn_failed(exc, recover=True)
+
+    def _commit_due(self, caught_up: bool) -> bool:
+        """Group commit: at once when output waits and nothing more is queued (after at
+        least ``txn_min_interval_ms``), else every ``txn_interval_ms`` or
+        ``txn_max_events`` input records. Under load the batches grow by themselves:
+        records queue up while a commit is in flight."""
+        age = time.monotonic() - self.txn_started
+        s = self.settings
+        if age >= s.txn_interval_ms / 1000 or self.events >= s.txn_max_events:
+            return True
+        return caught_up and self.emitted > 0 and age >= s.txn_min_interval_ms / 1000
 
     # -- records -----------------------------------------------------------------
     def _handle(self, msgs: list[Message]) -> None:
@@ -151,6 +167,7 @@ class Sequencer:
         return state.outcome(o, now)
 
     def _emit(self, e: Emit) -> None:
+        self.emitted += 1
         key, value, headers = records.output_record(e)
         self._send(self.topics.output, key, value, headers)
 
@@ -219,7 +236,7 @@ class Sequencer:
 
     def _end_txn(self) -> None:
         self.in_txn = False
-        self.events = 0
+        self.events = self.emitted = 0
         self.positions.clear()
 
     def _txn_failed(self, exc: KafkaException, recover: bool) -> None:

@@ -25,6 +25,7 @@ class SequencerSettings(CommonSettings):
     dead_mode: Literal["skip", "block"] = "skip"
     gap_markers: bool = True
     txn_interval_ms: int = Field(100, ge=1, le=60_000)
+    txn_min_interval_ms: int = Field(20, ge=0, le=60_000)
     txn_max_events: int = Field(5000, ge=1, le=1_000_000)
     skipped_max: int = Field(10_000, ge=1, le=10_000_000)
     unkeyed_memory: int = Field(20_000, ge=1, le=10_000_000)

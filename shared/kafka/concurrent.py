@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from shared.errors import DeliveryError
 from shared.headers import HeaderError, check_headers
+from shared.kafka.consume import consume_available
 from shared.kafka.producer import TrackedProducer, Unit
 from shared.kafka.shutdown import StopFlag
 from shared.logs import coords
@@ -123,7 +124,7 @@ class ConcurrentConsumer:
         self._flow_control()
         room = self.max_in_flight - len(self._futures)
         if room > 0 and not self.stats.paused:
-            msgs = self.consumer.consume(min(room, 500), 0.02)
+            msgs = consume_available(self.consumer, min(room, 500), 0.02)
             for msg in msgs:
                 self._start(msg)
         else:

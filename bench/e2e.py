@@ -1,0 +1,255 @@
+"""``sluice bench e2e``: what sluice adds to an LLM call's latency, and head-of-line isolation.
+
+Three runs on one Kafka and Redis, each on a fresh pipeline, each fed the same
+paced stream of support tickets (``--rate`` records/s, by default half the
+provider limit, for ``--seconds``; Zipf-skewed over ``--keys`` keys):
+
+* **clean**: the whole pipeline (ingest, two enrich workers, router,
+  sequencer) against fakellm (``--latency``, limit ``--limit`` req/s), no
+  faults. Per record: end-to-end latency = the moment a ``read_committed``
+  consumer of ``P.output`` receives it minus the source record's timestamp;
+  overhead = end-to-end minus the LLM call's own latency (``sluice.latency-ms``,
+  measured by enrich around the HTTP call). The overhead is also split into
+  hops (ingest; enrich without the call; sequencer; transaction commit until
+  visible) from the record timestamps of ``P.work``, ``P.results``, ``P.output``.
+* **failing**: the same with 1% of the keys (``--failing-keys``) failing on
+  every attempt (a fakellm fault marker in their text), so their records go
+  through the 5 s and then the 1 m rung. Only the *other* keys are measured:
+  their p99 is compared with the clean run's.
+* **ordered baseline**: the failing workload through a partition-ordered
+  consumer (``bench/ordered.py``: concurrent calls, results emitted in
+  partition order, failures retried in place after 5 s and 1 m), the usual
+  way to keep order without sluice. Its other-key p99 shows the head-of-line
+  blocking.
+
+Records of the first ``--warmup`` seconds are left out of every figure. The
+last line is one JSON object; targets: ``overhead_p99_ms <= 100`` and
+``others_p99_delta_ms <= 100``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from bench.common import emit
+from bench.ordered import run_ordered
+from services.local.fleet import Fleet, FleetSpec
+from services.local.readback import Tail, ident, read_topic
+from services.local.verify import Ident, percentile
+from shared import headers as h
+from shared.kafka.provision import create_topics, ensure_topic
+from shared.settings import CommonSettings, load
+from shared.stack.resolve import Stack, acquire
+from shared.topics import Topics, parse_rungs
+
+RUNGS = "5s,1m"
+MODEL = "fake-sentiment-1"
+FAIL_MARK = "[[fault:http_503]]"
+
+
+@dataclass(frozen=True)
+class Feed:
+    """The stream every run gets: (key, value, failing?) in send order."""
+
+    records: list[tuple[bytes, bytes, bool]]
+    rate: float
+    warmup_n: int
+
+    @property
+    def failing_keys(self) -> set[bytes]:
+        return {k for k, _, bad in self.records if bad}
+
+
+def feed(args: argparse.Namespace, failing: bool) -> Feed:
+    import bisect
+    import itertools
+    import random
+
+    rnd = random.Random(5)
+    keys = args.keys
+    cum = list(itertools.accumulate(1.0 / (k + 1) for k in range(keys)))
+    # 1% of the keys fail, spread over the popularity ranks (not just the busiest).
+    step = max(1, round(100 / args.failing_keys)) if args.failing_keys > 0 else 0
+    bad = (
+        {f"customer-{k}".encode() for k in range(step // 2, keys, step)}
+        if failing and step
+        else set()
+    )
+    n = int(args.rate * (args.seconds + args.warmup))
+    out = []
+    for i in range(n):
+        key = f"customer-{bisect.bisect_left(cum, rnd.random() * cum[-1])}".encode()
+        text = f"Order {i}: the package arrived late and the box was damaged"
+        if key in bad:
+            text += f" {FAIL_MARK}"
+        out.append((key, json.dumps({"id": i, "text": text}).encode(), key in bad))
+    return Feed(out, args.rate, int(args.rate * args.warmup))
+
+
+def produce_paced(bootstrap: str, topic: str, f: Feed) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random",
+                  "enable.idempotence": True})  # fmt: skip
+    start = time.monotonic()
+    for i, (key, value, _) in enumerate(f.records):
+        delay = start + i / f.rate - time.monotonic()
+        if delay > 0:
+            p.poll(delay)
+        p.produce(topic, value, key)
+    p.flush(60)
+
+
+def _pipeline(stack: Stack, label: str, partitions: int) -> tuple[str, Topics, str]:
+    pipeline = f"benche2e{label}{int(time.time()) % 100000}"
+    source = f"{pipeline}.tickets"
+    settings = load(CommonSettings, kafka_bootstrap=stack.bootstrap, pipeline=pipeline,
+                    partitions=partitions, retry_rungs=RUNGS)  # fmt: skip
+    ensure_topic(settings, source, partitions)
+    create_topics(settings, source)
+    return pipeline, Topics(pipeline, parse_rungs(RUNGS)), source
+
+
+def sluice_run(
+    stack: Stack, args: argparse.Namespace, f: Feed, label: str, log_root: Path
+) -> dict[str, Any]:
+    pipeline, topics, source = _pipeline(stack, label, args.partitions)
+    fleet = Fleet(FleetSpec(bootstrap=stack.bootstrap, redis_url=stack.redis_url, pipeline=pipeline,
+                            source_topic=source, log_dir=log_root / label, rungs=RUNGS, llm_rps=args.limit,
+                            latency=args.latency, max_in_flight=args.max_in_flight, call_timeout_s=30))  # fmt: skip
+    skip = f.failing_keys
+    wanted = sum(1 for k, _, _ in f.records if k not in skip)
+    try:
+        fleet.start()
+        fleet.wait_ready()
+        print(f"[{label}] producing {len(f.records)} records at {f.rate:g}/s", flush=True)
+        producer = threading.Thread(target=produce_paced, args=(stack.bootstrap, source, f))
+        producer.start()
+        tail = Tail(stack.bootstrap, [topics.output])
+        seen: dict[Ident, int] = {}  # when a read_committed reader first saw each record
+        deadline = time.monotonic() + args.seconds + args.warmup + 60
+        try:
+            while len(seen) < wanted and time.monotonic() < deadline:
+                fleet.check()
+                got = tail.poll(1.0)
+                now_ms = int(time.time() * 1000)
+                for m in got:
+                    if m.key() not in skip and h.get_str(m.headers(), h.LATE) != "true":
+                        seen.setdefault(ident(m), now_ms)
+        finally:
+            tail.close()
+        producer.join()
+        print(f"[{label}] {len(seen)}/{wanted} records of the measured keys emitted", flush=True)
+    finally:
+        fleet.stop()
+    work_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.work)
+               if h.get_int(m.headers(), h.ATTEMPT) == 1}  # fmt: skip
+    result_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.results)}
+    out = read_topic(stack.bootstrap, topics.output)
+    since = min((int(h.get_str(m.headers(), h.SRC_TS) or 0) for m in out), default=0)
+    since += int(args.warmup * 1000)
+    e2e: list[int] = []
+    overhead: list[int] = []
+    hops: dict[str, list[int]] = {"ingest": [], "enrich_minus_llm": [], "sequencer": [],
+                                  "commit_visibility": []}  # fmt: skip
+    for m in out:
+        hs = m.headers()
+        src_ts = int(h.get_str(hs, h.SRC_TS) or 0)
+        i = ident(m)
+        if m.key() in skip or h.get_str(hs, h.OUTCOME) != "ok" or src_ts < since or i not in seen:
+            continue
+        llm = int(h.get_str(hs, h.LATENCY_MS) or 0)
+        total = seen[i] - src_ts
+        e2e.append(total)
+        overhead.append(total - llm)
+        if i in work_ts and i in result_ts:
+            hops["ingest"].append(work_ts[i] - src_ts)
+            hops["enrich_minus_llm"].append(result_ts[i] - work_ts[i] - llm)
+            hops["sequencer"].append(m.timestamp()[1] - result_ts[i])
+            hops["commit_visibility"].append(seen[i] - m.timestamp()[1])
+    e2e.sort()
+    overhead.sort()
+    for v in hops.values():
+        v.sort()
+    return {"measured": len(e2e), "emitted": len(seen), "wanted": wanted,
+            "e2e_p50_ms": percentile(e2e, 0.5), "e2e_p99_ms": percentile(e2e, 0.99),
+            "overhead_p50_ms": percentile(overhead, 0.5), "overhead_p99_ms": percentile(overhead, 0.99),
+            "hops_p50_p99_ms": {k: [percentile(v, 0.5), percentile(v, 0.99)] for k, v in hops.items()}}  # fmt: skip
+
+
+def ordered_run(stack: Stack, args: argparse.Namespace, f: Feed, log_root: Path) -> dict[str, Any]:
+    pipeline, _, source = _pipeline(stack, "ordered", args.partitions)
+    fleet = Fleet(FleetSpec(bootstrap=stack.bootstrap, redis_url=stack.redis_url, pipeline=pipeline,
+                            source_topic=source, log_dir=log_root / "ordered", llm_rps=args.limit,
+                            latency=args.latency))  # fmt: skip
+    try:
+        fake_url = fleet.start_fakellm()
+        print(f"[ordered] producing {len(f.records)} records at {f.rate:g}/s", flush=True)
+        producer = threading.Thread(target=produce_paced, args=(stack.bootstrap, source, f))
+        producer.start()
+        result = asyncio.run(run_ordered(stack.bootstrap, source, fake_url, MODEL, len(f.records),
+                                         args.max_in_flight * 2, (5.0, 60.0),
+                                         args.seconds + args.warmup + 90, f.failing_keys))  # fmt: skip
+        producer.join()
+    finally:
+        fleet.stop()
+    skip = f.failing_keys
+    since = min((ts for _, ts, _ in result.emitted), default=0) + int(args.warmup * 1000)
+    warm = sorted(lat for key, ts, lat in result.emitted if key not in skip and ts >= since)
+    return {"others_p50_ms": percentile(warm, 0.5), "others_p99_ms": percentile(warm, 0.99),
+            "censored": result.censored, "failed_calls": result.failed_calls}  # fmt: skip
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sluice bench e2e", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--limit", type=int, default=200, help="provider limit, requests/s")
+    parser.add_argument("--rate", type=float, default=None, help="records/s (default limit/2)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="measured window")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--latency", default="lognormal:500:0.3", help="fakellm latency")
+    parser.add_argument("--keys", type=int, default=500)
+    parser.add_argument("--failing-keys", type=float, default=1.0, help="percent of keys failing")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--max-in-flight", type=int, default=128, help="per enrich worker")
+    parser.add_argument("--no-baseline", action="store_true")
+    args = parser.parse_args(argv)
+    args.rate = args.rate or args.limit / 2
+    if args.rate <= 0 or args.seconds <= 0 or args.keys < 1:
+        parser.error("--rate, --seconds and --keys must be positive")
+    stack = acquire()
+    log_root = Path(".sluice", "bench-e2e", str(int(time.time()))).resolve()
+    try:
+        clean = sluice_run(stack, args, feed(args, failing=False), "clean", log_root)
+        failing_feed = feed(args, failing=True)
+        failing = sluice_run(stack, args, failing_feed, "failing", log_root)
+        ordered = None if args.no_baseline else ordered_run(stack, args, failing_feed, log_root)
+    finally:
+        stack.close()
+    delta = (None if failing["e2e_p99_ms"] is None or clean["e2e_p99_ms"] is None
+             else failing["e2e_p99_ms"] - clean["e2e_p99_ms"])  # fmt: skip
+    failing_records = sum(1 for _, _, bad in failing_feed.records if bad)
+    result: dict[str, Any] = {
+        "bench": "e2e", "limit_rps": args.limit, "rate_rps": args.rate, "latency": args.latency,
+        "seconds": args.seconds,
+        "overhead_p50_ms": clean["overhead_p50_ms"], "overhead_p99_ms": clean["overhead_p99_ms"],
+        "e2e_p50_ms": clean["e2e_p50_ms"], "e2e_p99_ms": clean["e2e_p99_ms"],
+        "failing_keys": len(failing_feed.failing_keys), "failing_records": failing_records,
+        "others_p99_ms_clean": clean["e2e_p99_ms"], "others_p99_ms_failing": failing["e2e_p99_ms"],
+        "others_p99_delta_ms": delta,
+        "baseline_others_p99_ms": ordered["others_p99_ms"] if ordered else None,
+        "baseline_others_p50_ms": ordered["others_p50_ms"] if ordered else None,
+        "baseline_censored": ordered["censored"] if ordered else None,
+        "targets_met": {"overhead_p99_ms<=100": (clean["overhead_p99_ms"] or 10**9) <= 100,
+                        "others_p99_delta_ms<=100": delta is not None and delta <= 100},
+        "runs": {"clean": clean, "failing": failing, "ordered": ordered}, "logs": str(log_root),
+    }  # fmt: skip
+    emit(result)
+    return 0
