@@ -1,4 +1,9 @@
-"""``sluice sequencer``: restore per-key order, exactly once to P.output."""
+"""``sluice sequencer``: restore per-key order, exactly once to P.output.
+
+sluice sequencer                  run the service
+sluice sequencer blocked          list blocked keys (block mode) as JSON lines
+sluice sequencer release --key K --src-topic T --src-partition N --src-offset O
+"""
 
 from __future__ import annotations
 
@@ -13,7 +18,12 @@ from shared.settings import load
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="sluice sequencer", description=__doc__)
+    if argv and argv[0] in ("blocked", "release"):
+        from services.sequencer import control
+
+        return control.run(argv)
+    parser = argparse.ArgumentParser(prog="sluice sequencer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--dead-mode", choices=["skip", "block"], help="overrides SLUICE_DEAD_MODE")
     parser.add_argument(
         "--worker-id", help="overrides SLUICE_WORKER_ID (names the transactional id)"

@@ -268,3 +268,43 @@ def test_a_fenced_instance_stops_and_its_successor_carries_on(
         produce(stack.bootstrap, f"{pipeline}.results", [ok(2, k)])
         out = read_all(stack.bootstrap, f"{pipeline}.output", expect=3, timeout_s=60, idle_s=2)
     assert [ident(m) for m in out] == [0, 1, 2]
+
+
+def test_operator_lists_and_releases_a_blocked_key_from_the_cli(
+    stack: Stack, pipeline: str, settings: SequencerSettings, kafka_env: dict[str, str]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def sluice(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.cli", "sequencer", *args],
+                              env={**os.environ, **kafka_env}, capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
+
+    s = settings.model_copy(update={"dead_mode": "block"})
+    k = b"cust-7"
+    with Running(s):
+        produce(stack.bootstrap, f"{pipeline}.work", [announce(i, k) for i in range(3)])
+        produce(stack.bootstrap, f"{pipeline}.results", [dead(0, k), ok(1, k), ok(2, k)])
+        wait_for(lambda: len(read_blocked(s)) == 1, 30, what="the blocked key")
+        listed = sluice("blocked")
+        assert listed.returncode == 0, listed.stderr
+        [doc] = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert (doc["key"], doc["src_topic"], doc["offset"], doc["waiting"]) == (
+            "cust-7",
+            "src",
+            0,
+            3,
+        )
+        assert doc["error_kind"] == "timeout" and doc["age_s"] >= 0
+        released = sluice("release", "--key", "cust-7", "--src-topic", "src",
+                          "--src-partition", "0", "--src-offset", "0")  # fmt: skip
+        assert released.returncode == 0, released.stderr
+        out = read_all(stack.bootstrap, f"{pipeline}.output", expect=3, timeout_s=60, idle_s=1)
+        assert [(ident(m), h.get_str(m.headers(), h.OUTCOME)) for m in out] == [
+            (0, "dead"), (1, "ok"), (2, "ok")]  # fmt: skip
+    assert sluice("blocked").stdout == ""
+    bad = sluice("release", "--key", "x", "--src-topic", "src", "--src-partition", "-1",
+                 "--src-offset", "0")  # fmt: skip
+    assert bad.returncode == 2 and "must be >= 0" in bad.stderr and "Traceback" not in bad.stderr
