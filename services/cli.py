@@ -1,10 +1,10 @@
 """The ``sluice`` command: run a service, provision topics, drive the local stack.
 
-    sluice ingest | router | sequencer | fakellm    run one service
+    sluice ingest | enrich | router | sequencer | fakellm    run one service
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
     sluice demo                         end-to-end run with live progress and a summary
-    sluice bench ingest                 benchmarks
+    sluice bench ingest | enrich | e2e  benchmarks
 
 Errors that sluice raises on purpose print one line and exit with status 1
 (2 for usage errors); no traceback.

@@ -42,6 +42,8 @@ from shared.watermark import TP, Watermarks
 log = logging.getLogger(__name__)
 
 COMMIT_INTERVAL_S = 1.0
+COMPLETION_WAIT_S = 0.005  # longest a finished record waits to be produced
+IDLE_WAIT_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +125,15 @@ class ConcurrentConsumer:
         self._collect()
         self._flow_control()
         room = self.max_in_flight - len(self._futures)
+        # While records are in flight their outcomes must not wait long for this thread.
+        wait = COMPLETION_WAIT_S if self._futures else IDLE_WAIT_S
         if room > 0 and not self.stats.paused:
-            msgs = consume_available(self.consumer, min(room, 500), 0.02)
+            msgs = consume_available(self.consumer, min(room, 500), wait)
             for msg in msgs:
                 self._start(msg)
         else:
             # Paused: keep polling so the group sees us alive; nothing is returned.
-            self.consumer.consume(1, 0.02)
+            self.consumer.consume(1, wait)
         self.producer.poll(0)
         if time.monotonic() - self._last_commit >= COMMIT_INTERVAL_S:
             self._commit(asynchronous=True)
