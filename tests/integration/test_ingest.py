@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ from shared.kafka.shutdown import StopFlag
 from shared.settings import CommonSettings, IngestSettings, load
 from shared.stack.resolve import Stack
 from tests.support.kafka import create_topic, end_offsets, produce, read_all, wait_for
+from tests.support.running import InThread
 
 pytestmark = pytest.mark.integration
 
@@ -36,27 +36,13 @@ def source(stack: Stack, kafka_env: dict[str, str], pipeline: str) -> str:
     return name
 
 
-class Running:
+class Running(InThread[Ingest]):
+    """Ingest in a thread of the test process."""
+
     def __init__(self, settings: IngestSettings) -> None:
-        self.stop = StopFlag()
-        self.ingest = Ingest(settings, self.stop)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.ingest.run()
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set("test over")
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "ingest did not stop on request"
+        stop = StopFlag()
+        super().__init__(Ingest(settings, stop), stop, "ingest", join_s=60)
+        self.ingest = self.service
 
 
 @pytest.fixture

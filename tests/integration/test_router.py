@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -30,6 +29,7 @@ from shared.outcomes import Failure, Record, failure_record
 from shared.settings import load
 from shared.stack.resolve import Stack
 from tests.support.kafka import produce, read_all
+from tests.support.running import InThread
 
 pytestmark = pytest.mark.integration
 
@@ -62,30 +62,13 @@ def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-class Running:
+class Running(InThread[Router]):
     """A router in a thread of the test process."""
 
     def __init__(self, settings: RouterSettings) -> None:
-        self.stop = StopFlag()
-        self.router = Router(settings, self.stop)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.router.run()
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set("test over")
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "router did not stop on request"
-        assert self.error is None, repr(self.error)
+        stop = StopFlag()
+        super().__init__(Router(settings, stop), stop, "router", join_s=60)
+        self.router = self.service
 
 
 @pytest.fixture

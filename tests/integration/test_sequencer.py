@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from shared.outcomes import Failure, Record, dead_outcome, failure_record, ok_re
 from shared.settings import load
 from shared.stack.resolve import Stack
 from tests.support.kafka import produce, read_all, wait_for
+from tests.support.running import InThread
 
 pytestmark = pytest.mark.integration
 
@@ -86,30 +86,13 @@ def check_order(out: list[Message]) -> dict[bytes, list[int]]:
     return per_key
 
 
-class Running:
+class Running(InThread[Sequencer]):
     """A sequencer in a thread of the test process."""
 
     def __init__(self, settings: SequencerSettings) -> None:
-        self.stop = StopFlag()
-        self.seq = Sequencer(settings, self.stop)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.seq.run()
-        except BaseException as exc:  # surfaced by the test
-            self.error = exc
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set("test over")
-        self.thread.join(90)
-        assert not self.thread.is_alive(), "sequencer did not stop on request"
-        assert self.error is None, repr(self.error)
+        stop = StopFlag()
+        super().__init__(Sequencer(settings, stop), stop, "sequencer", join_s=90)
+        self.seq = self.service
 
 
 @pytest.fixture
