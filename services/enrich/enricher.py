@@ -3,8 +3,9 @@
 For the task's provider chain (primary, then fallbacks): skip a provider that
 is paused or whose breaker is open; serve a cached answer if this exact
 request was answered before; otherwise take a slot under the worker's AIMD
-limit, reserve from the fleet-wide token buckets (re-checking the pause flag
-while waiting), ask the breaker, call with a hard deadline, and settle the
+limit, reserve from the fleet-wide token buckets through the worker's
+:class:`~services.enrich.gate.BucketGate` (FIFO, batched; re-checking the pause
+flag while waiting), ask the breaker, call with a hard deadline, and settle the
 reservation. One success → ``P.results``; one failure → ``P.failures``.
 When no provider of the chain is available the record fails with kind
 ``outage`` (the router parks it without spending an attempt) and the worker
@@ -48,7 +49,6 @@ _PROVIDER_SIDE = frozenset(
 )
 _PUSHBACK = frozenset({FailureKind.RATE_LIMITED, FailureKind.OVERLOADED})
 REDIS_RETRY_S = 0.5
-BUCKET_RECHECK_S = 0.25
 
 
 class Enricher:
@@ -162,14 +162,9 @@ class Enricher:
         if not admission.allowed:
             return _outage(rt)
         waited = time.monotonic()
-        async with rt.bucket_lock:
-            while True:
-                if not rt.available:
-                    return _outage(rt)
-                res = await rt.state.reserve(req.model, estimate)
-                if res.granted:
-                    break
-                await asyncio.sleep(min(max(res.wait_s, 0.001), BUCKET_RECHECK_S))
+        res = await rt.gate.acquire(req.model, estimate)  # FIFO, batched reservations
+        if res is None:
+            return _outage(rt)  # paused or open while we waited
         m.BUCKET_WAIT.labels(rt.name).observe(time.monotonic() - waited)
         result = await rt.provider.call(req)
         # The call is paid for: from here on a Redis outage delays the bookkeeping

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from services.enrich.aimd import Aimd
+from services.enrich.gate import BucketGate
 from services.enrich.providers.base import Provider
 from shared.config_file import ProviderConfig
 from shared.redis.health import Health
@@ -24,9 +25,12 @@ class Runtime:
     health: Health | None = None  # None: unknown (Redis unreachable)
     active: int = 0
     _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
-    # One task per worker waits on the fleet's buckets at a time; the others queue
-    # behind it in order instead of all polling Redis.
-    bucket_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # One pump per worker waits on the fleet's buckets for every queued call, in
+    # order, reserving for several at once instead of each polling Redis.
+    gate: BucketGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gate = BucketGate(self.state.reserve_many, self.state.refund, lambda: self.available)
 
     @property
     def available(self) -> bool:

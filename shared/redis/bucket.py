@@ -3,7 +3,9 @@
 Two dimensions, requests/min and tokens/min; a limit of 0 leaves that
 dimension unlimited. :meth:`Limiter.reserve` checks the provider's cooldown
 and takes 1 request + ``tokens`` from every configured bucket in one Lua call
-(Redis ``TIME`` is the clock), or says how long to wait. After the call,
+(Redis ``TIME`` is the clock), or says how long to wait;
+:meth:`Limiter.reserve_many` does the same for several requests in one round
+trip (the longest prefix that fits, in order). After the call,
 :meth:`Limiter.reconcile` settles the token buckets to the response's usage;
 :meth:`Limiter.refund` gives everything back when the provider never saw (or
 never charged) the request. Burst choices are explained in
@@ -129,6 +131,17 @@ class Reservation:
     settled: bool = False  # reconciled or refunded (each reservation is settled once)
 
 
+@dataclass
+class Batch:
+    """What :meth:`Limiter.reserve_many` took: one reservation per granted request, in order."""
+
+    reservations: list[Reservation]
+    wait_s: float  # until the first refused request could be granted (0 if none was refused)
+    now_us: int
+    blocked_by: str | None = None
+    levels: dict[str, float] = field(default_factory=dict)
+
+
 def _args(op: str, parts: Sequence[tuple[Dim, float]]) -> list[str]:
     args = [op]
     for dim, amount in parts:
@@ -175,6 +188,38 @@ class Limiter:
             now_us=now_us,
             blocked_by=blocked_by,
             levels=levels,
+        )
+
+    async def reserve_many(self, provider: str, model: str | None, tokens: Sequence[int]) -> Batch:
+        """Reserve for several requests in one round trip: the longest prefix that fits now.
+
+        The same as one :meth:`reserve` per request at one instant, stopping at
+        the first refusal; each granted request gets its own :class:`Reservation`
+        (settled on its own).
+        """
+        if not tokens:
+            raise ValueError("tokens must not be empty")
+        if min(tokens) < 0:
+            raise ValueError("tokens must be >= 0")
+        dims = dims_for(self.limits.get(provider), model)
+        rows = [[1.0 if d.kind == "requests" else float(t) for d in dims] for t in tokens]
+        extra = [str(len(rows))] + [repr(c) for row in rows for c in row]
+        bucket_keys = [keys.bucket(self.pipeline, provider, d.name) for d in dims]
+        with translated(f"bucket reserve_many {provider}"):
+            reply = await self._script(
+                keys=[keys.cooldown(self.pipeline, provider), *bucket_keys],
+                args=_args("reserve_many", [(d, c) for d, c in zip(dims, rows[0], strict=True)])
+                + extra,
+            )
+        granted, wait_us, now_us, blocker = (int(x) for x in reply[:4])
+        return Batch(
+            reservations=[
+                Reservation(True, 0.0, provider, model, t, 1, now_us) for t in tokens[:granted]
+            ],
+            wait_s=wait_us / US,
+            now_us=now_us,
+            blocked_by="cooldown" if blocker == -1 else dims[blocker - 1].name if blocker else None,
+            levels={d.name: float(v) for d, v in zip(dims, reply[4:], strict=False)},
         )
 
     async def _settle(self, res: Reservation, request_delta: int, token_delta: int) -> bool:

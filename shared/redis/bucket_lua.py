@@ -5,15 +5,22 @@ the same order), with Redis ``TIME`` (microseconds) as the only clock.
 
 KEYS[1]       cooldown key: integer ms (Redis TIME) until which nothing may start
 KEYS[2..n+1]  bucket hashes, fields ``l`` (level, "%.17g") and ``t`` (ts_us)
-ARGV[1]       op: ``reserve`` | ``adjust`` | ``peek``
+ARGV[1]       op: ``reserve`` | ``reserve_many`` | ``adjust`` | ``peek``
 ARGV[3i-1], ARGV[3i], ARGV[3i+1]  for bucket i (1-based): rate_per_s, capacity,
               amount (reserve: cost to take; adjust: delta, > 0 gives back,
-              < 0 takes more; peek: ignored)
+              < 0 takes more; peek, reserve_many: ignored)
+ARGV[3n+2]    reserve_many only: m, the number of requests of the batch, followed
+              by their costs row by row: ARGV[3n+2 + (j-1)*n + i] = cost of
+              request j (1-based) in bucket i
 
 Reply: {granted (1|0), wait_us, now_us, blocker, level_1, ..., level_n}
   reserve  cooldown active: {0, remaining_us, now_us, -1} (no levels);
            else all buckets are taken, or none (blocker = index of the bucket
            that waits longest, wait_us = its wait); levels as strings.
+  reserve_many  granted = how many of the m requests, in order, were taken
+           (the first that does not fit stops the batch: exactly m ``reserve``
+           calls at one instant); wait_us/blocker for that first refused one;
+           levels after the takes (stored only when granted > 0).
   adjust   always {1, 0, now_us, 0, levels...}: level + delta, capped at capacity.
   peek     refilled levels, nothing written.
 Written buckets get PEXPIRE = time until they would be full again + 1 s, so an
@@ -78,6 +85,44 @@ if op == 'reserve' then
       store(i, st[i], level)
     end
     out[4 + i] = string.format('%.17g', level)
+  end
+  return out
+elseif op == 'reserve_many' then
+  local cd = redis.call('GET', KEYS[1])
+  if cd then
+    local until_ms = tonumber(cd)
+    if until_ms and now / 1000 < until_ms then
+      return {0, until_ms * 1000 - now, now, -1}
+    end
+  end
+  local m = tonumber(ARGV[3 * n + 2])
+  local st = {}
+  local levels = {}
+  for i = 1, n do
+    st[i] = load(i)
+    levels[i] = st[i][4]
+  end
+  local granted, wait, blocker = 0, 0, 0
+  for j = 1, m do
+    local base = 3 * n + 2 + (j - 1) * n
+    for i = 1, n do
+      local need = tonumber(ARGV[base + i])
+      if need > st[i][2] then need = st[i][2] end
+      if levels[i] < need then
+        local w = math.ceil((need - levels[i]) * 1000000 / st[i][1])
+        if w > wait then wait = w; blocker = i end
+      end
+    end
+    if wait > 0 then break end
+    for i = 1, n do
+      levels[i] = levels[i] - tonumber(ARGV[base + i])
+    end
+    granted = granted + 1
+  end
+  local out = {granted, wait, now, blocker}
+  for i = 1, n do
+    if granted > 0 then store(i, st[i], levels[i]) end
+    out[4 + i] = string.format('%.17g', levels[i])
   end
   return out
 elseif op == 'adjust' then

@@ -7,13 +7,14 @@ res = await state.reserve("gpt-4o-mini", tokens=900)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
 from shared.redis.breaker import Breakers, BreakerView
 from shared.redis.breaker_logic import Admission, BreakerConfig
-from shared.redis.bucket import Limiter, ProviderLimits, Reservation
+from shared.redis.bucket import Batch, Limiter, ProviderLimits, Reservation
 from shared.redis.cooldown import Cooldowns
 from shared.redis.fleet import DEFAULT_TTL_S, Fleet
 from shared.redis.health import Health, provider_health, set_paused
@@ -51,6 +52,9 @@ class ProviderState:
     # token buckets
     async def reserve(self, model: str | None, tokens: int) -> Reservation:
         return await self.limiter.reserve(self.name, model, tokens)
+
+    async def reserve_many(self, model: str | None, tokens: Sequence[int]) -> Batch:
+        return await self.limiter.reserve_many(self.name, model, tokens)
 
     async def reconcile(self, res: Reservation, actual_tokens: int) -> bool:
         return await self.limiter.reconcile(res, actual_tokens)

@@ -364,6 +364,8 @@ def test_seconds_until() -> None:
         ({"retry-after": "soon"}, None),
         ({"retry-after-ms": "250"}, 0.25),
         ({"retry-after": "1", "retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "1", "retry-after-ms": "120"}, 0.12),  # the exact one wins
+        ({"retry-after": "2", "retry-after-ms": "junk"}, 2.0),
         ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "6m0s"}, 360.0),
         ({"x-ratelimit-remaining-requests": "5", "x-ratelimit-reset-requests": "6m0s"}, None),
         ({"x-ratelimit-reset-tokens": "20ms"}, 0.02),

@@ -89,12 +89,17 @@ def _exhausted(remaining: str | None) -> bool:
 
 
 def retry_after_from_headers(headers: Mapping[str, str], now: float) -> float | None:
-    """How long a refused request should wait: the longest applicable header (lower-case names)."""
+    """How long a refused request should wait: the longest applicable header (lower-case names).
+
+    ``retry-after-ms`` and ``retry-after`` say the same thing; the first is exact
+    where the second is rounded up to whole seconds, so it wins when both are sent.
+    """
     waits: list[float] = []
-    if (v := headers.get("retry-after")) is not None and (s := parse_retry_after(v, now)) is not None:  # fmt: skip
+    exact = parse_duration(v) if (v := headers.get("retry-after-ms")) is not None else None
+    if exact is not None:
+        waits.append(exact / 1000)
+    elif (v := headers.get("retry-after")) is not None and (s := parse_retry_after(v, now)) is not None:  # fmt: skip
         waits.append(s)
-    if (v := headers.get("retry-after-ms")) is not None and (s := parse_duration(v)) is not None:
-        waits.append(s / 1000)
     waits += [wait for remaining, wait in _resets(headers, now) if remaining is None or _exhausted(remaining)]  # fmt: skip
     return max(waits) if waits else None
 
