@@ -104,10 +104,12 @@ class Sequencer:
             self.reader.close()
 
     def step(self) -> None:
-        interval = self.settings.txn_interval_ms / 1000
-        wait = interval
+        s = self.settings
+        wait = s.txn_interval_ms / 1000
         if self.in_txn:
-            wait = max(0.0, interval - (time.monotonic() - self.txn_started))
+            # Output waiting: wake up when the group commit may happen, not later.
+            due = (s.txn_min_interval_ms if self.emitted else s.txn_interval_ms) / 1000
+            wait = max(0.0, due - (time.monotonic() - self.txn_started))
         try:
             msgs = consume_available(self.consumer, READ_BATCH, wait)
             self._raise_callback_error()
