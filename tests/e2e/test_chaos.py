@@ -95,7 +95,7 @@ def test_exactly_once_and_in_order_through_kills_restarts_and_faults(
             producer.poll(0)
         assert producer.flush(60) == 0
         chaos.start()
-        _wait_until_accounted(fleet, kafka.bootstrap, topics, RECORDS, timeout_s=240)
+        _wait_until_accounted(fleet, kafka.bootstrap, topics, RECORDS, timeout_s=420)
         chaos.join(60)
         calls = fleet.llm_stats()
     finally:

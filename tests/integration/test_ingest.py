@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -132,15 +134,25 @@ def _ingest_proc(env: dict[str, str], source: str) -> subprocess.Popen[bytes]:
 def test_sigkill_mid_run_then_restart_loses_nothing(
     stack: Stack, kafka_env: dict[str, str], source: str, pipeline: str
 ) -> None:
-    n = 60_000
-    produce(stack.bootstrap, source, ((f"k{i % 101}".encode(), ticket(i), None) for i in range(n)))
+    n = 100_000
+    records = [(f"k{i % 101}".encode(), ticket(i), None) for i in range(n)]
+    produce(stack.bootstrap, source, records[: n // 2])
+
+    def trickle() -> None:  # the rest arrives while ingest runs: the kill lands mid-stream
+        for i in range(n // 2, n, 5000):
+            produce(stack.bootstrap, source, records[i : i + 5000])
+            time.sleep(0.2)
+
+    rest = threading.Thread(target=trickle)
     proc = _ingest_proc(kafka_env, source)
+    rest.start()
     wait_for(lambda: sum(end_offsets(stack.bootstrap, f"{pipeline}.work").values()) > n // 4, 60,
              what="ingest to forward a quarter")  # fmt: skip
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     forwarded_before = sum(end_offsets(stack.bootstrap, f"{pipeline}.work").values())
     assert forwarded_before < n, "the kill must land mid-run for this test to mean anything"
+    rest.join(60)
     proc = _ingest_proc(kafka_env, source)
     try:
         work = read_all(stack.bootstrap, f"{pipeline}.work", expect=n, timeout_s=120)
