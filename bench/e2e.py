@@ -229,7 +229,12 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, default=200, help="provider limit, requests/s")
     parser.add_argument("--rate", type=float, default=None, help="records/s (default limit/2)")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window")
-    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=15.0,
+        help="seconds left out at the start (broker JIT, pools)",
+    )
     parser.add_argument("--latency", default="lognormal:500:0.3", help="fakellm latency")
     parser.add_argument("--keys", type=int, default=500)
     parser.add_argument("--failing-keys", type=float, default=1.0, help="percent of keys failing")

@@ -49,7 +49,10 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--keys", type=int, default=500)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument(
-        "--rate", type=float, default=1000.0, help="records/s produced to the source topic"
+        "--rate",
+        type=float,
+        default=100.0,
+        help="records/s produced to the source topic (default 100: what two enrich workers on a 2-core laptop keep up with, so latency is not queueing)",
     )
     parser.add_argument("--llm-rps", type=int, default=400, help="the provider's rate limit")
     parser.add_argument(
