@@ -40,7 +40,9 @@ class Ingest:
         self.settings = settings
         self.topics = Topics(settings.pipeline)
         self.stop = stop or StopFlag()
-        self.wrapper = Wrapper(settings.input_format, settings.max_record_bytes)
+        self.wrapper = Wrapper(
+            settings.input_format, settings.max_record_bytes, settings.source_topic
+        )
         self.consumed: dict[TP, int] = {}  # next offset to read, per partition
         self.committed: dict[TP, int] = {}
         self.acked = 0  # records (work + poison) acknowledged at the last checkpoint

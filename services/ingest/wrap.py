@@ -97,10 +97,16 @@ def _check_json(value: bytes) -> None:
 class Wrapper:
     """Turns source records into work headers, or raises PoisonRecord."""
 
-    def __init__(self, fmt: Literal["json", "bytes"], max_bytes: int) -> None:
+    def __init__(
+        self, fmt: Literal["json", "bytes"], max_bytes: int, topic: str | None = None
+    ) -> None:
+        """``topic``: the one source topic, when known; then the hot path never asks
+        a message for its topic (each call builds a new string)."""
         self.json = fmt == "json"
         self.max_bytes = max_bytes
+        self.topic = topic
         self._prefix: dict[tuple[str | None, int | None], h.HeaderList] = {}
+        self._by_partition: dict[int | None, h.HeaderList] = {}
 
     def _prefix_for(self, topic: str | None, partition: int | None) -> h.HeaderList:
         prefix = self._prefix.get((topic, partition))
@@ -132,9 +138,12 @@ class Wrapper:
             raise PoisonRecord("oversize", f"value is {len(value)} bytes (limit {self.max_bytes})")
         if self.json:
             _check_json(value)
-        prefix = self._prefix.get((msg.topic(), msg.partition()))
+        part = msg.partition()
+        prefix = self._by_partition.get(part)
         if prefix is None:
-            prefix = self._prefix_for(msg.topic(), msg.partition())
+            prefix = self._prefix_for(self.topic if self.topic is not None else msg.topic(), part)
+            if self.topic is not None:
+                self._by_partition[part] = prefix
         ours = [
             *prefix,
             (h.SRC_OFFSET, b"%d" % (msg.offset() or 0)),

@@ -116,3 +116,11 @@ def test_headers_from_a_non_client_shape_take_the_slow_path() -> None:
     assert h.get(hs, "a") == b"text" and h.get(hs, "b") == b""
     with pytest.raises(PoisonRecord, match="reserved"):
         w.work_headers(Msg(b"x", _headers=[(h.ATTEMPT, "2")]))
+
+
+def test_a_known_source_topic_gives_the_same_headers_per_partition() -> None:
+    fixed, asking = Wrapper("json", 1000, topic="src"), Wrapper("json", 1000)
+    for off in (1, 2):
+        msg = Msg(GOOD, _offset=off, _headers=[("trace", b"x")])
+        assert fixed.work_headers(msg) == asking.work_headers(msg)
+        assert h.source_id(fixed.work_headers(msg)) == h.SourceId("src", 2, off)
