@@ -56,14 +56,18 @@ local function store(i, s, level)
   redis.call('PEXPIRE', KEYS[i + 1], math.ceil((s[2] - level) * 1000 / s[1]) + 1000)
 end
 
-if op == 'reserve' then
-  local cd = redis.call('GET', KEYS[1])
-  if cd then
-    local until_ms = tonumber(cd)
-    if until_ms and now / 1000 < until_ms then
-      return {0, until_ms * 1000 - now, now, -1}
-    end
+-- Microseconds left of the provider's cooldown, or nil when there is none.
+local function cooldown_wait()
+  local until_ms = tonumber(redis.call('GET', KEYS[1]) or '')
+  if until_ms and now / 1000 < until_ms then
+    return until_ms * 1000 - now
   end
+  return nil
+end
+
+if op == 'reserve' then
+  local cw = cooldown_wait()
+  if cw then return {0, cw, now, -1} end
   local st = {}
   local wait, blocker = 0, 0
   for i = 1, n do
@@ -88,13 +92,8 @@ if op == 'reserve' then
   end
   return out
 elseif op == 'reserve_many' then
-  local cd = redis.call('GET', KEYS[1])
-  if cd then
-    local until_ms = tonumber(cd)
-    if until_ms and now / 1000 < until_ms then
-      return {0, until_ms * 1000 - now, now, -1}
-    end
-  end
+  local cw = cooldown_wait()
+  if cw then return {0, cw, now, -1} end
   local m = tonumber(ARGV[3 * n + 2])
   local st = {}
   local levels = {}
