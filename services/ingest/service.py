@@ -107,36 +107,42 @@ class Ingest:
 
     # -- forwarding ----------------------------------------------------------
     def _forward(self, msgs: list[Message]) -> None:
-        work, dlq = self.topics.work, self.topics.dlq("poison")
+        """One pass over the batch: wrap and send each record, note positions.
+
+        A batch holds runs of partitions; the next offset to read is noted when a
+        run ends, not per record (this loop is ingest's whole cost).
+        """
+        work = self.topics.work
         send, work_headers = self.producer.send, self.wrapper.work_headers
+        consumed = self.consumed
+        topic = self.settings.source_topic
         n = 0
+        part: int | None = None
+        offset = -1
         for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                self._consumer_error(err)
+            if msg.error() is not None:
+                self._consumer_error(msg.error())  # type: ignore[arg-type]
                 continue
             try:
                 send(work, msg.value(), msg.key(), work_headers(msg))
             except PoisonRecord as bad:
-                p = self.wrapper.poison(msg, bad)
-                self._log_poison(msg, p.reason)
-                self.producer.send_at(dlq, p.value, p.key, p.headers, p.timestamp)
+                self._send_poison(msg, bad)
             n += 1
-        self._note_positions(msgs)
+            p = msg.partition()
+            if p != part:
+                if part is not None:
+                    consumed[(topic, part)] = offset + 1
+                part = p
+            offset = msg.offset()  # type: ignore[assignment]
+        if part is not None:
+            consumed[(topic, part)] = offset + 1
         self._sent += n
         m.RECORDS_IN.inc(n)
 
-    def _note_positions(self, msgs: list[Message]) -> None:
-        """Record the next offset per partition; a batch holds runs of partitions."""
-        consumed = self.consumed
-        last: Message | None = None
-        for msg in msgs:
-            if last is not None and msg.partition() != last.partition():
-                consumed[(last.topic(), last.partition())] = last.offset() + 1  # type: ignore[index,operator]
-            if msg.error() is None:
-                last = msg
-        if last is not None:
-            consumed[(last.topic(), last.partition())] = last.offset() + 1  # type: ignore[index,operator]
+    def _send_poison(self, msg: Message, bad: PoisonRecord) -> None:
+        p = self.wrapper.poison(msg, bad)
+        self._log_poison(msg, p.reason)
+        self.producer.send_at(self.topics.dlq("poison"), p.value, p.key, p.headers, p.timestamp)
 
     def _consumer_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:

@@ -37,6 +37,11 @@ def test_bench_ingest(stack: Stack) -> None:
     r = bench(stack, "ingest", "--records", "5000", "--rounds", "1")
     assert r["sluice_rps"] > 0 and r["baseline_rps"] > 0
     assert r["ratio"] == pytest.approx(r["sluice_rps"] / r["baseline_rps"], abs=0.01)
+    assert r["stamping_baseline_rps"] > 0
+    assert r["ratio_vs_stamping"] == pytest.approx(
+        r["sluice_rps"] / r["stamping_baseline_rps"], abs=0.01
+    )
+    assert set(r["targets_met"]) == {"ratio_vs_stamping>=0.9"}
 
 
 def test_bench_enrich(stack: Stack) -> None:
