@@ -27,7 +27,9 @@ provider limit, for ``--seconds``; Zipf-skewed over ``--keys`` keys):
   way to keep order without sluice. Its other-key p99 shows the head-of-line
   blocking.
 
-Records of the first ``--warmup`` seconds are left out of every figure. The
+Records of the first ``--warmup`` seconds are left out of every figure; the
+per-record figures of each run (hops included) are written to ``records.csv``
+in its log folder, to see when the tail happened. The
 last line is one JSON object; targets: ``overhead_p99_ms <= 100`` and
 ``others_p99_delta_ms <= 100``.
 """
@@ -166,6 +168,9 @@ def sluice_run(
     hops: dict[str, list[int]] = {"ingest": [], "enrich_minus_llm": [], "ordering_wait": [],
                                   "sequencer": [], "commit_visibility": []}  # fmt: skip
     previous: dict[tuple[str, int, bytes], int] = {}  # scope → output ts of its last record
+    rows = [
+        "src_ts,partition,offset,llm_ms,ingest,enrich_minus_llm,ordering_wait,sequencer,commit_visibility"
+    ]
     for m in out:
         hs = m.headers()
         src_ts = int(h.get_str(hs, h.SRC_TS) or 0)
@@ -189,6 +194,11 @@ def sluice_run(
         hops["ordering_wait"].append(order_wait)
         hops["sequencer"].append(out_ts - result_ts[i] - order_wait)
         hops["commit_visibility"].append(seen[i] - out_ts)
+        rows.append(
+            ",".join(str(v) for v in (src_ts, i[1], i[2], llm, *(hop[-1] for hop in hops.values())))
+        )
+    # Per record, for a look at where and when the tail happened.
+    (log_root / label / "records.csv").write_text("\n".join(rows) + "\n")
     for v in (e2e, overhead, with_order, *hops.values()):
         v.sort()
     return {"measured": len(e2e), "emitted": len(seen), "wanted": wanted,
