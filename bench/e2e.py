@@ -49,6 +49,7 @@ from confluent_kafka import Producer
 
 from bench.common import emit
 from bench.ordered import run_ordered
+from bench.promtext import merged_buckets, quantile_le
 from services.local.fleet import Fleet, FleetSpec
 from services.local.readback import Tail, ident, read_topic
 from services.local.verify import Ident, percentile
@@ -124,6 +125,28 @@ def _pipeline(stack: Stack, label: str, partitions: int) -> tuple[str, Topics, s
     return pipeline, Topics(pipeline, parse_rungs(RUNGS)), source
 
 
+def enrich_steps(scrapes: list[str]) -> dict[str, list[float | str | None]]:
+    """p50 and p99 of enrich's steps around the call, over the whole run (warm-up
+    included), from the workers' histograms: the upper bound of the bucket (ms)."""
+    series: dict[str, tuple[str, dict[str, str]]] = {
+        "bucket_wait": ("sluice_bucket_wait_seconds", {})
+    } | {
+        step: ("sluice_enrich_step_seconds", {"step": step})
+        for step in ("cache_lookup", "breaker", "bookkeeping")
+    }
+    out: dict[str, list[float | str | None]] = {}
+    for name, (metric, match) in series.items():
+        buckets = merged_buckets(scrapes, metric, match)
+        out[name] = [_ms(quantile_le(buckets, q)) for q in (0.5, 0.99)]
+    return out
+
+
+def _ms(seconds: float | None) -> float | str | None:
+    if seconds is None or seconds == float("inf"):
+        return None if seconds is None else "inf"
+    return round(seconds * 1000, 1)
+
+
 def sluice_run(
     stack: Stack, args: argparse.Namespace, f: Feed, label: str, log_root: Path
 ) -> dict[str, Any]:
@@ -154,6 +177,7 @@ def sluice_run(
             tail.close()
         producer.join()
         print(f"[{label}] {len(seen)}/{wanted} records of the measured keys emitted", flush=True)
+        steps = enrich_steps([fleet.metrics(n) for n in fleet.spec.names if n.startswith("enrich")])
     finally:
         fleet.stop()
     work_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.work)
@@ -207,6 +231,7 @@ def sluice_run(
             "overhead_with_ordering_p50_ms": percentile(with_order, 0.5),
             "overhead_with_ordering_p99_ms": percentile(with_order, 0.99),
             "waited_for_order": sum(1 for w in hops["ordering_wait"] if w > 0),
+            "enrich_steps_le_ms": steps,
             "hops_p50_p99_ms": {k: [percentile(v, 0.5), percentile(v, 0.99)] for k, v in hops.items()}}  # fmt: skip
 
 

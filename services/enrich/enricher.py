@@ -147,7 +147,9 @@ class Enricher:
         self, rt: Runtime, req: ProviderRequest
     ) -> tuple[Parsed, CallSuccess] | Failure:
         digest = request_hash(rt.config.kind, req)
+        started = time.monotonic()
         cached = await self._cached(rt, digest)
+        m.STEP.labels(rt.name, "cache_lookup").observe(time.monotonic() - started)
         if cached is not None:
             return cached
         async with rt.slot():
@@ -158,7 +160,9 @@ class Enricher:
     ) -> tuple[Parsed, CallSuccess] | Failure:
         estimate = req.text_chars() // 4 + 1 + req.max_tokens
         # The breaker first: no Redis round trip between taking a token and sending.
+        started = time.monotonic()
         admission = await rt.state.allow()
+        m.STEP.labels(rt.name, "breaker").observe(time.monotonic() - started)
         if not admission.allowed:
             return _outage(rt)
         waited = time.monotonic()
@@ -169,11 +173,15 @@ class Enricher:
         result = await rt.provider.call(req)
         # The call is paid for: from here on a Redis outage delays the bookkeeping
         # but never makes us call again.
-        if isinstance(result, CallSuccess):
-            return await _until_redis(
-                lambda: self._succeeded(rt, digest, res, admission.probe, result)
-            )
-        return await _until_redis(lambda: self._failed_call(rt, res, admission.probe, result))
+        started = time.monotonic()
+        try:
+            if isinstance(result, CallSuccess):
+                return await _until_redis(
+                    lambda: self._succeeded(rt, digest, res, admission.probe, result)
+                )
+            return await _until_redis(lambda: self._failed_call(rt, res, admission.probe, result))
+        finally:
+            m.STEP.labels(rt.name, "bookkeeping").observe(time.monotonic() - started)
 
     async def _succeeded(
         self, rt: Runtime, digest: str, res: Reservation, probe: bool, result: CallSuccess

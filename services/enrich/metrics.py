@@ -18,6 +18,12 @@ BUCKET_WAIT = Histogram(
     "sluice_bucket_wait_seconds", "Time waiting for the fleet-wide token buckets", ["provider"],
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )  # fmt: skip
+STEP = Histogram(
+    "sluice_enrich_step_seconds",
+    "Time of a call's steps around the call itself (bucket wait and call: their own metrics)",
+    ["provider", "step"],  # cache_lookup | breaker | bookkeeping
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
 COOLDOWNS = Counter(
     "sluice_provider_cooldowns_total", "Cooldowns set from provider signals", ["provider"]
 )

@@ -69,6 +69,9 @@ class Fleet:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.kills: dict[str, int] = {}
         self.fake_url = ""
+        self.metrics_ports: dict[
+            str, int
+        ] = {}  # service → its Prometheus port (kept across restarts)
         self._logs: list[IO[bytes]] = []
         spec.log_dir.mkdir(parents=True, exist_ok=True)
 
@@ -90,6 +93,7 @@ class Fleet:
             "SLUICE_RETRY_RUNGS": s.rungs, "SLUICE_MAX_IN_FLIGHT": str(s.max_in_flight),
             "SLUICE_DEAD_MODE": s.dead_mode, "SLUICE_WORKER_ID": f"{s.pipeline}-{name}",
             "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": f"{s.pipeline}-{name}",
+            "SLUICE_METRICS_PORT": str(self.metrics_ports.setdefault(name, free_port())),
             **s.env,
         }  # fmt: skip
 
@@ -185,6 +189,11 @@ class Fleet:
         for f in self._logs:
             f.close()
         self._logs.clear()
+
+    def metrics(self, name: str) -> str:
+        """The service's Prometheus exposition text."""
+        url = f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
+        return httpx.get(url, timeout=5).text
 
     # -- fakellm ------------------------------------------------------------------
     def configure_llm(self, update: Mapping[str, Any]) -> None:

@@ -62,3 +62,6 @@ def test_bench_e2e(stack: Stack) -> None:
     assert clean["emitted"] == clean["wanted"] > 0
     assert set(clean["hops_p50_p99_ms"]) == {"ingest", "enrich_minus_llm", "ordering_wait",
                                              "sequencer", "commit_visibility"}  # fmt: skip
+    steps = clean["enrich_steps_le_ms"]  # scraped from the workers' /metrics
+    assert set(steps) == {"bucket_wait", "cache_lookup", "breaker", "bookkeeping"}
+    assert all(p50 is not None for p50, _ in steps.values())
