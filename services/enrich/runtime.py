@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from dataclasses import dataclass, field
 from services.enrich.aimd import Aimd
 from services.enrich.gate import BucketGate
 from services.enrich.providers.base import Provider
+from services.enrich.slots import Slots
 from shared.config_file import ProviderConfig
 from shared.redis.health import Health
 from shared.redis.state import ProviderState
@@ -23,33 +23,33 @@ class Runtime:
     state: ProviderState
     aimd: Aimd
     health: Health | None = None  # None: unknown (Redis unreachable)
-    active: int = 0
-    _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+    slots: Slots = field(init=False)
     # One pump per worker waits on the fleet's buckets for every queued call, in
     # order, reserving for several at once instead of each polling Redis.
     gate: BucketGate = field(init=False)
 
     def __post_init__(self) -> None:
+        self.slots = Slots(lambda: self.aimd.current)
         self.gate = BucketGate(self.state.reserve_many, self.state.refund, lambda: self.available)
 
     @property
     def available(self) -> bool:
         return self.health is not None and self.health.available
 
+    @property
+    def active(self) -> int:
+        """Calls of this worker in flight to the provider."""
+        return self.slots.active
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """A call slot under this worker's adaptive concurrency limit."""
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.active < self.aimd.current)
-            self.active += 1
+        """A call slot under this worker's adaptive concurrency limit (FIFO)."""
+        await self.slots.acquire()
         try:
             yield
         finally:
-            async with self._cond:
-                self.active -= 1
-                self._cond.notify_all()
+            self.slots.release()
 
     async def wake(self) -> None:
-        """Re-check waiting slots (the limit may have grown)."""
-        async with self._cond:
-            self._cond.notify_all()
+        """The limit may have grown: let waiting calls in."""
+        self.slots.wake()

@@ -94,9 +94,7 @@ class EnrichService:
         self._refresher: concurrent.futures.Future[None] | None = None
 
     async def _make_enricher(self, cache: ResultCache | None) -> Enricher:
-        # Conditions and clients bind to the running loop: build them inside it.
-        for rt in self.runtimes.values():
-            rt._cond = asyncio.Condition()
+        # Clients bind to the running loop: build them inside it.
         return Enricher(
             self.topics, self.task_name, self.task, self.runtimes, cache, self.settings.cache_ttl_s
         )
