@@ -120,8 +120,9 @@ class Ingest:
         part: int | None = None
         offset = -1
         for msg in msgs:
-            if msg.error() is not None:
-                self._consumer_error(msg.error())  # type: ignore[arg-type]
+            err = msg.error()
+            if err is not None:
+                self._consumer_error(err)
                 continue
             try:
                 send(work, msg.value(), msg.key(), work_headers(msg))
@@ -133,7 +134,7 @@ class Ingest:
                 if part is not None:
                     consumed[(topic, part)] = offset + 1
                 part = p
-            offset = msg.offset()  # type: ignore[assignment]
+            offset = msg.offset() or 0
         if part is not None:
             consumed[(topic, part)] = offset + 1
         self._sent += n
