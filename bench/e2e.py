@@ -39,12 +39,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import Producer
 
 from bench.common import emit
@@ -142,9 +144,19 @@ def enrich_steps(scrapes: list[str]) -> dict[str, list[float | str | None]]:
 
 
 def _ms(seconds: float | None) -> float | str | None:
-    if seconds is None or seconds == float("inf"):
-        return None if seconds is None else "inf"
-    return round(seconds * 1000, 1)
+    if seconds is None:
+        return None
+    return "inf" if math.isinf(seconds) else round(seconds * 1000, 1)
+
+
+def scrape_steps(fleet: Fleet) -> dict[str, Any]:
+    """:func:`enrich_steps` of the fleet's enrich workers; a failed scrape says why
+    instead of losing the run's other figures."""
+    try:
+        scrapes = [fleet.metrics(n) for n in fleet.spec.names if n.startswith("enrich")]
+    except httpx.HTTPError as exc:
+        return {"unavailable": f"scraping the enrich workers' /metrics failed: {exc}"}
+    return enrich_steps(scrapes)
 
 
 def sluice_run(
@@ -177,7 +189,7 @@ def sluice_run(
             tail.close()
         producer.join()
         print(f"[{label}] {len(seen)}/{wanted} records of the measured keys emitted", flush=True)
-        steps = enrich_steps([fleet.metrics(n) for n in fleet.spec.names if n.startswith("enrich")])
+        steps = scrape_steps(fleet)
     finally:
         fleet.stop()
     work_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.work)

@@ -69,9 +69,8 @@ class Fleet:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.kills: dict[str, int] = {}
         self.fake_url = ""
-        self.metrics_ports: dict[
-            str, int
-        ] = {}  # service → its Prometheus port (kept across restarts)
+        # service → its Prometheus port (the same across restarts)
+        self.metrics_ports: dict[str, int] = {}
         self._logs: list[IO[bytes]] = []
         spec.log_dir.mkdir(parents=True, exist_ok=True)
 

@@ -34,3 +34,23 @@ def test_all_label_sets_without_a_filter_and_nothing_observed() -> None:
     assert merged_buckets([A], "w")[-1] == (math.inf, 150.0)
     assert quantile_le(merged_buckets([A], "w"), 0.9) == math.inf
     assert quantile_le(merged_buckets([A], "nope"), 0.5) is None
+
+
+def test_enrich_steps_reports_bucket_bounds_in_ms_per_step() -> None:
+    from bench.e2e import enrich_steps
+
+    scrape = """# TYPE sluice_bucket_wait_seconds histogram
+sluice_bucket_wait_seconds_bucket{provider="p",le="0.01"} 99.0
+sluice_bucket_wait_seconds_bucket{provider="p",le="+Inf"} 100.0
+# TYPE sluice_enrich_step_seconds histogram
+sluice_enrich_step_seconds_bucket{provider="p",step="breaker",le="0.0025"} 100.0
+sluice_enrich_step_seconds_bucket{provider="p",step="breaker",le="+Inf"} 100.0
+"""
+    got = enrich_steps([scrape])
+    assert got["bucket_wait"] == [10.0, 10.0]
+    assert got["breaker"] == [2.5, 2.5]
+    assert got["cache_lookup"] == [None, None]  # nothing observed
+    assert enrich_steps([scrape.replace('le="0.01"} 99.0', 'le="0.01"} 50.0')])["bucket_wait"] == [
+        10.0,
+        "inf",
+    ]
