@@ -2,7 +2,7 @@
 
 ::
 
-    exception     our deadline / httpx timeout ........ timeout
+    exception     our deadline / socket read timeout .. timeout
                   connect / network / protocol ........ provider_error (connect_error, ...)
     HTTP status   402, or a spend/credit error body ... rate_limited  spend_limit, >= 1 h
                   429 ................................. rate_limited  (retry_after_s from headers)
@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 
 from services.enrich.providers.ratelimit_headers import (
     MAX_COOLDOWN_S,
@@ -248,14 +248,14 @@ def classify_response(
 
 
 _EXCEPTIONS: tuple[tuple[type[BaseException], FailureKind, str], ...] = (
-    (httpx.ConnectTimeout, FailureKind.PROVIDER_ERROR, "connect_timeout"),
-    (httpx.PoolTimeout, FailureKind.TIMEOUT, "pool_timeout"),
-    (httpx.TimeoutException, FailureKind.TIMEOUT, "timeout"),
-    (TimeoutError, FailureKind.TIMEOUT, "timeout"),
-    (httpx.ConnectError, FailureKind.PROVIDER_ERROR, "connect_error"),
-    (httpx.RemoteProtocolError, FailureKind.PROVIDER_ERROR, "protocol_error"),
-    (httpx.NetworkError, FailureKind.PROVIDER_ERROR, "network_error"),
-    (httpx.HTTPError, FailureKind.PROVIDER_ERROR, "http_error"),
+    (aiohttp.ConnectionTimeoutError, FailureKind.PROVIDER_ERROR, "connect_timeout"),
+    (TimeoutError, FailureKind.TIMEOUT, "timeout"),  # our deadline, or a socket read timeout
+    (aiohttp.ClientConnectorError, FailureKind.PROVIDER_ERROR, "connect_error"),
+    (aiohttp.ServerDisconnectedError, FailureKind.PROVIDER_ERROR, "protocol_error"),
+    (aiohttp.ClientPayloadError, FailureKind.PROVIDER_ERROR, "protocol_error"),
+    (aiohttp.ClientResponseError, FailureKind.PROVIDER_ERROR, "protocol_error"),
+    (aiohttp.ClientOSError, FailureKind.PROVIDER_ERROR, "network_error"),
+    (aiohttp.ClientError, FailureKind.PROVIDER_ERROR, "http_error"),
     (ConnectionError, FailureKind.PROVIDER_ERROR, "connect_error"),
     (OSError, FailureKind.PROVIDER_ERROR, "network_error"),
 )

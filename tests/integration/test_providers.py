@@ -8,13 +8,15 @@ record's text, so the request goes through ``tasks.render`` like in enrich.
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
 from services.enrich.providers import (
     CallFailure,
@@ -163,40 +165,57 @@ async def test_pooled_concurrency(provider: Provider, control: httpx.Client) -> 
     assert elapsed < 64 * 0.2 / 8, f"64 calls of 200 ms took {elapsed:.2f} s"
 
 
-# -- wire details, with a recording transport ---------------------------------------------
+# -- wire details, against a recording HTTP server ------------------------------------
 
 
-class Recorder:
-    def __init__(self, kind: str) -> None:
-        self.requests: list[httpx.Request] = []
-        if kind == "openai":
-            body = {"choices": [{"message": {"content": "{}"}}], "usage": {}, "model": "m"}
-        else:
-            body = {"type": "message", "content": [{"type": "text", "text": "{}"}], "model": "m"}
-        self.body = body
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return httpx.Response(200, json=self.body)
+@dataclass(frozen=True)
+class Seen:
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    body: dict[str, Any]
 
 
-async def wire(kind: str, base_url: str, **extra: object) -> httpx.Request:
-    rec = Recorder(kind)
-    cfg = ProviderConfig.model_validate({"kind": kind, "base_url": base_url, **extra})
-    p = build_provider("x", cfg, environ={"KEY": "sk-env"}, transport=httpx.MockTransport(rec))
+async def wire(kind: str, path: str, **extra: object) -> Seen:
+    """One call of a ``kind`` adapter whose base URL is a local server + ``path``."""
+    seen: list[Seen] = []
+    answer = (
+        {"choices": [{"message": {"content": "{}"}}], "usage": {}, "model": "m"}
+        if kind == "openai"
+        else {"type": "message", "content": [{"type": "text", "text": "{}"}], "model": "m"}
+    )
+
+    async def record(request: web.Request) -> web.Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        seen.append(Seen(request.path, dict(request.query), headers, await request.json()))
+        return web.json_response(answer)
+
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    cfg = ProviderConfig.model_validate(
+        {"kind": kind, "base_url": f"http://127.0.0.1:{port}{path}", **extra}
+    )
+    p = build_provider("x", cfg, environ={"KEY": "sk-env"})
     assert "sk-" not in repr(p)
     try:
         assert isinstance(await p.call(ticket("hi")), CallSuccess)
     finally:
         await p.aclose()
-    return rec.requests[0]
+        await runner.cleanup()
+    return seen[0]
 
 
 async def test_openai_wire() -> None:
-    req = await wire("openai", "https://api.example.com/v1/", api_key_env="KEY")
-    assert str(req.url) == "https://api.example.com/v1/chat/completions"
+    req = await wire("openai", "/v1/", api_key_env="KEY")
+    assert req.path == "/v1/chat/completions" and not req.query
     assert req.headers["authorization"] == "Bearer sk-env"
-    body = json.loads(req.content)
+    assert req.headers["content-type"] == "application/json"
+    body = req.body
     assert body["messages"][0] == {"role": "system", "content": TASK.system}
     assert body["messages"][1]["role"] == "user" and body["max_tokens"] == 128
 
@@ -204,24 +223,26 @@ async def test_openai_wire() -> None:
 async def test_azure_wire() -> None:
     req = await wire(
         "openai",
-        "https://r.openai.azure.com/openai/deployments/d?api-version=2024-10-21",
+        "/openai/deployments/d?api-version=2024-10-21",
         api_key="sk-inline",
         extra_headers={"api-key": ""},
         max_tokens_param="max_completion_tokens",
     )
-    assert req.url.path == "/openai/deployments/d/chat/completions"
-    assert req.url.params["api-version"] == "2024-10-21"
+    assert req.path == "/openai/deployments/d/chat/completions"
+    assert req.query == {"api-version": "2024-10-21"}
     assert req.headers["api-key"] == "sk-inline" and "authorization" not in req.headers
-    assert "max_completion_tokens" in json.loads(req.content)
+    assert "max_completion_tokens" in req.body
 
 
-@pytest.mark.parametrize("base", ["https://api.anthropic.com", "https://proxy.example/v1"])
-async def test_anthropic_wire(base: str) -> None:
+@pytest.mark.parametrize(
+    ("base", "path"), [("", "/v1/messages"), ("/proxy/v1", "/proxy/v1/messages")]
+)
+async def test_anthropic_wire(base: str, path: str) -> None:
     req = await wire("anthropic", base, api_key_env="KEY")
-    assert req.url.path.endswith("/v1/messages") and "/v1/v1" not in req.url.path
+    assert req.path == path
     assert req.headers["x-api-key"] == "sk-env"
     assert req.headers["anthropic-version"] == "2023-06-01"
-    body = json.loads(req.content)
+    body = req.body
     assert body["system"] == TASK.system and body["max_tokens"] == 128
     assert [m["role"] for m in body["messages"]] == ["user"]
 

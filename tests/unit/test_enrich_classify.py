@@ -2,7 +2,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
 
 from services.enrich.classify import (
@@ -47,20 +47,17 @@ def fail(
 
 # -- exceptions ------------------------------------------------------------------------
 
-REQ = httpx.Request("POST", "http://x/v1/chat/completions")
-
 
 @pytest.mark.parametrize(
     ("exc", "kind", "error_class"),
     [
         (TimeoutError(), K.TIMEOUT, "timeout"),
-        (httpx.ReadTimeout("read", request=REQ), K.TIMEOUT, "timeout"),
-        (httpx.PoolTimeout("pool", request=REQ), K.TIMEOUT, "pool_timeout"),
-        (httpx.ConnectTimeout("connect", request=REQ), K.PROVIDER_ERROR, "connect_timeout"),
-        (httpx.ConnectError("refused", request=REQ), K.PROVIDER_ERROR, "connect_error"),
-        (httpx.RemoteProtocolError("closed", request=REQ), K.PROVIDER_ERROR, "protocol_error"),
-        (httpx.ReadError("reset", request=REQ), K.PROVIDER_ERROR, "network_error"),
-        (httpx.TooManyRedirects("loop", request=REQ), K.PROVIDER_ERROR, "http_error"),
+        (aiohttp.SocketTimeoutError("read"), K.TIMEOUT, "timeout"),
+        (aiohttp.ConnectionTimeoutError("connect"), K.PROVIDER_ERROR, "connect_timeout"),
+        (aiohttp.ServerDisconnectedError(), K.PROVIDER_ERROR, "protocol_error"),
+        (aiohttp.ClientPayloadError("truncated body"), K.PROVIDER_ERROR, "protocol_error"),
+        (aiohttp.ClientOSError(104, "reset"), K.PROVIDER_ERROR, "network_error"),
+        (aiohttp.ClientConnectionError("closed"), K.PROVIDER_ERROR, "http_error"),
         (ConnectionRefusedError(111, "refused"), K.PROVIDER_ERROR, "connect_error"),
         (OSError("boom"), K.PROVIDER_ERROR, "network_error"),
         (ValueError("weird"), K.PROVIDER_ERROR, "unexpected:ValueError"),

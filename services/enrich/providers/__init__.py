@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
-
 from services.enrich.providers.base import (
     CallFailure,
     CallResult,
@@ -38,7 +36,6 @@ def build_provider(
     config: ProviderConfig,
     *,
     environ: Mapping[str, str] | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
 ) -> Provider:
     """The adapter for ``config.kind``; ConfigError when its API key variable is unset."""
     try:
@@ -50,7 +47,7 @@ def build_provider(
     from services.enrich.providers.openai import OpenAIProvider
 
     adapter = AnthropicProvider if config.kind == "anthropic" else OpenAIProvider
-    return adapter(name, config, api_key, transport=transport)
+    return adapter(name, config, api_key)
 
 
 def build_providers(

@@ -8,8 +8,7 @@ one that already ends in ``/v1`` works too. ``anthropic-version`` defaults to
 from __future__ import annotations
 
 from typing import Any, ClassVar
-
-import httpx
+from urllib.parse import urlsplit
 
 from services.enrich.providers.base import ProviderKind, ProviderRequest
 from services.enrich.providers.http import HttpProvider, endpoint, merge_headers
@@ -35,8 +34,8 @@ class AnthropicProvider(HttpProvider):
     kind: ClassVar[ProviderKind] = "anthropic"
 
     @classmethod
-    def url(cls, config: ProviderConfig) -> httpx.URL:
-        path = httpx.URL(config.base_url).path.rstrip("/")
+    def url(cls, config: ProviderConfig) -> str:
+        path = urlsplit(config.base_url).path.rstrip("/")
         return endpoint(config.base_url, "/messages" if path.endswith("/v1") else "/v1/messages")
 
     @classmethod

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import httpx
-
 from services.enrich.providers.base import ProviderKind, ProviderRequest
 from services.enrich.providers.http import HttpProvider, endpoint, merge_headers
 from shared.config_file import ProviderConfig
@@ -33,7 +31,7 @@ class OpenAIProvider(HttpProvider):
     kind: ClassVar[ProviderKind] = "openai"
 
     @classmethod
-    def url(cls, config: ProviderConfig) -> httpx.URL:
+    def url(cls, config: ProviderConfig) -> str:
         return endpoint(config.base_url, "/chat/completions")
 
     @classmethod
