@@ -126,7 +126,7 @@ def run(argv: list[str]) -> int:
           "latency": args.latency,
           "sluice_cpu_ms_per_call": best["sluice"]["cpu_ms_per_call"],
           "baseline_cpu_ms_per_call": best["baseline"]["cpu_ms_per_call"],
-          "ratio": round(ratio, 1),
+          "ratio": round(ratio, 2),
           "all_ok": all(r["ok"] == args.calls for v in runs.values() for r in v),
           "runs": runs})  # fmt: skip
     return 0

@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 
-import httpx
+import aiohttp
 from confluent_kafka import Consumer, TopicPartition
 
 from bench.naive import chat_body
@@ -45,7 +45,7 @@ class OrderedResult:
 class Ordered:
     """Concurrent calls, emission in partition order, failures retried in place."""
 
-    def __init__(self, http: httpx.AsyncClient, model: str, max_in_flight: int,
+    def __init__(self, http: aiohttp.ClientSession, model: str, max_in_flight: int,
                  delays_s: tuple[float, ...], skip_keys: set[bytes]) -> None:  # fmt: skip
         self.http = http
         self.model = model
@@ -72,10 +72,10 @@ class Ordered:
             await asyncio.sleep(delay)
             async with self.sem:
                 try:
-                    r = await self.http.post("/v1/chat/completions", json=body)
-                    if r.status_code == 200 and "error" not in r.json():
-                        break
-                except (httpx.HTTPError, ValueError):
+                    async with self.http.post("/v1/chat/completions", json=body) as r:
+                        if r.status == 200 and "error" not in await r.json():
+                            break
+                except (aiohttp.ClientError, TimeoutError, ValueError):
                     pass
                 self.out.failed_calls += 1
         slot.done = True
@@ -110,10 +110,14 @@ async def run_ordered(bootstrap: str, topic: str, fake_url: str, model: str, n: 
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
     md = c.list_topics(topic, timeout=10)
     c.assign([TopicPartition(topic, p, 0) for p in md.topics[topic].partitions])
-    limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     deadline = time.monotonic() + timeout_s
     try:
-        async with httpx.AsyncClient(base_url=fake_url, limits=limits, timeout=30.0) as http:
+        # The same HTTP client as enrich's (aiohttp), so only the ordering differs.
+        async with aiohttp.ClientSession(
+            base_url=fake_url,
+            connector=aiohttp.TCPConnector(limit=max_in_flight),
+            timeout=aiohttp.ClientTimeout(total=30.0),
+        ) as http:
             o = Ordered(http, model, max_in_flight, delays_s, skip_keys)
             while time.monotonic() < deadline and not (o.seen >= n and o.emitted >= o.wanted):
                 for m in c.consume(500, 0.0) if o.seen < n else []:

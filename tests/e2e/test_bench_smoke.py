@@ -54,7 +54,8 @@ def test_bench_enrich(stack: Stack) -> None:
 
 
 def test_bench_e2e(stack: Stack) -> None:
-    r = bench(stack, "e2e", "--seconds", "4", "--warmup", "1", "--limit", "100", "--no-baseline")
+    r = bench(stack, "e2e", "--seconds", "4", "--warmup", "1", "--limit", "100", "--no-baseline",
+              "--stack-warmup", "0")  # fmt: skip
     for k in ("overhead_p50_ms", "overhead_p99_ms", "others_p99_ms_clean",
               "others_p99_ms_failing", "others_p99_delta_ms", "targets_met"):  # fmt: skip
         assert r[k] is not None, k
@@ -65,3 +66,12 @@ def test_bench_e2e(stack: Stack) -> None:
     steps = clean["enrich_steps_le_ms"]  # scraped from the workers' /metrics
     assert set(steps) == {"bucket_wait", "cache_lookup", "breaker", "bookkeeping"}
     assert all(p50 is not None for p50, _ in steps.values())
+
+
+def test_bench_http(stack: Stack) -> None:
+    r = bench(stack, "http", "--calls", "200", "--concurrency", "16", "--latency", "fixed:20")
+    assert r["all_ok"] is True
+    assert r["sluice_cpu_ms_per_call"] > 0 and r["baseline_cpu_ms_per_call"] > 0
+    assert r["ratio"] == pytest.approx(
+        r["baseline_cpu_ms_per_call"] / r["sluice_cpu_ms_per_call"], rel=0.05
+    )
