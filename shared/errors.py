@@ -8,7 +8,7 @@
     └── PoisonRecord           an input record that can never be processed
                                (carries the reason that goes into the poison DLQ)
 
-Lower-layer errors (librdkafka, redis, httpx) are translated at the edge with
+Lower-layer errors (librdkafka, redis, aiohttp) are translated at the edge with
 ``raise ... from exc`` so callers handle only these classes.
 """
 

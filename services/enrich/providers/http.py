@@ -97,6 +97,7 @@ class HttpProvider:
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=min(_CONNECT_TIMEOUT_S, self._config.timeout_s)
                 ),
+                trust_env=True,  # HTTPS_PROXY / NO_PROXY, as the official SDKs honour them
             )
         return self._session
 
