@@ -53,8 +53,6 @@ import json
 import math
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -62,6 +60,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -71,6 +70,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.common import TEXTS, emit
 from bench.naive import run_baseline
+from services.local.processes import Processes
 from shared import headers as h
 from shared.errors import SluiceError
 from shared.kafka.provision import create_topics, ensure_topic
@@ -100,57 +100,6 @@ def say(line: str) -> None:
 
 
 # -- processes ----------------------------------------------------------------------
-@dataclass
-class Procs:
-    """Every subprocess the bench started; :meth:`stop` ends them (TERM, then KILL)."""
-
-    log_dir: str
-    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def spawn(self, name: str, args: list[str], env: dict[str, str],
-              entry: tuple[str, ...] = ("-m", "services.cli")) -> subprocess.Popen[bytes]:  # fmt: skip
-        log = open(os.path.join(self.log_dir, f"{name}.log"), "ab")  # noqa: SIM115 - closed with the process
-        try:
-            p = subprocess.Popen([sys.executable, *entry, *args], env={**os.environ, **env},
-                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-        finally:
-            log.close()  # the child holds its own descriptor
-        self.running[name] = p
-        return p
-
-    def check(self) -> None:
-        for name, p in self.running.items():
-            if p.poll() is not None:
-                raise BenchError(f"{name} exited with {p.returncode}; see {self.log_dir}/{name}.log")  # fmt: skip
-
-    def stop(self, names: list[str] | None = None, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        chosen = [n for n in (names or list(self.running)) if n in self.running]
-        for n in chosen:
-            if self.running[n].poll() is None:
-                self.running[n].send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        try:
-            for n in chosen:
-                try:
-                    self.running[n].wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    say(
-                        f"{n} (pid {self.running[n].pid}) did not stop in {timeout_s:.0f}s: SIGKILL"
-                    )
-                    self.kill([n])
-                self.running.pop(n, None)
-        except BaseException:  # a second Ctrl-C or SIGTERM while waiting: leave nothing behind
-            self.kill([n for n in chosen if n in self.running])
-            raise
-
-    def kill(self, names: list[str]) -> None:
-        for n in names:
-            p = self.running.pop(n)
-            if p.poll() is None:
-                p.kill()
-            p.wait(10)
-
-
 @contextmanager
 def sigterm_as_exception() -> Iterator[None]:
     def handler(_signum: int, _frame: FrameType | None) -> None:
@@ -192,7 +141,7 @@ def machine_busy_s() -> float:
     return (user + nice + system + irq + softirq + steal) / CLK_TCK
 
 
-def cpu_pids(stack: Stack, procs: Procs) -> dict[str, int]:
+def cpu_pids(stack: Stack, procs: Processes) -> dict[str, int]:
     pids = {name: p.pid for name, p in procs.running.items()}
     for name, server in (("kafka", stack.kafka), ("redis", stack.redis)):
         if server is not None and server.proc is not None:
@@ -291,13 +240,13 @@ class Fake:
             return False
 
 
-def start_fake(procs: Procs, latency: str, limit: int) -> Fake:
+def start_fake(procs: Processes, latency: str, limit: int) -> Fake:
     port = free_port()
     p = procs.spawn("fakellm", ["fakellm", "--host", "127.0.0.1", "--port", str(port),
                                 "--latency", latency, "--rps", str(limit)], {})  # fmt: skip
     fake = Fake(f"http://127.0.0.1:{port}")
     if not wait_until(fake.healthy, 30, lambda: p.poll() is not None):
-        raise BenchError(f"fakellm did not start; see {procs.log_dir}/fakellm.log")
+        raise BenchError(f"fakellm did not start; see {procs.log_path('fakellm')}")
     return fake
 
 
@@ -325,7 +274,7 @@ def scrape(port: int) -> dict[str, float]:
 class Ctx:
     stack: Stack
     fake: Fake
-    procs: Procs
+    procs: Processes
     args: argparse.Namespace
     log_dir: str
 
@@ -476,7 +425,7 @@ def measure(ctx: Ctx, label: str, limit: int, mif: int, seconds: float) -> dict[
         warm(ctx, probe, win, label)
         s0, s1, stats = steady(ctx, probe, win, label, limit, seconds)
     finally:
-        ctx.procs.stop(win.workers)
+        ctx.procs.stop(win.workers, grace_s=STOP_TIMEOUT_S)
         probe.close()
     result = summarize(ctx, win, limit, mif, records, s0, s1, stats)
     kinds = failure_kinds(ctx.stack.bootstrap, Topics(pipeline).failures, ctx.args.partitions)
@@ -619,7 +568,7 @@ def _point(r: dict[str, Any], window: str) -> dict[str, Any]:
 def run(argv: list[str]) -> int:
     args = parse(argv)
     log_dir = tempfile.mkdtemp(prefix="sluice-bench-enrich-")
-    procs = Procs(log_dir)
+    procs = Processes(Path(log_dir))
     say(f"logs and configs in {log_dir}")
     with sigterm_as_exception(), acquire() as stack:
         try:
@@ -631,7 +580,7 @@ def run(argv: list[str]) -> int:
             base = {} if args.no_baseline else baseline(ctx)
             extra = find_max(ctx, main) if args.find_max else {}
         finally:
-            procs.stop()
+            procs.stop(grace_s=STOP_TIMEOUT_S)
     result = result_line(args, main, base, extra, log_dir)
     emit(result)
     return 0

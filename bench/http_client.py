@@ -23,16 +23,17 @@ import argparse
 import asyncio
 import json
 import resource
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from bench.common import emit
 from services.enrich.providers import CallSuccess, Message, ProviderRequest, build_provider
+from services.local.processes import Processes
 from shared.config_file import ProviderConfig
 from shared.errors import SluiceError
 from shared.stack.ports import free_port, port_open, wait_until
@@ -100,16 +101,14 @@ def run(argv: list[str]) -> int:
     if args.calls < 1 or args.concurrency < 1:
         parser.error("--calls and --concurrency must be positive")
     port = free_port()
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "fakellm", "--host", "127.0.0.1",
-         "--port", str(port), "--latency", args.latency, "--rps", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    procs = Processes(Path(tempfile.mkdtemp(prefix="sluice-bench-http-")))
+    procs.spawn("fakellm", ["fakellm", "--host", "127.0.0.1", "--port", str(port),
+                            "--latency", args.latency, "--rps", "0"])  # fmt: skip
     try:
         if not wait_until(
-            lambda: port_open("127.0.0.1", port), 20, lambda: fake.poll() is not None
+            lambda: port_open("127.0.0.1", port), 20, lambda: procs.exited("fakellm")
         ):
-            raise SluiceError("fakellm did not start")
+            raise SluiceError(f"fakellm did not start; see {procs.log_path('fakellm')}")
         url = f"http://127.0.0.1:{port}"
         runs: dict[str, list[dict[str, Any]]] = {"sluice": [], "baseline": []}
         for _ in range(2):
@@ -118,8 +117,7 @@ def run(argv: list[str]) -> int:
                 print(f"[{name}] {r}", flush=True)
                 runs[name].append(r)
     finally:
-        fake.terminate()
-        fake.wait(10)
+        procs.stop(grace_s=10)
     best = {k: min(v, key=lambda r: r["cpu_ms_per_call"]) for k, v in runs.items()}
     ratio = best["baseline"]["cpu_ms_per_call"] / max(best["sluice"]["cpu_ms_per_call"], 1e-9)
     emit({"bench": "http", "calls": args.calls, "concurrency": args.concurrency,

@@ -2,30 +2,27 @@
 
 Used by ``sluice demo``, ``sluice bench e2e`` and the chaos test. Every service
 runs as ``python -m services.cli <service>`` with its output in
-``<log_dir>/<name>.log``. Each gets a static group membership
-(``group.instance.id`` = its name) and a fixed worker id, so a service killed
-and started again takes its partitions back at once instead of waiting for a
-session timeout, and a restarted sequencer fences its predecessor's open
-transaction.
+``<log_dir>/<name>.log`` (:mod:`services.local.processes`). Each gets a static
+group membership (``group.instance.id`` = its name) and a fixed worker id, so
+a service killed and started again takes its partitions back at once instead
+of waiting for a session timeout, and a restarted sequencer fences its
+predecessor's open transaction.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from services.local.processes import Processes
 from shared.errors import SluiceError
 from shared.stack.ports import free_port, port_open, wait_until
 
@@ -66,23 +63,13 @@ class FleetSpec:
 class Fleet:
     def __init__(self, spec: FleetSpec) -> None:
         self.spec = spec
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs = Processes(spec.log_dir)
         self.kills: dict[str, int] = {}
         self.fake_url = ""
         # service → its Prometheus port (the same across restarts)
         self.metrics_ports: dict[str, int] = {}
-        self._logs: list[IO[bytes]] = []
-        spec.log_dir.mkdir(parents=True, exist_ok=True)
 
     # -- processes -----------------------------------------------------------
-    def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> None:
-        out = open(self.spec.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
-        self._logs.append(out)
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", name.split("-")[0], *args],
-            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
     def _service_env(self, name: str) -> dict[str, str]:
         s = self.spec
         return {
@@ -101,11 +88,9 @@ class Fleet:
         self.fake_url = f"http://127.0.0.1:{port}"
         args = ["--host", "127.0.0.1", "--port", str(port), "--latency", self.spec.latency,
                 "--rps", str(self.spec.llm_rps)]  # fmt: skip
-        self._spawn("fakellm", args, {})
+        self.procs.spawn("fakellm", ["fakellm", *args])
         if not wait_until(
-            lambda: port_open("127.0.0.1", port),
-            20,
-            lambda: self.procs["fakellm"].poll() is not None,
+            lambda: port_open("127.0.0.1", port), 20, lambda: self.procs.exited("fakellm")
         ):
             raise SluiceError(f"fakellm did not start; see {self.spec.log_dir}/fakellm.log")
         self.configure_llm({"faults": dict(self.spec.faults), "hang_seconds": 30,
@@ -132,24 +117,16 @@ class Fleet:
             self.start_service(name)
 
     def start_service(self, name: str) -> None:
-        if name in self.procs and self.procs[name].poll() is None:
-            raise SluiceError(f"{name} is already running")
-        self._spawn(name, [], self._service_env(name))
+        self.procs.spawn(name, [name.split("-")[0]], self._service_env(name))
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name`` (no goodbye: no commit, no leave-group, an open transaction)."""
-        p = self.procs[name]
-        p.send_signal(signal.SIGKILL)
-        p.wait(10)
+        self.procs.kill(name)
         self.kills[name] = self.kills.get(name, 0) + 1
 
     def check(self) -> None:
-        """Raise if a process exited that nobody stopped."""
-        for name, p in self.procs.items():
-            if p.poll() is not None and p.returncode != -signal.SIGKILL:
-                raise SluiceError(
-                    f"{name} exited with {p.returncode}; see {self.spec.log_dir}/{name}.log"
-                )
+        """Raise if a process exited that nobody stopped or killed."""
+        self.procs.check()
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
         """Every consumer group is stable with all its members."""
@@ -175,19 +152,7 @@ class Fleet:
 
     def stop(self, grace_s: float = 60.0) -> None:
         """SIGTERM everything, wait for a clean exit (SIGKILL after ``grace_s``)."""
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for p in self.procs.values():
-            try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
-        for f in self._logs:
-            f.close()
-        self._logs.clear()
+        self.procs.stop(grace_s=grace_s)
 
     def metrics(self, name: str) -> str:
         """The service's Prometheus exposition text."""

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 from confluent_kafka import Producer
 
+from services.local.processes import Processes
 from services.router.settings import RouterSettings
 from shared import headers as h
 from shared.kafka.provision import create_topics
@@ -115,14 +113,10 @@ def trickle(stack: Stack, topic: str, records: list[Raw], chunk: int = 50) -> No
         time.sleep(0.05)
 
 
-def _router_proc(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "router"],
-        # static membership: the restarted router takes the killed one's partitions at once
-        env={**os.environ, **env, "SLUICE_RETRY_RUNGS": "1s,3s",
-             "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": "router-1"},
-        stdout=subprocess.DEVNULL, stderr=log.open("ab"),
-    )  # fmt: skip
+def router_env(kafka_env: dict[str, str]) -> dict[str, str]:
+    # static membership: the restarted router takes the killed one's partitions at once
+    return {**kafka_env, "SLUICE_RETRY_RUNGS": "1s,3s",
+            "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": "router-1"}  # fmt: skip
 
 
 def test_sigkill_mid_run_loses_nothing(
@@ -132,8 +126,8 @@ def test_sigkill_mid_run_loses_nothing(
     n = 3000  # a third each: retried to work, dead in dlq.error, dead in dlq.timeout
     kinds = [(K.TIMEOUT, 1), (K.BAD_REQUEST, 1), (K.TIMEOUT, 3)]
     failures = [fail(i, *kinds[i % 3]) for i in range(n)]
-    log = tmp_path / "router.log"
-    proc = _router_proc(kafka_env, log)
+    procs = Processes(tmp_path)
+    procs.spawn("router", ["router"], router_env(kafka_env))
     # First half: routed, retried back to work and committed (commits run every second).
     produce(stack.bootstrap, f"{pipeline}.failures", failures[: n // 2])
     wait_for(lambda: count(stack, f"{pipeline}.work") > 0, 30, what="retries back in work")
@@ -145,11 +139,10 @@ def test_sigkill_mid_run_loses_nothing(
     feeder.start()
     wait_for(lambda: count(stack, f"{pipeline}.dlq.error") > 700, 30, interval_s=0.02,
              what="the router to route some of the second half")  # fmt: skip
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    procs.kill("router")
     feeder.join()
     assert count(stack, f"{pipeline}.work") < n // 3, "the kill must land mid-run"
-    proc = _router_proc(kafka_env, log)
+    procs.spawn("router", ["router"], router_env(kafka_env))
     try:
         work = read_all(
             stack.bootstrap, f"{pipeline}.work", expect=n // 3, timeout_s=60, idle_s=0.5
@@ -164,9 +157,8 @@ def test_sigkill_mid_run_loses_nothing(
             stack.bootstrap, f"{pipeline}.results", expect=2 * n // 3, timeout_s=30, idle_s=0.5
         )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-    assert proc.returncode == 0, log.read_text()[-2000:]
+        codes = procs.stop(grace_s=60)
+    assert codes["router"] == 0, procs.log_path("router").read_text()[-2000:]
     assert set(by_ident(work)) == set(range(0, n, 3)), "every retried record reached work"
     assert all(h.get_int(m.headers(), h.ATTEMPT) == 2 for m in work)
     assert set(by_ident(error)) == set(range(1, n, 3))

@@ -7,11 +7,7 @@ membership (the restart takes over the partitions at once).
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +15,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from services.local.processes import Processes
 from services.sequencer.settings import SequencerSettings
 from shared import headers as h
 from shared.kafka.provision import create_topics
@@ -38,13 +35,13 @@ def key(i: int) -> bytes | None:
     return b"held" if i in HELD else key_of(i, keys=20)
 
 
-def proc(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "sequencer"],
-        env={**os.environ, **env, "SLUICE_WORKER_ID": "seq-1",
-             "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": "seq-1"},
-        stdout=subprocess.DEVNULL, stderr=log.open("ab"),
-    )  # fmt: skip
+def sequencer_env(kafka_env: dict[str, str]) -> dict[str, str]:
+    # static membership: the restarted sequencer fences its predecessor and takes its partitions
+    return {
+        **kafka_env,
+        "SLUICE_WORKER_ID": "seq-1",
+        "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": "seq-1",
+    }
 
 
 def committed_past(stack: Stack, pipeline: str, ends: dict[str, dict[int, int]]) -> bool:
@@ -85,8 +82,8 @@ def test_sigkill_mid_run_then_restart_emits_everything_once_in_order(
     produce(stack.bootstrap, f"{pipeline}.work", [announce(i, key(i)) for i in range(half)])
     produce(stack.bootstrap, f"{pipeline}.results", first)
     ends = {t: end_offsets(stack.bootstrap, t) for t in (f"{pipeline}.work", f"{pipeline}.results")}
-    log = tmp_path / "sequencer.log"
-    seq = proc(kafka_env, log)
+    procs = Processes(tmp_path)
+    procs.spawn("sequencer", ["sequencer"], sequencer_env(kafka_env))
     wait_for(lambda: committed_past(stack, pipeline, ends), 90, interval_s=0.5,
              what="the first half consumed and committed")  # fmt: skip
     # Second half: announcements in order, outcomes shuffled in windows, 10 % duplicated.
@@ -105,18 +102,16 @@ def test_sigkill_mid_run_then_restart_emits_everything_once_in_order(
 
     wait_for(lambda: emitted() > 1800, 60, interval_s=0.05,
              what="the sequencer to emit part of the second half")  # fmt: skip
-    seq.send_signal(signal.SIGKILL)
-    seq.wait(10)
+    procs.kill("sequencer")
     assert emitted() < n, "the kill must land mid-run"
-    seq = proc(kafka_env, log)
+    procs.spawn("sequencer", ["sequencer"], sequencer_env(kafka_env))
     try:
         feeder.join()
         produce(stack.bootstrap, f"{pipeline}.results", [ok(HELD[0], b"held")])
         out = read_all(stack.bootstrap, f"{pipeline}.output", expect=n, timeout_s=120, idle_s=3)
     finally:
-        seq.send_signal(signal.SIGTERM)
-        seq.wait(60)
-    assert seq.returncode == 0, log.read_text()[-3000:]
+        codes = procs.stop(grace_s=60)
+    assert codes["sequencer"] == 0, procs.log_path("sequencer").read_text()[-3000:]
     ids = sorted(ident(m) for m in out)
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     assert not dupes, f"emitted twice: {dupes[:20]}"

@@ -1,0 +1,98 @@
+"""Child processes of sluice's CLI, each writing to ``<log_dir>/<name>.log``.
+
+One place for starting, watching and ending them, used by the local fleet
+(``sluice demo``, ``sluice bench e2e``, the chaos test), ``sluice bench
+enrich`` and the recovery tests. A process ended on purpose with
+:meth:`Processes.kill` is not reported by :meth:`Processes.check`; any other
+exit is, with the log to read.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from shared.errors import SluiceError
+
+
+class ProcessExited(SluiceError):
+    """A process nobody stopped has exited."""
+
+
+class Processes:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+        self._killed: set[str] = set()  # SIGKILLed on purpose since their last start
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def spawn(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``python -m services.cli *argv`` as ``name`` (its log is appended to)."""
+        current = self.running.get(name)
+        if current is not None and current.poll() is None:
+            raise SluiceError(f"{name} is already running")
+        with open(self.log_path(name), "ab") as log:  # the child keeps its own descriptor
+            p = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", *argv],
+                env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.running[name] = p
+        self._killed.discard(name)
+        return p
+
+    def exited(self, name: str) -> bool:
+        return self.running[name].poll() is not None
+
+    def check(self) -> None:
+        """Raise :class:`ProcessExited` if a process exited that was not killed on purpose."""
+        for name, p in self.running.items():
+            if p.poll() is not None and name not in self._killed:
+                raise ProcessExited(f"{name} exited with {p.returncode}; see {self.log_path(name)}")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL ``name``: no goodbye (no commit, no leave-group, an open transaction)."""
+        p = self.running[name]
+        if p.poll() is None:
+            p.kill()
+        p.wait(10)
+        self._killed.add(name)
+
+    def stop(self, names: Sequence[str] | None = None, grace_s: float = 60.0) -> dict[str, int]:
+        """SIGTERM ``names`` (default: all), wait for them to exit, SIGKILL after ``grace_s``;
+        their exit codes.
+
+        Interrupted while waiting (a second Ctrl-C), it kills what is left, so
+        nothing outlives the caller.
+        """
+        codes: dict[str, int] = {}
+        chosen = [n for n in (names if names is not None else list(self.running)) if n in self.running]  # fmt: skip
+        for n in chosen:
+            if self.running[n].poll() is None:
+                self.running[n].send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        try:
+            for n in chosen:
+                try:
+                    self.running[n].wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    print(f"{n} (pid {self.running[n].pid}) did not stop in {grace_s:.0f} s: "
+                          "SIGKILL", file=sys.stderr, flush=True)  # fmt: skip
+                    self.kill(n)
+                codes[n] = self.running.pop(n).returncode
+                self._killed.discard(n)
+        except BaseException:
+            for n in chosen:
+                if n in self.running:
+                    self.kill(n)
+            raise
+        return codes
