@@ -186,8 +186,15 @@ class Enricher:
     async def _succeeded(
         self, rt: Runtime, digest: str, res: Reservation, probe: bool, result: CallSuccess
     ) -> tuple[Parsed, CallSuccess] | Failure:
-        await rt.state.reconcile(res, result.tokens_in + result.tokens_out)
-        await rt.state.record(True, probe)
+        parsed = parse_output(self.task, result.content)
+        # Independent Redis writes, at once: the record waits for one round trip, not three.
+        writes = [rt.state.reconcile(res, result.tokens_in + result.tokens_out),
+                  rt.state.record(True, probe)]  # fmt: skip
+        if isinstance(parsed, Parsed) and self.cache is not None and self.cache_ttl_s > 0:
+            payload = {"content": result.content, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
+                       "model": result.model, "latency_ms": result.latency_ms}  # fmt: skip
+            writes.append(self.cache.put(digest, json.dumps(payload).encode(), self.cache_ttl_s))
+        await asyncio.gather(*writes)
         rt.aimd.on_success()
         await rt.wake()
         cooldown = cooldown_from_headers(result.headers, time.time())
@@ -197,15 +204,10 @@ class Enricher:
         m.LATENCY.labels(rt.name, result.model).observe(result.latency_ms / 1000)
         m.TOKENS.labels(rt.name, result.model, "in").inc(result.tokens_in)
         m.TOKENS.labels(rt.name, result.model, "out").inc(result.tokens_out)
-        parsed = parse_output(self.task, result.content)
         m.CALLS.labels(rt.name, "ok" if isinstance(parsed, Parsed) else "failed",
                        "" if isinstance(parsed, Parsed) else parsed.kind.value).inc()  # fmt: skip
         if isinstance(parsed, Failure):
             return parsed
-        if self.cache is not None and self.cache_ttl_s > 0:
-            payload = {"content": result.content, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
-                       "model": result.model, "latency_ms": result.latency_ms}  # fmt: skip
-            await self.cache.put(digest, json.dumps(payload).encode(), self.cache_ttl_s)
         return parsed, result
 
     async def _failed_call(
