@@ -27,10 +27,10 @@ provider limit, for ``--seconds``; Zipf-skewed over ``--keys`` keys):
   way to keep order without sluice. Its other-key p99 shows the head-of-line
   blocking.
 
-A freshly started broker is measured warming up, not sluice: on two cores its
-JIT compilation keeps the machine busy for tens of seconds and every hop's
-tail with it. So an unmeasured clean run (``--stack-warmup`` seconds) goes
-first. Records of the first ``--warmup`` seconds of each run (a new fleet's
+A freshly started broker is measured warming up, not sluice: in its first
+minutes the JVM compiles, the broker costs about twice the CPU for the same
+traffic, and on two cores every hop's tail pays for it. So an unmeasured
+clean run (``--stack-warmup`` seconds, at 90% of the limit) goes first. Records of the first ``--warmup`` seconds of each run (a new fleet's
 start-up) are left out of every figure; the
 per-record figures of each run (hops included) are written to ``records.csv``
 in its log folder, to see when the tail happened. The

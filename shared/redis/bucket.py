@@ -225,7 +225,7 @@ class Limiter:
     async def _settle(self, res: Reservation, request_delta: int, token_delta: int) -> bool:
         if not res.granted or res.settled:
             return False
-        res.settled = True
+        res.settled = True  # claimed now: a concurrent settle of the same reservation is a no-op
         dims = dims_for(self.limits.get(res.provider), res.model)
         parts = [
             (d, float(request_delta if d.kind == "requests" else token_delta))
@@ -233,7 +233,11 @@ class Limiter:
             if (request_delta if d.kind == "requests" else token_delta) != 0
         ]
         if parts:
-            await self._run(res.provider, parts, "adjust")
+            try:
+                await self._run(res.provider, parts, "adjust")
+            except BaseException:
+                res.settled = False  # not written: a retry (Redis back) must still settle it
+                raise
         return True
 
     async def reconcile(self, res: Reservation, actual_tokens: int) -> bool:

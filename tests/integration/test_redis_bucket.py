@@ -15,6 +15,7 @@ from shared.redis import keys
 from shared.redis.bucket import Batch, Limiter, Limits, ProviderLimits, dims_for
 from shared.redis.client import connect
 from shared.redis.cooldown import Cooldowns
+from shared.redis.errors import ProviderStateUnavailable
 from shared.stack.resolve import Stack
 
 pytestmark = pytest.mark.integration
@@ -48,6 +49,25 @@ async def test_reserve_refund_reconcile(r: aioredis.Redis, pipeline: str) -> Non
     assert fourth.granted
     assert await lim.reconcile(fourth, 120)  # used more than reserved: the bucket owes 70
     assert (await lim.levels("p"))["tpm"] < 0
+
+
+async def test_a_settle_that_failed_can_be_retried(
+    r: aioredis.Redis, pipeline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=120, tpm=6000)})
+    res = await lim.reserve("p", None, 80)
+    real_run = lim._run
+
+    async def redis_down(*_args: object) -> list[object]:
+        raise ProviderStateUnavailable("Redis unavailable (test)")
+
+    monkeypatch.setattr(lim, "_run", redis_down)
+    with pytest.raises(ProviderStateUnavailable):
+        await lim.reconcile(res, 30)
+    monkeypatch.setattr(lim, "_run", real_run)
+    assert await lim.reconcile(res, 30)  # Redis back: the retry settles it
+    assert (await lim.levels("p"))["tpm"] == pytest.approx(70.0, abs=1.0)
+    assert not await lim.reconcile(res, 30)  # and only once
 
 
 async def test_model_buckets_and_unlimited_dimensions(r: aioredis.Redis, pipeline: str) -> None:
