@@ -17,6 +17,7 @@ from services.enrich.metrics import IN_FLIGHT
 from services.enrich.providers import build_providers
 from services.enrich.runtime import Runtime
 from services.enrich.settings import EnrichSettings
+from shared import looplag
 from shared.config_file import SluiceConfig, load_config
 from shared.errors import ConfigError, TopicError
 from shared.kafka.concurrent import ConcurrentConsumer, start_loop, stop_loop
@@ -92,6 +93,7 @@ class EnrichService:
             settings.max_in_flight, self.stop, settings.revoke_grace_s,
         )  # fmt: skip
         self._refresher: concurrent.futures.Future[None] | None = None
+        self._lag_watch: concurrent.futures.Future[None] | None = None
 
     async def _make_enricher(self, cache: ResultCache | None) -> Enricher:
         # Clients bind to the running loop: build them inside it.
@@ -117,6 +119,7 @@ class EnrichService:
         self._in_loop(self.enricher.refresh(self.settings.worker_id))
         _freeze_startup_heap()
         self._refresher = asyncio.run_coroutine_threadsafe(self._refresh_forever(), self.loop)
+        self._lag_watch = asyncio.run_coroutine_threadsafe(looplag.watch(), self.loop)
         self.runner.subscribe([self.topics.work])
         log.info("enrich: task %s via %s, up to %d in flight", self.task_name, " → ".join(self.task.providers),
                  self.settings.max_in_flight)  # fmt: skip
@@ -130,8 +133,9 @@ class EnrichService:
         try:
             self.consumer.close()
         finally:
-            if self._refresher is not None:
-                self._refresher.cancel()
+            for task in (self._refresher, self._lag_watch):
+                if task is not None:
+                    task.cancel()
             self._in_loop(self._aclose())
             stop_loop(self.loop, self._thread)
 
