@@ -1,11 +1,11 @@
 """Fleet-wide token buckets per provider (and per model where configured).
 
 Two dimensions, requests/min and tokens/min; a limit of 0 leaves that
-dimension unlimited. :meth:`Limiter.reserve` checks the provider's cooldown
-and takes 1 request + ``tokens`` from every configured bucket in one Lua call
-(Redis ``TIME`` is the clock), or says how long to wait;
-:meth:`Limiter.reserve_many` does the same for several requests in one round
-trip (the longest prefix that fits, in order). After the call,
+dimension unlimited. :meth:`Limiter.reserve_many` checks the provider's
+cooldown and takes 1 request + its ``tokens`` from every configured bucket
+for as many requests of a batch as fit now, in order, in one Lua call (Redis
+``TIME`` is the clock), and says how long the first refused one must wait;
+:meth:`Limiter.reserve` is that for one request. After the call,
 :meth:`Limiter.reconcile` settles the token buckets to the response's usage;
 :meth:`Limiter.refund` gives everything back when the provider never saw (or
 never charged) the request. Burst choices are explained in
@@ -170,30 +170,28 @@ class Limiter:
         return list(reply)
 
     async def reserve(self, provider: str, model: str | None, tokens: int) -> Reservation:
-        if tokens < 0:
-            raise ValueError("tokens must be >= 0")
-        dims = dims_for(self.limits.get(provider), model)
-        parts = [(d, 1.0 if d.kind == "requests" else float(tokens)) for d in dims]
-        reply = await self._run(provider, parts, "reserve")
-        granted, wait_us, now_us, blocker = (int(x) for x in reply[:4])
-        levels = {d.name: float(v) for d, v in zip(dims, reply[4:], strict=False)}
-        blocked_by = "cooldown" if blocker == -1 else dims[blocker - 1].name if blocker else None
+        """One request: granted, or refused with the wait and the bucket that blocks it."""
+        batch = await self.reserve_many(provider, model, [tokens])
+        if batch.reservations:
+            res = batch.reservations[0]
+            res.levels = batch.levels
+            return res
         return Reservation(
-            granted=bool(granted),
-            wait_s=wait_us / US,
+            granted=False,
+            wait_s=batch.wait_s,
             provider=provider,
             model=model,
-            tokens=tokens if granted else 0,
-            requests=1 if granted else 0,
-            now_us=now_us,
-            blocked_by=blocked_by,
-            levels=levels,
+            tokens=0,
+            requests=0,
+            now_us=batch.now_us,
+            blocked_by=batch.blocked_by,
+            levels=batch.levels,
         )
 
     async def reserve_many(self, provider: str, model: str | None, tokens: Sequence[int]) -> Batch:
         """Reserve for several requests in one round trip: the longest prefix that fits now.
 
-        The same as one :meth:`reserve` per request at one instant, stopping at
+        The same as one reservation per request at one instant, stopping at
         the first refusal; each granted request gets its own :class:`Reservation`
         (settled on its own).
         """

@@ -5,22 +5,21 @@ the same order), with Redis ``TIME`` (microseconds) as the only clock.
 
 KEYS[1]       cooldown key: integer ms (Redis TIME) until which nothing may start
 KEYS[2..n+1]  bucket hashes, fields ``l`` (level, "%.17g") and ``t`` (ts_us)
-ARGV[1]       op: ``reserve`` | ``reserve_many`` | ``adjust`` | ``peek``
+ARGV[1]       op: ``reserve_many`` | ``adjust`` | ``peek``
 ARGV[3i-1], ARGV[3i], ARGV[3i+1]  for bucket i (1-based): rate_per_s, capacity,
-              amount (reserve: cost to take; adjust: delta, > 0 gives back,
-              < 0 takes more; peek, reserve_many: ignored)
+              amount (adjust: delta, > 0 gives back, < 0 takes more;
+              peek, reserve_many: ignored)
 ARGV[3n+2]    reserve_many only: m, the number of requests of the batch, followed
               by their costs row by row: ARGV[3n+2 + (j-1)*n + i] = cost of
               request j (1-based) in bucket i
 
-Reply: {granted (1|0), wait_us, now_us, blocker, level_1, ..., level_n}
-  reserve  cooldown active: {0, remaining_us, now_us, -1} (no levels);
-           else all buckets are taken, or none (blocker = index of the bucket
-           that waits longest, wait_us = its wait); levels as strings.
-  reserve_many  granted = how many of the m requests, in order, were taken
-           (the first that does not fit stops the batch: exactly m ``reserve``
-           calls at one instant); wait_us/blocker for that first refused one;
-           levels after the takes (stored only when granted > 0).
+Reply: {granted, wait_us, now_us, blocker, level_1, ..., level_n}
+  reserve_many  cooldown active: {0, remaining_us, now_us, -1} (no levels);
+           else granted = how many of the m requests, in order, were taken,
+           each from every bucket (the first that does not fit in all of them
+           stops the batch); wait_us = how long that first refused one waits,
+           blocker = index of the bucket that waits longest for it; levels
+           after the takes, as strings (stored only when granted > 0).
   adjust   always {1, 0, now_us, 0, levels...}: level + delta, capped at capacity.
   peek     refilled levels, nothing written.
 Written buckets get PEXPIRE = time until they would be full again + 1 s, so an
@@ -65,33 +64,7 @@ local function cooldown_wait()
   return nil
 end
 
-if op == 'reserve' then
-  local cw = cooldown_wait()
-  if cw then return {0, cw, now, -1} end
-  local st = {}
-  local wait, blocker = 0, 0
-  for i = 1, n do
-    local s = load(i)
-    st[i] = s
-    local need = s[3]
-    if need > s[2] then need = s[2] end
-    if s[4] < need then
-      local w = math.ceil((need - s[4]) * 1000000 / s[1])
-      if w > wait then wait = w; blocker = i end
-    end
-  end
-  local out = {0, wait, now, blocker}
-  if wait == 0 then out[1] = 1 end
-  for i = 1, n do
-    local level = st[i][4]
-    if wait == 0 then
-      level = level - st[i][3]
-      store(i, st[i], level)
-    end
-    out[4 + i] = string.format('%.17g', level)
-  end
-  return out
-elseif op == 'reserve_many' then
+if op == 'reserve_many' then
   local cw = cooldown_wait()
   if cw then return {0, cw, now, -1} end
   local m = tonumber(ARGV[3 * n + 2])

@@ -118,20 +118,12 @@ def cooldown_wait_us(cooldown_until_ms: int | None, now_us: int) -> int:
 
 
 def reserve(takes: Sequence[Take], now_us: int, cooldown_until_ms: int | None = None) -> Decision:
-    """All takes at once, or none (with the wait until all could be had)."""
-    cw = cooldown_wait_us(cooldown_until_ms, now_us)
-    if cw > 0:
-        return Decision(False, cw, -1, (), ())
-    levels = [level_at(t.spec, t.bucket, now_us) for t in takes]
-    wait, blocker = 0, 0
-    for i, (t, level) in enumerate(zip(takes, levels, strict=True), start=1):
-        w = wait_for(t.spec, level, needed(t.spec, t.cost))
-        if w > wait:
-            wait, blocker = w, i
-    if wait > 0:
-        return Decision(False, wait, blocker, tuple(levels), ())
-    after = tuple(level - t.cost for t, level in zip(takes, levels, strict=True))
-    return Decision(True, 0, 0, after, tuple(Bucket(level, now_us) for level in after))
+    """All takes at once, or none (with the wait until all could be had): a batch of one."""
+    d = reserve_many(
+        [t.spec for t in takes], [t.bucket for t in takes], [[t.cost for t in takes]],
+        now_us, cooldown_until_ms,
+    )  # fmt: skip
+    return Decision(d.granted == 1, d.wait_us, d.blocker, d.levels, d.buckets)
 
 
 @dataclass(frozen=True)
