@@ -31,6 +31,7 @@ from shared.redis.bucket_math import (
     spec_per_minute,
 )
 from shared.redis.client import translated
+from shared.redis.errors import ProviderStateUnavailable
 
 Kind = Literal["requests", "tokens"]
 
@@ -149,6 +150,11 @@ def _args(op: str, parts: Sequence[tuple[Dim, float]]) -> list[str]:
     return args
 
 
+# How long a settled reservation's marker lives: longer than any bookkeeping
+# retry after a Redis outage waits (enrich retries every 0.5 s).
+SETTLE_MARK_TTL_MS = 300_000
+
+
 class Limiter:
     """Token buckets of one pipeline, shared by every worker of the fleet."""
 
@@ -160,12 +166,20 @@ class Limiter:
         self.limits = dict(limits)
         self._script = r.register_script(BUCKET_LUA)
 
-    async def _run(self, provider: str, parts: Sequence[tuple[Dim, float]], op: str) -> list[Any]:
+    async def _run(
+        self,
+        provider: str,
+        parts: Sequence[tuple[Dim, float]],
+        op: str,
+        extra: Sequence[str] = (),
+        first_key: str | None = None,
+    ) -> list[Any]:
+        """One call of the script: ``first_key`` defaults to the provider's cooldown key."""
         bucket_keys = [keys.bucket(self.pipeline, provider, d.name) for d, _ in parts]
         with translated(f"bucket {op} {provider}"):
             reply = await self._script(
-                keys=[keys.cooldown(self.pipeline, provider), *bucket_keys],
-                args=_args(op, parts),
+                keys=[first_key or keys.cooldown(self.pipeline, provider), *bucket_keys],
+                args=[*_args(op, parts), *extra],
             )
         return list(reply)
 
@@ -202,13 +216,8 @@ class Limiter:
         dims = dims_for(self.limits.get(provider), model)
         rows = [[1.0 if d.kind == "requests" else float(t) for d in dims] for t in tokens]
         extra = [str(len(rows))] + [repr(c) for row in rows for c in row]
-        bucket_keys = [keys.bucket(self.pipeline, provider, d.name) for d in dims]
-        with translated(f"bucket reserve_many {provider}"):
-            reply = await self._script(
-                keys=[keys.cooldown(self.pipeline, provider), *bucket_keys],
-                args=_args("reserve_many", [(d, c) for d, c in zip(dims, rows[0], strict=True)])
-                + extra,
-            )
+        parts = [(d, c) for d, c in zip(dims, rows[0], strict=True)]
+        reply = await self._run(provider, parts, "reserve_many", extra)
         granted, wait_us, now_us, blocker = (int(x) for x in reply[:4])
         return Batch(
             reservations=[
@@ -221,9 +230,16 @@ class Limiter:
         )
 
     async def _settle(self, res: Reservation, request_delta: int, token_delta: int) -> bool:
+        """Apply the deltas once per reservation, fleet-wide.
+
+        ``res.settled`` claims it in this process (a concurrent settle is a
+        no-op); a Redis marker keyed by the reservation id makes the write
+        itself happen once, so a retry after a Redis error (the write done,
+        its reply lost, or not done at all) neither loses nor repeats it.
+        """
         if not res.granted or res.settled:
             return False
-        res.settled = True  # claimed now: a concurrent settle of the same reservation is a no-op
+        res.settled = True
         dims = dims_for(self.limits.get(res.provider), res.model)
         parts = [
             (d, float(request_delta if d.kind == "requests" else token_delta))
@@ -231,10 +247,11 @@ class Limiter:
             if (request_delta if d.kind == "requests" else token_delta) != 0
         ]
         if parts:
+            marker = keys.settled(self.pipeline, res.provider, res.id)
             try:
-                await self._run(res.provider, parts, "adjust")
-            except BaseException:
-                res.settled = False  # not written: a retry (Redis back) must still settle it
+                await self._run(res.provider, parts, "adjust", [str(SETTLE_MARK_TTL_MS)], marker)
+            except ProviderStateUnavailable:
+                res.settled = False  # the caller retries once Redis is back
                 raise
         return True
 

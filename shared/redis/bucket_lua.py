@@ -20,7 +20,11 @@ Reply: {granted, wait_us, now_us, blocker, level_1, ..., level_n}
            stops the batch); wait_us = how long that first refused one waits,
            blocker = index of the bucket that waits longest for it; levels
            after the takes, as strings (stored only when granted > 0).
-  adjust   always {1, 0, now_us, 0, levels...}: level + delta, capped at capacity.
+  adjust   {1, 0, now_us, 0, levels...}: level + delta, capped at capacity.
+           With ARGV[3n+2] = a TTL in ms, KEYS[1] is the reservation's settle
+           marker instead of the cooldown key: set (NX, that TTL) with the
+           write, and when it already exists nothing is written and the reply
+           is {0, 0, now_us, 0, levels...} (settled before).
   peek     refilled levels, nothing written.
 Written buckets get PEXPIRE = time until they would be full again + 1 s, so an
 idle bucket disappears exactly when it is indistinguishable from a missing one.
@@ -98,6 +102,16 @@ if op == 'reserve_many' then
   end
   return out
 elseif op == 'adjust' then
+  -- With a TTL, KEYS[1] is the reservation's settle marker: settle it once only,
+  -- even when a retry follows a reply that was lost after the write.
+  local mark_ttl = tonumber(ARGV[3 * n + 2] or '')
+  if mark_ttl and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', mark_ttl) then
+    local out = {0, 0, now, 0}
+    for i = 1, n do
+      out[4 + i] = string.format('%.17g', load(i)[4])
+    end
+    return out
+  end
   local out = {1, 0, now, 0}
   for i = 1, n do
     local s = load(i)

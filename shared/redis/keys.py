@@ -6,6 +6,7 @@ sluice:{P}:provider:{name}:breaker       hash: state (closed|open|half_open), op
 sluice:{P}:provider:{name}:window        hash: breaker's rolling counts
 sluice:{P}:provider:{name}:bucket:{dim}  hash: token bucket (dim = rpm[:model] | tpm[:model])
 sluice:{P}:provider:{name}:inflight:{worker}  in-flight count of one worker (TTL heartbeat)
+sluice:{P}:provider:{name}:settled:{id}  "1": reservation {id} was reconciled or refunded (TTL)
 sluice:{P}:cache:{sha256}                 cached LLM answer (TTL)
 """
 
@@ -34,6 +35,10 @@ def window(pipeline: str, name: str) -> str:
 
 def bucket(pipeline: str, name: str, dim: str) -> str:
     return provider(pipeline, name, f"bucket:{dim}")
+
+
+def settled(pipeline: str, name: str, reservation_id: str) -> str:
+    return provider(pipeline, name, f"settled:{reservation_id}")
 
 
 def inflight(pipeline: str, name: str, worker: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -68,6 +69,26 @@ async def test_a_settle_that_failed_can_be_retried(
     assert await lim.reconcile(res, 30)  # Redis back: the retry settles it
     assert (await lim.levels("p"))["tpm"] == pytest.approx(70.0, abs=1.0)
     assert not await lim.reconcile(res, 30)  # and only once
+
+
+async def test_a_settle_whose_reply_was_lost_is_not_applied_twice(
+    r: aioredis.Redis, pipeline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=120, tpm=6000)})
+    res = await lim.reserve("p", None, 80)
+    real_run = lim._run
+
+    async def reply_lost(*args: Any, **kwargs: Any) -> list[Any]:
+        await real_run(*args, **kwargs)  # written in Redis...
+        raise ProviderStateUnavailable("Redis unavailable (test)")  # ...but the reply is lost
+
+    monkeypatch.setattr(lim, "_run", reply_lost)
+    with pytest.raises(ProviderStateUnavailable):
+        await lim.reconcile(res, 30)
+    monkeypatch.setattr(lim, "_run", real_run)
+    assert await lim.reconcile(res, 30)  # the retry: Redis says it was settled already
+    assert (await lim.levels("p"))["tpm"] == pytest.approx(70.0, abs=1.0)  # 50 back once, not twice
+    assert await r.pttl(keys.settled(pipeline, "p", res.id)) > 0
 
 
 async def test_model_buckets_and_unlimited_dimensions(r: aioredis.Redis, pipeline: str) -> None:
