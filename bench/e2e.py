@@ -30,12 +30,12 @@ provider limit, for ``--seconds``; Zipf-skewed over ``--keys`` keys):
 A freshly started broker is measured warming up, not sluice: in its first
 minutes the JVM compiles, the broker costs about twice the CPU for the same
 traffic, and on two cores every hop's tail pays for it. So an unmeasured
-clean run (``--stack-warmup`` seconds, at 90% of the limit) goes first. Records of the first ``--warmup`` seconds of each run (a new fleet's
-start-up) are left out of every figure; the
-per-record figures of each run (hops included) are written to ``records.csv``
-in its log folder, to see when the tail happened. The
-last line is one JSON object; targets: ``overhead_p99_ms <= 100`` and
-``others_p99_delta_ms <= 100``.
+clean run (``--stack-warmup`` seconds, at 90% of the limit) goes first.
+Records of the first ``--warmup`` seconds of each run (a new fleet's
+start-up) are left out of every figure; the per-record figures of each run
+(hops included) are written to ``records.csv`` in its log folder, to see
+when the tail happened. The last line is one JSON object; targets:
+``overhead_p99_ms <= 100`` and ``others_p99_delta_ms <= 100``.
 """
 
 from __future__ import annotations

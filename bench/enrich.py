@@ -70,12 +70,12 @@ from confluent_kafka.admin import AdminClient
 
 from bench.common import TEXTS, emit
 from bench.naive import run_baseline
-from services.local.processes import Processes
+from services.local.processes import Processes, start_fakellm
 from shared import headers as h
 from shared.errors import SluiceError
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.settings import CommonSettings, load
-from shared.stack.ports import free_port, wait_until
+from shared.stack.ports import free_port
 from shared.stack.resolve import Stack, acquire
 from shared.topics import Topics
 
@@ -233,21 +233,9 @@ class Fake:
     def reset(self) -> None:
         self.http.post("/_control/reset").raise_for_status()
 
-    def healthy(self) -> bool:
-        try:
-            return self.http.get("/healthz").status_code == 200
-        except httpx.HTTPError:
-            return False
-
 
 def start_fake(procs: Processes, latency: str, limit: int) -> Fake:
-    port = free_port()
-    p = procs.spawn("fakellm", ["fakellm", "--host", "127.0.0.1", "--port", str(port),
-                                "--latency", latency, "--rps", str(limit)], {})  # fmt: skip
-    fake = Fake(f"http://127.0.0.1:{port}")
-    if not wait_until(fake.healthy, 30, lambda: p.poll() is not None):
-        raise BenchError(f"fakellm did not start; see {procs.log_path('fakellm')}")
-    return fake
+    return Fake(start_fakellm(procs, latency, limit))
 
 
 # -- worker metrics (Prometheus text) ----------------------------------------------

@@ -33,10 +33,8 @@ import httpx
 
 from bench.common import emit
 from services.enrich.providers import CallSuccess, Message, ProviderRequest, build_provider
-from services.local.processes import Processes
+from services.local.processes import Processes, start_fakellm
 from shared.config_file import ProviderConfig
-from shared.errors import SluiceError
-from shared.stack.ports import free_port, port_open, wait_until
 
 MODEL = "fake-sentiment-1"
 TEXT = "The package arrived late and the box was damaged."
@@ -100,16 +98,9 @@ def run(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.calls < 1 or args.concurrency < 1:
         parser.error("--calls and --concurrency must be positive")
-    port = free_port()
     procs = Processes(Path(tempfile.mkdtemp(prefix="sluice-bench-http-")))
-    procs.spawn("fakellm", ["fakellm", "--host", "127.0.0.1", "--port", str(port),
-                            "--latency", args.latency, "--rps", "0"])  # fmt: skip
     try:
-        if not wait_until(
-            lambda: port_open("127.0.0.1", port), 20, lambda: procs.exited("fakellm")
-        ):
-            raise SluiceError(f"fakellm did not start; see {procs.log_path('fakellm')}")
-        url = f"http://127.0.0.1:{port}"
+        url = start_fakellm(procs, args.latency, 0)
         runs: dict[str, list[dict[str, Any]]] = {"sluice": [], "baseline": []}
         for _ in range(2):
             for name, side in (("sluice", sluice_side), ("baseline", baseline_side)):

@@ -22,9 +22,9 @@ import httpx
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from services.local.processes import Processes
+from services.local.processes import Processes, start_fakellm
 from shared.errors import SluiceError
-from shared.stack.ports import free_port, port_open, wait_until
+from shared.stack.ports import free_port
 
 SERVICES = ("ingest", "router", "sequencer")
 
@@ -84,15 +84,7 @@ class Fleet:
         }  # fmt: skip
 
     def start_fakellm(self) -> str:
-        port = free_port()
-        self.fake_url = f"http://127.0.0.1:{port}"
-        args = ["--host", "127.0.0.1", "--port", str(port), "--latency", self.spec.latency,
-                "--rps", str(self.spec.llm_rps)]  # fmt: skip
-        self.procs.spawn("fakellm", ["fakellm", *args])
-        if not wait_until(
-            lambda: port_open("127.0.0.1", port), 20, lambda: self.procs.exited("fakellm")
-        ):
-            raise SluiceError(f"fakellm did not start; see {self.spec.log_dir}/fakellm.log")
+        self.fake_url = start_fakellm(self.procs, self.spec.latency, self.spec.llm_rps)
         self.configure_llm({"faults": dict(self.spec.faults), "hang_seconds": 30,
                             **self.spec.fake_config})  # fmt: skip
         return self.fake_url

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from shared.errors import SluiceError
+from shared.stack.ports import free_port, port_open, wait_until
 
 
 class ProcessExited(SluiceError):
@@ -96,3 +97,15 @@ class Processes:
                     self.kill(n)
             raise
         return codes
+
+
+def start_fakellm(procs: Processes, latency: str, rps: int, timeout_s: float = 30.0) -> str:
+    """``sluice fakellm`` on a free loopback port, as ``fakellm``; its base URL once it listens."""
+    port = free_port()
+    procs.spawn("fakellm", ["fakellm", "--host", "127.0.0.1", "--port", str(port),
+                            "--latency", latency, "--rps", str(rps)])  # fmt: skip
+    if not wait_until(
+        lambda: port_open("127.0.0.1", port), timeout_s, lambda: procs.exited("fakellm")
+    ):
+        raise ProcessExited(f"fakellm did not start; see {procs.log_path('fakellm')}")
+    return f"http://127.0.0.1:{port}"
