@@ -32,5 +32,5 @@ def test_killed_on_purpose_is_not_an_error_and_can_start_again(tmp_path: Path) -
     procs.spawn("fake", ["fakellm", "--port", str(port)])
     assert wait_until(lambda: port_open("127.0.0.1", port), 30, lambda: procs.exited("fake"))
     codes = procs.stop(grace_s=30)  # SIGTERM, well within the grace: not killed
-    assert codes == {"fake": codes["fake"]} and codes["fake"] in (0, -signal.SIGTERM)
+    assert set(codes) == {"fake"} and codes["fake"] in (0, -signal.SIGTERM)
     assert procs.running == {}
