@@ -198,8 +198,8 @@ def test_sigkill_mid_flight_loses_nothing_and_answers_come_from_the_cache(
             got = outcomes(stack, topics, n, timeout_s=90)
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=60)
-        assert len(got) == n, f"{n - len(got)} work records have no outcome"
+            err = proc.communicate(timeout=60)[1].decode()
+        assert len(got) == n, f"{n - len(got)} work records have no outcome; worker: {err[-3000:]}"
         stats = fake_stats(url)
         assert stats["repeated_paid_requests"] == 0, "an answer already received was paid for again"
         assert stats["requests_total"] - paid_before <= n - (paid_before - 20), stats
