@@ -5,8 +5,10 @@
     ├── StackError             no Kafka / Redis could be had (says what is missing)
     ├── TopicError             a topic is missing or conflicts with the pipeline
     ├── DeliveryError          the broker refused or lost a produced record
-    └── PoisonRecord           an input record that can never be processed
-                               (carries the reason that goes into the poison DLQ)
+    ├── PoisonRecord           an input record that can never be processed
+    │                          (carries the reason that goes into the poison DLQ)
+    └── BadDocument            a value that is not JSON by the pipeline's one
+                               decoder (``shared.jsondoc``: grammar + depth limit)
 
 Lower-layer errors (librdkafka, redis, aiohttp) are translated at the edge with
 ``raise ... from exc`` so callers handle only these classes.
@@ -42,7 +44,14 @@ class PoisonRecord(SluiceError):
     ``bad_headers``); the message says what exactly was wrong.
     """
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, *, headers_readable: bool = True) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        # False when reading the headers failed: they must not be read again
+        # (the client may hand back a broken list the second time).
+        self.headers_readable = headers_readable
+
+
+class BadDocument(SluiceError, ValueError):
+    """A value that the pipeline's JSON decoder does not accept (``shared.jsondoc``)."""

@@ -8,6 +8,7 @@ adds or replaces headers whose names start with ``sluice.`` (and
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -41,8 +42,11 @@ ALL = (
 )  # fmt: skip
 
 MAX_HEADER_VALUE = 16_384
+RESERVED_PREFIX = "sluice."
+"""Headers with this prefix are sluice's own: ingest strips them from source records."""
 
 HeaderList = list[tuple[str, bytes]]
+_HEADERS = operator.methodcaller("headers")
 
 
 class HeaderError(ValueError):
@@ -84,6 +88,35 @@ def check_headers(raw: object) -> HeaderList:
             raise HeaderError(f"header name {name!r} is not valid UTF-8")
         out.append((name, value))
     return out
+
+
+def read_raw(msg: object) -> object:
+    """A consumed message's headers as the client delivers them; HeaderError if unreadable.
+
+    confluent-kafka builds the list lazily and fails inside C on a header name
+    that is not UTF-8: it returns a list with a hole in it *and* an exception
+    set. A call from Python bytecode may not notice (the interpreter's fast
+    path for C methods skips the check), so the error surfaces at some later
+    call, or the hole crashes the interpreter when touched. Calling through
+    :func:`operator.methodcaller` goes through the C API, which checks and
+    raises ``SystemError`` at once. Read a message's headers through here,
+    once; after a HeaderError never call ``headers()`` on it again.
+    """
+    try:
+        return _HEADERS(msg)
+    except SystemError:
+        raise HeaderError("a header name is not valid UTF-8") from None
+
+
+def read(msg: object) -> HeaderList:
+    """A consumed message's headers, checked (:func:`check_headers`); HeaderError if broken."""
+    return check_headers(read_raw(msg))
+
+
+def without_reserved(headers: HeaderList) -> tuple[HeaderList, int]:
+    """``headers`` without sluice's own (``sluice.*``), and how many were dropped."""
+    kept = [item for item in headers if not item[0].startswith(RESERVED_PREFIX)]
+    return kept, len(headers) - len(kept)
 
 
 def source_headers(src: SourceId, ts_ms: int, attempt: int = 1) -> HeaderList:

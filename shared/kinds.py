@@ -18,10 +18,11 @@ class FailureKind(StrEnum):
     BAD_REQUEST = "bad_request"
     OUTAGE = "outage"
     POISON = "poison"
+    OVERSIZE = "oversize"
 
     @property
     def retryable(self) -> bool:
-        return self not in (FailureKind.BAD_REQUEST, FailureKind.POISON)
+        return self not in (FailureKind.BAD_REQUEST, FailureKind.POISON, FailureKind.OVERSIZE)
 
     @property
     def spends_attempt(self) -> bool:

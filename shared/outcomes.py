@@ -3,9 +3,11 @@
 ``P.results`` (one per work record that finished, keyed by the source key):
 
 * ``sluice.outcome=ok``: value is JSON ``{"task", "enrichment", "input"}``
-  where ``input`` is the original value (a JSON object for the ``json``
-  input format, ``{"base64": ...}`` otherwise); headers carry the source
-  coordinates, provider, model, latency and tokens.
+  (UTF-8, not ASCII-escaped) where ``input`` is the original value verbatim
+  when it is JSON by :mod:`shared.jsondoc`, ``{"base64": ...}`` otherwise;
+  headers carry the source coordinates, provider, model, latency and tokens.
+  A result that would not fit the pipeline's topics is a failure of kind
+  ``oversize`` instead (:func:`oversize`).
 * ``sluice.outcome=dead``: written by the router with every DLQ write; value
   is the original value unchanged; headers carry the error fields.
 
@@ -18,13 +20,14 @@ value, own headers, source coordinates, ``sluice.attempt``) plus
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from shared import headers as h
+from shared import jsondoc
+from shared.kafka.sizes import fits, record_bytes
 from shared.kinds import FailureKind
 
 HISTORY_MAX = 5
@@ -49,16 +52,6 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: h.HeaderList
-
-
-def decode_input(value: bytes | None) -> Any:
-    """The original value as it goes into a result: JSON if it is JSON, else base64."""
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except ValueError:
-        return {"base64": base64.b64encode(value).decode()}
 
 
 def history(headers: object) -> list[dict[str, Any]]:
@@ -109,9 +102,9 @@ def ok_result(
     tokens_out: int,
 ) -> Record:
     """A successful outcome, for ``P.results``."""
-    value = json.dumps(
-        {"task": task, "enrichment": enrichment, "input": decode_input(work.value)}
-    ).encode()
+    value = jsondoc.dumps(
+        {"task": task, "enrichment": enrichment, "input": jsondoc.embeddable(work.value)}
+    )
     keep = [(n, v) for n, v in work.headers if not n.startswith("sluice.error.")]
     ours: h.HeaderList = [
         (h.OUTCOME, b"ok"),
@@ -122,6 +115,23 @@ def ok_result(
         (h.TOKENS_OUT, str(tokens_out).encode()),
     ]
     return Record(work.key, value, h.merge(keep, ours))
+
+
+OUTPUT_ALLOWANCE = 1024
+"""What the sequencer adds to a result on its way to ``P.output`` (a field, a header)."""
+
+
+def oversize(result: Record, max_message_bytes: int) -> Failure | None:
+    """A failure of kind ``oversize`` if ``result`` (or its output record) would not fit."""
+    size = record_bytes(result.key, result.value, result.headers) + OUTPUT_ALLOWANCE
+    if fits(size, max_message_bytes):
+        return None
+    return Failure(
+        FailureKind.OVERSIZE,
+        "result_too_large",
+        f"the result would be {size} bytes with its output fields; the pipeline's topics "
+        f"take {max_message_bytes} (SLUICE_MAX_MESSAGE_BYTES)",
+    )
 
 
 def dead_outcome(failed: Record) -> Record:

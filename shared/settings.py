@@ -44,6 +44,7 @@ class CommonSettings(BaseSettings):
     replication: int = Field(1, ge=1, le=10)
     retry_rungs: str = "5s,1m"
     metrics_port: int = Field(0, ge=0, le=65535)
+    max_message_bytes: int = Field(1_048_576, ge=128 * 1024, le=256 * 1024 * 1024)
 
     @model_validator(mode="before")
     @classmethod

@@ -93,19 +93,35 @@ class Topics:
         return tuple(self.dlq(s) for s in ("poison", "timeout", "error"))
 
     def specs(
-        self, partitions: int, retention_days: int = 7, dlq_retention_days: int = 30
+        self,
+        partitions: int,
+        retention_days: int = 7,
+        dlq_retention_days: int = 30,
+        max_message_bytes: int = 1_048_576 + 1024,
     ) -> list[TopicSpec]:
         """Every topic of the pipeline with its layout.
 
         work, results and the state changelog are co-partitioned (same count);
-        the sequencer depends on it.
+        the sequencer depends on it. ``max_message_bytes`` is each topic's
+        ``max.message.bytes``; dead-letter topics take at least 8 MiB (a poison
+        record keeps up to 4 MiB of its raw value), the state changelog three
+        times as much.
         """
-        keep = {"retention.ms": str(retention_days * DAY_MS)}
+        keep = {
+            "retention.ms": str(retention_days * DAY_MS),
+            "max.message.bytes": str(max_message_bytes),
+        }
         keep_dlq = {
             "retention.ms": str(dlq_retention_days * DAY_MS),
-            "max.message.bytes": str(8 * 1024 * 1024),
+            "max.message.bytes": str(max(8 * 1024 * 1024, max_message_bytes)),
         }
-        compact = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+        compact = {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": "60000",
+            # A pending outcome is kept base64-encoded with its key twice: up to
+            # 8/3 of the record it holds.
+            "max.message.bytes": str(3 * max_message_bytes),
+        }
         specs = [
             TopicSpec(self.work, partitions, keep),
             TopicSpec(self.results, partitions, keep),

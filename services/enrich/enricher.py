@@ -33,7 +33,7 @@ from shared.config_file import TaskConfig
 from shared.kafka.concurrent import Output
 from shared.kinds import FailureKind
 from shared.logs import coords
-from shared.outcomes import Failure, Record, failure_record, ok_result
+from shared.outcomes import Failure, Record, failure_record, ok_result, oversize
 from shared.redis.bucket import Reservation
 from shared.redis.cache import ResultCache
 from shared.redis.errors import ProviderStateUnavailable
@@ -60,6 +60,7 @@ class Enricher:
         runtimes: dict[str, Runtime],
         cache: ResultCache | None,
         cache_ttl_s: float,
+        max_message_bytes: int = 1_048_576,
     ) -> None:
         self.topics = topics
         self.task = task
@@ -67,6 +68,7 @@ class Enricher:
         self.chain = [runtimes[name] for name in task.providers]
         self.cache = cache
         self.cache_ttl_s = cache_ttl_s
+        self.max_message_bytes = max_message_bytes
 
     # -- intake ----------------------------------------------------------------
     def accepting(self) -> bool:
@@ -124,10 +126,14 @@ class Enricher:
                     continue  # became unavailable while we waited: try the fallback
                 return self._failed(record, attempt, result, rt.name)
             parsed, success = result
-            return Output(self.topics.results, ok_result(
+            ok = ok_result(
                 record, self.task_name, parsed.value, rt.name, success.model, success.latency_ms,
                 success.tokens_in, success.tokens_out,
-            ))  # fmt: skip
+            )  # fmt: skip
+            too_large = oversize(ok, self.max_message_bytes)
+            if too_large is not None:
+                return self._failed(record, attempt, too_large, rt.name)
+            return Output(self.topics.results, ok)
         failure, provider = last or (
             Failure(
                 FailureKind.OUTAGE,

@@ -98,7 +98,13 @@ class EnrichService:
     async def _make_enricher(self, cache: ResultCache | None) -> Enricher:
         # Clients bind to the running loop: build them inside it.
         return Enricher(
-            self.topics, self.task_name, self.task, self.runtimes, cache, self.settings.cache_ttl_s
+            self.topics,
+            self.task_name,
+            self.task,
+            self.runtimes,
+            cache,
+            self.settings.cache_ttl_s,
+            max_message_bytes=self.settings.max_message_bytes,
         )
 
     def _in_loop(self, coro: Coroutine[Any, Any, T]) -> T:

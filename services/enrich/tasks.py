@@ -23,7 +23,9 @@ from typing import Any
 
 from services.enrich import schema
 from services.enrich.providers.base import Message, ProviderRequest
+from shared import jsondoc
 from shared.config_file import TaskConfig
+from shared.errors import BadDocument
 from shared.kinds import FailureKind
 from shared.outcomes import Failure
 
@@ -74,9 +76,9 @@ def record_object(value: object) -> dict[str, Any] | Failure:
     """The record's value as a JSON object (bytes and str are decoded first)."""
     if isinstance(value, bytes | bytearray | str):
         try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
-            return _bad("not_json", "record value is not JSON")
+            value = jsondoc.loads(value)
+        except BadDocument as exc:
+            return _bad("not_json", f"record value is {exc}")
     if not isinstance(value, dict):
         return _bad("not_object", f"record value is a JSON {type(value).__name__}, not an object")
     return value
@@ -123,12 +125,10 @@ def parse_output(task: TaskConfig, content: str) -> Output | Failure:
     if not text:
         return _invalid("empty", "the model answered with no content")
     try:
-        value = json.loads(text)
-    except RecursionError:
-        return _invalid("not_json", "answer is JSON nested too deeply")
-    except json.JSONDecodeError as exc:
+        value = jsondoc.loads(text)
+    except BadDocument as exc:
         snippet = text if len(text) <= 80 else text[:77] + "..."
-        return _invalid("not_json", f"answer is not JSON ({exc.msg} at char {exc.pos}): {snippet!r}")  # fmt: skip
+        return _invalid("not_json", f"answer is {exc}: {snippet!r}")
     problem = schema.first_error(value, task.schema_dict)
     if problem is not None:
         return _invalid("schema", f"answer does not match the output schema: {problem}")

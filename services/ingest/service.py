@@ -17,7 +17,7 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.ingest import metrics as m
-from services.ingest.wrap import Wrapper
+from services.ingest.wrap import Wrapper, unexpected
 from shared.errors import DeliveryError, PoisonRecord, TopicError
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consume import consume_available
@@ -41,7 +41,10 @@ class Ingest:
         self.topics = Topics(settings.pipeline)
         self.stop = stop or StopFlag()
         self.wrapper = Wrapper(
-            settings.input_format, settings.max_record_bytes, settings.source_topic
+            settings.input_format,
+            settings.max_record_bytes,
+            settings.source_topic,
+            settings.max_message_bytes,
         )
         self.consumed: dict[TP, int] = {}  # next offset to read, per partition
         self.committed: dict[TP, int] = {}
@@ -128,6 +131,11 @@ class Ingest:
                 send(work, msg.value(), msg.key(), work_headers(msg))
             except PoisonRecord as bad:
                 self._send_poison(msg, bad)
+            except (BufferError, KafkaException):
+                raise  # the producer's problem, not the record's
+            except Exception as exc:  # anything else is this record's failure
+                log.exception("cannot wrap record; it goes to the poison DLQ")
+                self._send_poison(msg, unexpected(exc))
             n += 1
             p = msg.partition()
             if p != part:
@@ -139,6 +147,9 @@ class Ingest:
             consumed[(topic, part)] = offset + 1
         self._sent += n
         m.RECORDS_IN.inc(n)
+        if self.wrapper.stripped:
+            m.HEADERS_STRIPPED.inc(self.wrapper.stripped)
+            self.wrapper.stripped = 0
 
     def _send_poison(self, msg: Message, bad: PoisonRecord) -> None:
         p = self.wrapper.poison(msg, bad)

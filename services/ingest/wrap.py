@@ -4,25 +4,33 @@ A good record becomes a work record: same key and value, the record's own
 headers plus the source coordinates and ``sluice.attempt=1``. A record that
 can never be processed becomes a poison record with its reason and raw bytes.
 
-This is ingest's hot path: per record it does one header check, one size
-check, one JSON decode (orjson) and builds the header list from a cached
-per-partition prefix.
+This is ingest's hot path: per record it does one header check, two size
+checks, one JSON decode (:mod:`shared.jsondoc`, the pipeline's one decoder)
+and builds the header list from a cached per-partition prefix.
+
+The record's own ``sluice.*`` headers are dropped (only sluice sets them), so
+a producer cannot forge an identity, an attempt, a retry-after, a replay or a
+late mark. A header that cannot be read at all (a name that is not UTF-8)
+makes the record poison (``bad_headers``).
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-import orjson
-
 from shared import headers as h
-from shared.errors import PoisonRecord
+from shared import jsondoc
+from shared.errors import BadDocument, PoisonRecord
+from shared.kafka.sizes import FRAMING, HEADROOM, record_bytes
 from shared.kinds import FailureKind
 
 MAX_HEADER_BYTES = 64 * 1024
 DLQ_VALUE_MAX = 4 * 1024 * 1024
+DLQ_KEY_MAX = 64 * 1024
 TRUNCATED = "sluice.poison.truncated-from"
+KEY_TRUNCATED = "sluice.poison.key-truncated-from"
 _ATTEMPT_1 = (h.ATTEMPT, b"1")
 
 
@@ -49,15 +57,18 @@ class Poison:
     reason: str
 
 
-def _check_headers(raw: object) -> h.HeaderList:
-    """Validate the record's own headers; PoisonRecord when they are broken.
+def _check_headers(raw: object) -> tuple[h.HeaderList, int, int]:
+    """The record's own headers without sluice's (``sluice.*``), their size, and
+    how many ``sluice.*`` headers were dropped.
 
-    The fast path covers what the client delivers (a list of ``(str, bytes)``);
-    anything else goes through :func:`shared.headers.check_headers`.
+    PoisonRecord when they are broken. The fast path covers what the client
+    delivers (a list of ``(str, bytes)``); anything else goes through
+    :func:`shared.headers.check_headers`.
     """
     if type(raw) is not list:
         return _check_headers_slow(raw)
     total = 0
+    reserved = False
     for item in raw:
         if type(item) is not tuple or len(item) != 2:
             return _check_headers_slow(raw)
@@ -67,43 +78,61 @@ def _check_headers(raw: object) -> h.HeaderList:
         size = len(value)
         if size > h.MAX_HEADER_VALUE:
             raise PoisonRecord(
-                "bad_headers", f"header {name!r} is {size} bytes (max {h.MAX_HEADER_VALUE})"
+                "bad_headers", f"header {name!r:.100} is {size} bytes (max {h.MAX_HEADER_VALUE})"
             )
-        if name[:7] == "sluice." and (name.startswith("sluice.src.") or name == h.ATTEMPT):
-            raise PoisonRecord("bad_headers", f"reserved header {name!r} set by the producer")
+        if name[:7] == "sluice.":
+            reserved = True
         total += len(name) + size
     if total > MAX_HEADER_BYTES:
         raise PoisonRecord("bad_headers", f"headers total {total} bytes (max {MAX_HEADER_BYTES})")
-    return raw
+    if reserved:
+        kept, dropped = h.without_reserved(raw)
+        return kept, total, dropped
+    return raw, total, 0
 
 
-def _check_headers_slow(raw: object) -> h.HeaderList:
+def _check_headers_slow(raw: object) -> tuple[h.HeaderList, int, int]:
     try:
         hs = h.check_headers(raw)
     except h.HeaderError as exc:
         raise PoisonRecord("bad_headers", str(exc)) from None
-    return _check_headers(hs) if hs else hs
+    return _check_headers(hs) if hs else (hs, 0, 0)
 
 
 def _check_json(value: bytes) -> None:
     try:
-        doc = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise PoisonRecord("undecodable", f"value is not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise PoisonRecord("undecodable", f"JSON value is a {type(doc).__name__}, not an object")
+        jsondoc.loads_object(value)
+    except BadDocument as exc:
+        raise PoisonRecord("undecodable", f"value is {exc}") from None
+
+
+def unexpected(exc: Exception) -> PoisonRecord:
+    """An error nobody foresaw while wrapping a record: the record's, as ``unprocessable``."""
+    return PoisonRecord(
+        "unprocessable", f"{type(exc).__name__}: {exc}"[:1024], headers_readable=False
+    )
 
 
 class Wrapper:
     """Turns source records into work headers, or raises PoisonRecord."""
 
     def __init__(
-        self, fmt: Literal["json", "bytes"], max_bytes: int, topic: str | None = None
+        self,
+        fmt: Literal["json", "bytes"],
+        max_bytes: int,
+        topic: str | None = None,
+        max_message_bytes: int = 1_048_576,
     ) -> None:
-        """``topic``: the one source topic, when known; then the hot path never asks
-        a message for its topic (each call builds a new string)."""
+        """``max_bytes``: the largest value accepted; ``max_message_bytes``: what every
+        topic of the pipeline takes (a work record must fit it with
+        :data:`~shared.kafka.sizes.HEADROOM` to spare). ``topic``: the one source
+        topic, when known; then the hot path never asks a message for its topic
+        (each call builds a new string)."""
         self.json = fmt == "json"
         self.max_bytes = max_bytes
+        self.max_record = max_message_bytes - HEADROOM - FRAMING - 256  # 256: our headers
+        self.max_message_bytes = max_message_bytes
+        self.stripped = 0  # sluice.* headers dropped from source records so far
         self.topic = topic
         self._prefix: dict[tuple[str | None, int | None], h.HeaderList] = {}
         self._by_partition: dict[int | None, h.HeaderList] = {}
@@ -128,14 +157,33 @@ class Wrapper:
         ]
 
     def work_headers(self, msg: SourceRecord) -> h.HeaderList:
-        """Headers of the work record for ``msg``; PoisonRecord if it is poison."""
-        raw = msg.headers()
-        own = _check_headers(raw) if raw is not None else None
+        """Headers of the work record for ``msg``; PoisonRecord if it is poison.
+
+        The record's own ``sluice.*`` headers are dropped (counted in
+        :attr:`stripped`): only sluice sets them.
+        """
+        try:
+            raw = h.read_raw(msg)
+        except h.HeaderError as exc:
+            raise PoisonRecord("bad_headers", str(exc), headers_readable=False) from None
+        own: h.HeaderList | None = None
+        size = 0
+        if raw is not None:
+            own, size, stripped = _check_headers(raw)
+            self.stripped += stripped
         value = msg.value()
         if value is None:
             raise PoisonRecord("undecodable", "record has no value (tombstone)")
         if len(value) > self.max_bytes:
             raise PoisonRecord("oversize", f"value is {len(value)} bytes (limit {self.max_bytes})")
+        key = msg.key()
+        size += len(value) + (len(key) if key else 0)
+        if size > self.max_record:
+            raise PoisonRecord(
+                "oversize",
+                f"key, value and headers are {size} bytes; a work record may have "
+                f"{self.max_record} (SLUICE_MAX_MESSAGE_BYTES less room for the pipeline's own)",
+            )
         if self.json:
             _check_json(value)
         part = msg.partition()
@@ -153,12 +201,18 @@ class Wrapper:
         return own + ours if own else ours
 
     def poison(self, msg: SourceRecord, bad: PoisonRecord) -> Poison:
-        try:
-            own = h.check_headers(msg.headers())
-        except h.HeaderError:
-            own = []  # the headers are what is broken; the reason says so
-        value = msg.value()
+        """The poison DLQ record: raw key, value and headers, cut to fit the DLQ."""
+        own: h.HeaderList = []
+        if bad.headers_readable:
+            with contextlib.suppress(h.HeaderError):  # broken: the reason says so
+                own = h.read(msg)
+        if record_bytes(None, None, own) > MAX_HEADER_BYTES:
+            own = []  # too large to keep: the reason says so
+        key, value = msg.key(), msg.value()
         extra: h.HeaderList = []
+        if key is not None and len(key) > DLQ_KEY_MAX:
+            extra.append((KEY_TRUNCATED, str(len(key)).encode()))
+            key = key[:DLQ_KEY_MAX]
         if value is not None and len(value) > DLQ_VALUE_MAX:
             extra.append((TRUNCATED, str(len(value)).encode()))
             value = value[:DLQ_VALUE_MAX]
@@ -168,4 +222,4 @@ class Wrapper:
             (h.ERROR_MESSAGE, bad.message.encode()[:1024]),
         ]
         headers = h.merge(own, [*self.source_headers(msg), *error, *extra])
-        return Poison(msg.key(), value, headers, msg.timestamp()[1], bad.reason)
+        return Poison(key, value, headers, msg.timestamp()[1], bad.reason)

@@ -65,7 +65,7 @@ class Consumed:
     def of(cls, msg: Message) -> Consumed:
         broken = None
         try:
-            hs = h.check_headers(msg.headers())
+            hs = h.read(msg)
         except h.HeaderError as exc:
             hs, broken = [], str(exc)
         return cls(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,

@@ -7,7 +7,10 @@ provider retry-after)`` from now; past the last rung it dies in
 A non-retryable kind dies at once in ``P.dlq.error``. An outage parks the
 record without spending an attempt.
 
-A provider retry-after longer than the rung's delay pushes the due time out.
+A provider retry-after longer than the rung's delay pushes the due time out,
+but never past the longest rung's delay: the value comes from a response
+header (or, for a record that did not come through ingest, from anyone), and
+an hour-long or forged day-long wait must not hold a rung's partition.
 So that such a record does not hold up the shorter-delayed records behind it
 in its rung's partitions (a partition is a FIFO; the router pauses it at its
 first record that is not due), it waits in the first later rung whose delay
@@ -75,6 +78,6 @@ def next_hop(
         suffix = dlq_suffix(kind)
         return Hop(Route.DLQ, topics.dlq(suffix), f"dlq.{suffix}")
     rung = rungs[attempt - 1]
-    delay_s = max(rung.delay_s, retry_after_s or 0.0)
+    delay_s = max(rung.delay_s, min(retry_after_s or 0.0, rungs[-1].delay_s))
     room = waiting_rung(rungs, attempt - 1, delay_s)
     return Hop(Route.RETRY, topics.retry(room), room.label, now_ms + round(delay_s * 1000))

@@ -21,13 +21,15 @@ input, and ``"error": {"kind", "class", "message"}`` from the error headers.
 
 from __future__ import annotations
 
-import json
 import zlib
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from services.sequencer.model import Announcement, Emit, Kind, Outcome
 from shared import headers as h
-from shared.outcomes import decode_input
+from shared import jsondoc
+from shared.errors import BadDocument
+from shared.kafka.sizes import fits, record_bytes
 
 KINDS: dict[str, Kind] = {"ok": "ok", "dead": "dead", "release": "release"}
 
@@ -45,7 +47,7 @@ class Malformed(ValueError):
 def announcement(msg: Msg) -> Announcement | None:
     """The announcement a work record makes, or None for a later attempt."""
     try:
-        hs = h.check_headers(msg.headers())
+        hs = h.read(msg)
         if h.get_int(hs, h.ATTEMPT) != 1:
             return None
         return Announcement(h.source_id(hs), msg.key())
@@ -55,7 +57,7 @@ def announcement(msg: Msg) -> Announcement | None:
 
 def outcome(msg: Msg) -> Outcome:
     try:
-        hs = h.check_headers(msg.headers())
+        hs = h.read(msg)
         ident = h.source_id(hs)
     except h.HeaderError as exc:
         raise Malformed(str(exc)) from None
@@ -72,27 +74,56 @@ def home(ident: h.SourceId, partitions: int) -> int:
 
 
 def output_value(o: Outcome) -> bytes:
+    """The ``P.output`` value for ``o``; never raises, whatever the outcome holds.
+
+    The input is never decoded for its own sake: a result document (decoded by
+    the pipeline's one decoder, so within its depth limit) is re-encoded; a gap
+    marker embeds the dead record's value verbatim when that decoder accepts it
+    (else as base64).
+    """
     if o.kind == "ok":
         try:
-            doc = json.loads(o.value) if o.value is not None else None
-        except ValueError:
+            doc = jsondoc.loads(o.value) if o.value is not None else None
+        except BadDocument:
             doc = None
         if not isinstance(doc, dict):
-            doc = {"input": decode_input(o.value)}
+            doc = {"input": jsondoc.embeddable(o.value)}
         out: dict[str, Any] = {"enrichment": doc.get("enrichment"), "input": doc.get("input"),
                                "task": doc.get("task"), "outcome": "ok"}  # fmt: skip
     else:
-        out = {"enrichment": None, "input": decode_input(o.value), "task": None,
-               "outcome": "dead", "error": {
-                   "kind": h.get_str(o.headers, h.ERROR_KIND),
-                   "class": h.get_str(o.headers, h.ERROR_CLASS),
-                   "message": h.get_str(o.headers, h.ERROR_MESSAGE)}}  # fmt: skip
-    return json.dumps(out).encode()
+        out = {"enrichment": None, "input": jsondoc.embeddable(o.value), "task": None,
+               "outcome": "dead", "error": _error(o.headers)}  # fmt: skip
+    return jsondoc.dumps(out)
 
 
-def output_record(e: Emit) -> tuple[bytes | None, bytes, h.HeaderList]:
-    """Key, value and headers of the ``P.output`` record for ``e``."""
+def _error(headers: Sequence[tuple[str, bytes]]) -> dict[str, str | None]:
+    return {"kind": h.get_str(headers, h.ERROR_KIND), "class": h.get_str(headers, h.ERROR_CLASS),
+            "message": h.get_str(headers, h.ERROR_MESSAGE)}  # fmt: skip
+
+
+def too_large_value(size: int, limit: int) -> bytes:
+    """What is emitted instead of an output record that would not fit ``P.output``."""
+    return jsondoc.dumps({"enrichment": None, "input": None, "task": None, "outcome": "dead",
+                          "error": {"kind": "oversize", "class": "output_too_large",
+                                    "message": f"the output record would be {size} bytes; "
+                                               f"the pipeline's topics take {limit}"}})  # fmt: skip
+
+
+def output_record(
+    e: Emit, max_message_bytes: int = 1_048_576
+) -> tuple[bytes | None, bytes, h.HeaderList]:
+    """Key, value and headers of the ``P.output`` record for ``e``.
+
+    An output record that would not fit the topic becomes a dead marker that
+    says so (enrich keeps results within the budget, so this is a last guard).
+    """
     ours: h.HeaderList = [(h.OUTCOME, e.outcome.kind.encode())]
     if e.late:
         ours.append((h.LATE, b"true"))
-    return e.outcome.key, output_value(e.outcome), h.merge(e.outcome.headers, ours)
+    value = output_value(e.outcome)
+    headers = h.merge(e.outcome.headers, ours)
+    size = record_bytes(e.outcome.key, value, headers)
+    if not fits(size, max_message_bytes):
+        value = too_large_value(size, max_message_bytes)
+        headers = h.merge(e.outcome.headers, [(h.OUTCOME, b"dead")])
+    return e.outcome.key, value, headers

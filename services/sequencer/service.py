@@ -170,7 +170,7 @@ class Sequencer:
 
     def _emit(self, e: Emit) -> None:
         self.emitted += 1
-        key, value, headers = records.output_record(e)
+        key, value, headers = records.output_record(e, self.settings.max_message_bytes)
         self._send(self.topics.output, key, value, headers)
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None,

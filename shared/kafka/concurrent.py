@@ -31,7 +31,8 @@ from typing import Protocol
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from shared.errors import DeliveryError
-from shared.headers import HeaderError, check_headers
+from shared.headers import HeaderError
+from shared.headers import read as read_headers
 from shared.kafka.consume import consume_available
 from shared.kafka.producer import TrackedProducer, Unit
 from shared.kafka.shutdown import StopFlag
@@ -150,7 +151,7 @@ class ConcurrentConsumer:
         offset = msg.offset() or 0
         self.marks.track(tp, offset)
         try:
-            hs = check_headers(msg.headers())
+            hs = read_headers(msg)
         except HeaderError:
             hs = []  # ingest validated them; a hand-written work record may not be
         record = Record(msg.key(), msg.value(), hs)

@@ -12,6 +12,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from shared.errors import TopicError
 from shared.kafka.rdlog import rdkafka_logger
+from shared.kafka.sizes import topic_max_message_bytes
 from shared.settings import CommonSettings
 from shared.topics import Topics, TopicSpec, parse_rungs
 
@@ -91,7 +92,10 @@ def create_topics(
 ) -> Provisioned:
     """Create every topic of the pipeline; validate the existing ones."""
     topics = Topics(settings.pipeline, parse_rungs(settings.retry_rungs))
-    specs = topics.specs(settings.partitions)
+    specs = topics.specs(
+        settings.partitions,
+        max_message_bytes=topic_max_message_bytes(settings.max_message_bytes),
+    )
     admin = admin_client(settings)
     try:
         existing = partition_counts(admin)

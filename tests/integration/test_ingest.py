@@ -21,6 +21,7 @@ from shared.kafka.shutdown import StopFlag
 from shared.settings import CommonSettings, IngestSettings, load
 from shared.stack.resolve import Stack
 from tests.support.kafka import create_topic, end_offsets, produce, read_all, wait_for
+from tests.support.rawheaders import produce_raw
 from tests.support.running import InThread
 
 pytestmark = pytest.mark.integration
@@ -101,7 +102,6 @@ def test_poison_cases_land_with_reason_and_ingest_keeps_running(
         (b"k3", b"\xff\xfe\x00garbage", None, "undecodable"),
         (b"k4", None, None, "undecodable"),
         (b"k5", big, None, "oversize"),
-        (b"k6", ticket(6), [("sluice.src.offset", b"123")], "bad_headers"),
         (b"k7", ticket(7), [("huge", b"h" * 20_000)], "bad_headers"),
     ]
     produce(stack.bootstrap, source, [(k, v, hs) for k, v, hs, _ in cases])
@@ -120,6 +120,40 @@ def test_poison_cases_land_with_reason_and_ingest_keeps_running(
     work = read_all(stack.bootstrap, f"{pipeline}.work", expect=1)
     assert [m.key() for m in work] == [b"ok"]
     assert running.error is None and running.thread.is_alive()
+
+
+def test_a_header_name_that_is_not_utf8_is_poison_and_the_stream_goes_on(
+    stack: Stack, source: str, pipeline: str, running: Running
+) -> None:
+    produce(stack.bootstrap, source, [(b"before", ticket(1), None)])
+    produce_raw(
+        stack.bootstrap, source, [(b"bad", ticket(2), [(b"na\xffme", b"v"), (b"ok", b"1")])]
+    )
+    produce(stack.bootstrap, source, [(b"after", ticket(3), None)])
+    poison = read_all(stack.bootstrap, f"{pipeline}.dlq.poison", expect=1)
+    assert [m.key() for m in poison] == [b"bad"] and poison[0].value() == ticket(2)
+    hs = poison[0].headers()
+    assert h.get_str(hs, h.ERROR_CLASS) == "bad_headers"
+    assert "UTF-8" in (h.get_str(hs, h.ERROR_MESSAGE) or "")
+    work = read_all(stack.bootstrap, f"{pipeline}.work", expect=2)
+    assert sorted(m.key() for m in work) == [b"after", b"before"]
+    assert running.error is None and running.thread.is_alive()
+
+
+def test_sluice_headers_of_source_records_are_stripped(
+    stack: Stack, source: str, pipeline: str, running: Running
+) -> None:
+    forged = [("sluice.src.offset", b"123"), ("sluice.retry-after-s", b"100000"),
+              ("sluice.late", b"true"), ("sluice.replay-id", b"r"), ("sluice.replay-count", b"9"),
+              ("sluice.attempt", b"3"), ("trace", b"t")]  # fmt: skip
+    produce(stack.bootstrap, source, [(b"k", ticket(1), forged)])
+    [m] = read_all(stack.bootstrap, f"{pipeline}.work", expect=1)
+    hs = m.headers()
+    assert {n for n, _ in hs if n.startswith("sluice.")} == {
+        h.SRC_TOPIC, h.SRC_PARTITION, h.SRC_OFFSET, h.SRC_TS, h.ATTEMPT}  # fmt: skip
+    assert h.get(hs, h.ATTEMPT) == b"1" and h.source_id(hs).offset == 0
+    assert h.get(hs, "trace") == b"t"
+    assert read_all(stack.bootstrap, f"{pipeline}.dlq.poison", expect=0, idle_s=1) == []
 
 
 def _ingest_proc(env: dict[str, str], source: str) -> subprocess.Popen[bytes]:

@@ -87,7 +87,6 @@ def test_poison_reasons() -> None:
     assert reason(wrap(Msg(b"\xff\xfe"), "json", 1000)) == "undecodable"
     assert reason(wrap(Msg(None), "bytes", 1000)) == "undecodable"
     assert reason(wrap(Msg(b"x" * 11), "bytes", 10)) == "oversize"
-    assert reason(wrap(Msg(GOOD, _headers=[(h.SRC_OFFSET, b"1")]), "json", 1000)) == "bad_headers"
     assert reason(wrap(Msg(GOOD, _headers=[("big", b"x" * 20000)]), "json", 10**6)) == "bad_headers"
     assert reason(wrap(Msg(GOOD, _headers={"a": b"1"}), "json", 1000)) == "bad_headers"
 
@@ -114,8 +113,9 @@ def test_headers_from_a_non_client_shape_take_the_slow_path() -> None:
     w = Wrapper("bytes", 100)
     hs = w.work_headers(Msg(b"x", _headers=[("a", "text"), ("b", None)]))
     assert h.get(hs, "a") == b"text" and h.get(hs, "b") == b""
-    with pytest.raises(PoisonRecord, match="reserved"):
-        w.work_headers(Msg(b"x", _headers=[(h.ATTEMPT, "2")]))
+    hs = w.work_headers(Msg(b"x", _headers=[(h.ATTEMPT, "2"), ("a", "text")]))
+    assert h.get(hs, h.ATTEMPT) == b"1" and h.get(hs, "a") == b"text"
+    assert w.stripped == 1
 
 
 def test_a_known_source_topic_gives_the_same_headers_per_partition() -> None:
@@ -124,3 +124,83 @@ def test_a_known_source_topic_gives_the_same_headers_per_partition() -> None:
         msg = Msg(GOOD, _offset=off, _headers=[("trace", b"x")])
         assert fixed.work_headers(msg) == asking.work_headers(msg)
         assert h.source_id(fixed.work_headers(msg)) == h.SourceId("src", 2, off)
+
+
+FORGED = [
+    (h.SRC_TOPIC, b"other"), (h.SRC_PARTITION, b"9"), (h.SRC_OFFSET, b"1"), (h.ATTEMPT, b"3"),
+    ("sluice.retry-after-s", b"100000"), (h.LATE, b"true"), (h.REPLAY_ID, b"r1"),
+    (h.REPLAY_COUNT, b"7"), (h.OUTCOME, b"dead"), (h.NOT_BEFORE, b"99999999999999"),
+    ("sluice.anything.new", b"x"),
+]  # fmt: skip
+
+
+def test_every_sluice_header_of_a_source_record_is_stripped_and_counted() -> None:
+    w = Wrapper("json", 10**6)
+    hs = w.work_headers(Msg(GOOD, _headers=[("trace", b"1"), *FORGED, ("after", b"2")]))
+    ours = {n for n, _ in hs if n.startswith("sluice.")}
+    assert ours == {h.SRC_TOPIC, h.SRC_PARTITION, h.SRC_OFFSET, h.SRC_TS, h.ATTEMPT}
+    assert h.source_id(hs) == h.SourceId("src", 2, 7) and h.get(hs, h.ATTEMPT) == b"1"
+    assert [n for n, _ in hs if not n.startswith("sluice.")] == ["trace", "after"]
+    assert w.stripped == len(FORGED)
+
+
+class BadNameMsg(Msg):
+    """confluent-kafka on a header name that is not UTF-8: SystemError once, then a
+    list that would crash the interpreter (here: an error if read a second time)."""
+
+    calls = 0
+
+    def headers(self) -> object:
+        self.calls += 1
+        if self.calls > 1:
+            raise AssertionError("headers() read again after it failed")
+        raise SystemError("<built-in method headers> returned a result with an exception set")
+
+
+def test_a_header_name_that_is_not_utf8_is_poison_and_never_read_twice() -> None:
+    msg = BadNameMsg(GOOD, _headers=None)
+    out = wrap(msg, "json", 1000)
+    assert isinstance(out, Poison) and out.reason == "bad_headers"
+    assert "not valid UTF-8" in (h.get_str(out.headers, h.ERROR_MESSAGE) or "")
+    assert out.value == GOOD and h.source_id(out.headers) == h.SourceId("src", 2, 7)
+    assert msg.calls == 1
+
+
+def test_json_nested_deeper_than_the_pipeline_limit_is_poison() -> None:
+    from shared.jsondoc import MAX_DEPTH
+
+    ok = b'{"a":' + b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1) + b"}"
+    deep = b'{"a":' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}"
+    assert not is_poison(wrap(Msg(ok), "json", 10**6))
+    out = wrap(Msg(deep), "json", 10**6)
+    assert reason(out) == "undecodable"
+    assert "deeper" in (h.get_str(out.headers, h.ERROR_MESSAGE) or "")
+    # 1,000 levels pass orjson but not the pipeline's decoder
+    assert (
+        reason(wrap(Msg(b'{"a":' + b"[" * 1000 + b"]" * 1000 + b"}"), "json", 10**6))
+        == "undecodable"
+    )
+
+
+def test_a_record_that_would_not_fit_the_work_topic_with_headroom_is_oversize() -> None:
+    w = Wrapper("bytes", 10**7, max_message_bytes=1_048_576)
+    fits = b"x" * (w.max_record - 10)
+    assert h.source_id(w.work_headers(Msg(fits, _key=b"k"))).offset == 7
+    for msg in (Msg(b"x" * w.max_record), Msg(b"x", _key=b"k" * w.max_record),
+                Msg(b"x" * (w.max_record - 5000), _headers=[("h", b"y" * 10000)])):  # fmt: skip
+        with pytest.raises(PoisonRecord) as bad:
+            w.work_headers(msg)
+        assert bad.value.reason == "oversize"
+
+
+def test_poison_key_and_headers_are_cut_to_fit_the_dlq() -> None:
+    from services.ingest.wrap import DLQ_KEY_MAX, KEY_TRUNCATED
+
+    big_key = b"k" * (DLQ_KEY_MAX + 1)
+    out = wrap(Msg(b"{nope", _key=big_key), "json", 1000)
+    assert isinstance(out, Poison) and out.key == big_key[:DLQ_KEY_MAX]
+    assert h.get(out.headers, KEY_TRUNCATED) == str(len(big_key)).encode()
+    many = [(f"h{i}", b"v" * 10_000) for i in range(10)]  # 100 KB of headers: over the total
+    out = wrap(Msg(GOOD, _headers=many), "json", 10**6)
+    assert isinstance(out, Poison) and out.reason == "bad_headers"
+    assert h.get(out.headers, "h0") is None  # too large to keep; the message says why

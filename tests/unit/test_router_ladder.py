@@ -66,9 +66,11 @@ def test_a_shorter_retry_after_does_not_shorten_the_rung() -> None:
     assert next_hop(T, K.RATE_LIMITED, 1, NOW, retry_after_s=0).not_before_ms == NOW + 5000
 
 
-def test_a_retry_after_beyond_every_rung_waits_in_the_last() -> None:
+def test_a_retry_after_beyond_every_rung_is_capped_at_the_longest_rung() -> None:
     hop = next_hop(T, K.OVERLOADED, 1, NOW, retry_after_s=600)
-    assert (hop.topic, hop.not_before_ms) == ("p.retry.1m", NOW + 600_000)
+    assert (hop.topic, hop.not_before_ms) == ("p.retry.1m", NOW + 60_000)
+    forged = next_hop(T, K.RATE_LIMITED, 2, NOW, retry_after_s=100_000)  # ~28 h
+    assert (forged.topic, forged.not_before_ms) == ("p.retry.1m", NOW + 60_000)
 
 
 def test_waiting_rung_never_goes_below_the_ladder_rung() -> None:

@@ -97,3 +97,48 @@ def test_unkeyed_home_partition_is_stable_and_spread() -> None:
     homes = {records.home(h.SourceId("src", p, 0), 6) for p in range(24)}
     assert homes == set(range(6))
     assert records.home(h.SourceId("src", 3, 1), 6) == records.home(h.SourceId("src", 3, 99), 6)
+
+
+DEEP = b'{"a":' + b"[" * 1000 + b"]" * 1000 + b"}"  # passes orjson, breaks recursive decoders
+
+
+def test_a_gap_marker_for_any_value_never_raises() -> None:
+    for value in (DEEP, b"\xff\xfe", b"", None, b'{"text": "\\u00e9 \xc3\xa9"}', b"[" * 100_000):
+        failed = failure_record(
+            Record(b"k", value, h.source_headers(SRC, 5)),
+            1,
+            Failure(FailureKind.BAD_REQUEST, "not_json", "x"),
+            "fake",
+        )
+        o = records.outcome(as_msg(dead_outcome(failed)))
+        _, out, _ = records.output_record(Emit(o))
+        doc = json.loads(out)
+        assert doc["outcome"] == "dead" and doc["error"]["kind"] == "bad_request"
+        if value == DEEP:
+            assert "base64" in doc["input"]  # deeper than the pipeline's decoder takes
+
+
+def test_a_gap_marker_embeds_a_json_input_verbatim() -> None:
+    raw = b'{"text": "caf\xc3\xa9",  "n": [1, 2]}'
+    failed = failure_record(Record(b"k", raw, h.source_headers(SRC, 5)), 1,
+                            Failure(FailureKind.TIMEOUT, "Hang", "x"), "fake")  # fmt: skip
+    _, out, _ = records.output_record(Emit(records.outcome(as_msg(dead_outcome(failed)))))
+    assert raw in out and json.loads(out)["input"] == {"text": "café", "n": [1, 2]}
+
+
+def test_an_ok_result_that_is_not_a_decodable_document_is_still_emitted() -> None:
+    hs = [*h.source_headers(SRC, 5), (h.OUTCOME, b"ok")]
+    _, out, _ = records.output_record(Emit(records.outcome(Msg(b"k", DEEP, hs))))
+    doc = json.loads(out)
+    assert doc["outcome"] == "ok" and "base64" in doc["input"]
+
+
+def test_an_output_record_too_large_for_the_topic_becomes_a_dead_marker_saying_so() -> None:
+    res = ok_result(work(), "sentiment", {"summary": "x" * 300_000}, "fake", "m1", 1, 1, 1)
+    o = records.outcome(as_msg(res))
+    key, value, hs = records.output_record(Emit(o), max_message_bytes=200_000)
+    doc = json.loads(value)
+    assert key == b"cust-1" and doc["outcome"] == "dead" and doc["error"]["kind"] == "oversize"
+    assert h.get_str(hs, h.OUTCOME) == "dead" and h.source_id(hs) == SRC
+    _, value, _ = records.output_record(Emit(o), max_message_bytes=1_048_576)
+    assert json.loads(value)["enrichment"] == {"summary": "x" * 300_000}
