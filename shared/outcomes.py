@@ -117,6 +117,16 @@ def ok_result(
     return Record(work.key, value, h.merge(keep, ours))
 
 
+def unexpected(exc: BaseException) -> Failure:
+    """An error nobody foresaw while handling a record: that record's failure.
+
+    Not retryable (``bad_request``, class ``internal_error``): the record goes
+    to ``P.dlq.error`` with the exception in its message, to be replayed once
+    the cause is fixed; the stage goes on with the next record.
+    """
+    return Failure(FailureKind.BAD_REQUEST, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
 OUTPUT_ALLOWANCE = 1024
 """What the sequencer adds to a result on its way to ``P.output`` (a field, a header)."""
 

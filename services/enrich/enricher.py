@@ -33,7 +33,7 @@ from shared.config_file import TaskConfig
 from shared.kafka.concurrent import Output
 from shared.kinds import FailureKind
 from shared.logs import coords
-from shared.outcomes import Failure, Record, failure_record, ok_result, oversize
+from shared.outcomes import Failure, Record, failure_record, ok_result, oversize, unexpected
 from shared.redis.bucket import Reservation
 from shared.redis.cache import ResultCache
 from shared.redis.errors import ProviderStateUnavailable
@@ -106,6 +106,13 @@ class Enricher:
                     extra={"record": coords(tp[0], tp[1], offset, record.key)},
                 )
                 await asyncio.sleep(REDIS_RETRY_S)
+            except Exception as exc:  # anything else is this record's failure, not the worker's
+                log.exception(
+                    "record failed unexpectedly; it goes to the DLQ with the reason",
+                    extra={"record": coords(tp[0], tp[1], offset, record.key)},
+                )
+                out = self._failed(record, attempt, unexpected(exc), None)
+                break
         m.OUTCOMES.labels(
             *(("ok", "") if out.topic == self.topics.results else ("failed", _kind(out.record)))
         ).inc()

@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from services.router import envelope as env
 from services.router.ladder import Route, next_hop
+from shared import headers as h
 from shared.outcomes import Record, dead_outcome
 from shared.topics import Topics
 
@@ -108,12 +109,37 @@ def retry(c: env.Consumed, topics: Topics, now_ms: int) -> Plan | Wait:
     return Plan((Send(topics.work, rec),), "work", f.kind.value, late_ms=now_ms - due)
 
 
-def parked(c: env.Consumed, topics: Topics, gate: Gate) -> Plan | Wait:
+def decide(role: Role, c: env.Consumed, topics: Topics, now_ms: int, gate: Gate) -> Plan | Wait:
+    """The plan for a record read in ``role``; never raises for the record's sake.
+
+    Anything that goes wrong while deciding is that record's failure: a
+    malformed plan to ``P.dlq.error`` with the error as the reason. (The
+    parked gate's own errors are not the record's; the gate handles them.)
+    """
+    try:
+        if role is Role.FAILURES:
+            return failure(c, topics, now_ms)
+        if role is Role.RETRY:
+            return retry(c, topics, now_ms)
+        back = _back_to_work(c, topics)
+    except Exception as exc:
+        return malformed(c, env.Malformed(f"cannot route: {type(exc).__name__}: {exc}", None), topics)
+    if back.hop != "work":
+        return back  # malformed
+    return gate(h.get_str(c.headers, h.PROVIDER) or None) or back
+
+
+def _back_to_work(c: env.Consumed, topics: Topics) -> Plan:
     try:
         f = env.parse(c)
     except env.Malformed as bad:
         return malformed(c, bad, topics)
-    wait = gate(f.provider)
-    if wait is not None:
-        return wait
     return Plan((Send(topics.work, env.work_record(c, f.attempt)),), "work", f.kind.value)
+
+
+def parked(c: env.Consumed, topics: Topics, gate: Gate) -> Plan | Wait:
+    """A parked record: back to work when the gate lets it through."""
+    back = _back_to_work(c, topics)
+    if back.hop != "work":
+        return back
+    return gate(h.get_str(c.headers, h.PROVIDER) or None) or back

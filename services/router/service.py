@@ -164,12 +164,7 @@ class Router:
 
     def _handle(self, tp: TP, offset: int, c: Consumed, now: float) -> None:
         role, now_ms = self.roles[c.topic], int(now * 1000)
-        if role is Role.FAILURES:
-            plan: Plan | Wait = routing.failure(c, self.topics, now_ms)
-        elif role is Role.RETRY:
-            plan = routing.retry(c, self.topics, now_ms)
-        else:
-            plan = routing.parked(c, self.topics, self.gate)
+        plan = routing.decide(role, c, self.topics, now_ms, self.gate)
         if isinstance(plan, Wait):
             self.next_offset[tp] = offset
             self.pauser.hold(tp, offset, plan, "rate" if role is Role.PARKED else "not_due", now)

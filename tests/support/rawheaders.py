@@ -60,7 +60,11 @@ def produce_raw(
     lib = _lib()
     conf = lib.rd_kafka_conf_new()
     err = ctypes.create_string_buffer(512)
-    for k, v in ((b"bootstrap.servers", bootstrap.encode()), (b"linger.ms", b"0")):
+    for k, v in (
+        (b"bootstrap.servers", bootstrap.encode()),
+        (b"linger.ms", b"5"),
+        (b"message.max.bytes", b"8388608"),
+    ):
         if lib.rd_kafka_conf_set(conf, k, v, err, 512) != 0:
             raise RuntimeError(err.value.decode())
     rk = lib.rd_kafka_new(0, conf, err, 512)  # 0: producer

@@ -109,3 +109,29 @@ def test_parked_goes_back_with_the_same_attempt_when_the_gate_opens() -> None:
     assert isinstance(plan, routing.Plan)
     [send] = plan.sends
     assert send.topic == "p.work" and h.get_int(send.record.headers, h.ATTEMPT) == 2
+
+
+def test_decide_turns_an_unforeseen_error_into_the_records_dlq_plan(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def boom(*_: object) -> None:
+        raise RuntimeError("unforeseen")
+
+    monkeypatch.setattr(routing.env, "parse", boom)
+    for role in routing.Role:
+        plan = routing.decide(role, consumed(K.TIMEOUT, 1), T, NOW, lambda _p: None)
+        assert isinstance(plan, routing.Plan) and plan.dlq == "p.dlq.error", role
+        assert plan.kind == env.MALFORMED and "RuntimeError: unforeseen" in plan.reason
+
+
+def test_decide_asks_the_gate_only_for_a_routable_parked_record() -> None:
+    asked: list[str | None] = []
+
+    def gate(provider: str | None) -> Wait | None:
+        asked.append(provider)
+        return Wait(provider=provider)
+
+    parked = consumed(K.OUTAGE, 1, topic="p.parked")
+    assert routing.decide(routing.Role.PARKED, parked, T, NOW, gate) == Wait(provider="openai")
+    broken = env.Consumed("p.parked", 0, 1, 0, b"k", b"v", [("own", b"1")])
+    plan = routing.decide(routing.Role.PARKED, broken, T, NOW, gate)
+    assert isinstance(plan, routing.Plan) and plan.dlq == "p.dlq.error"
+    assert asked == ["openai"]
