@@ -123,7 +123,9 @@ def decide(role: Role, c: env.Consumed, topics: Topics, now_ms: int, gate: Gate)
             return retry(c, topics, now_ms)
         back = _back_to_work(c, topics)
     except Exception as exc:
-        return malformed(c, env.Malformed(f"cannot route: {type(exc).__name__}: {exc}", None), topics)
+        return malformed(
+            c, env.Malformed(f"cannot route: {type(exc).__name__}: {exc}", None), topics
+        )
     if back.hop != "work":
         return back  # malformed
     return gate(h.get_str(c.headers, h.PROVIDER) or None) or back

@@ -38,7 +38,7 @@ from services.router.drain import Gate, HealthCache, TokenBucket
 from services.router.envelope import MALFORMED, Consumed
 from services.router.health import RedisHealth
 from services.router.pausing import Pauser
-from services.router.routing import Plan, Role, Wait
+from services.router.routing import Role, Wait
 from services.router.settings import RouterSettings
 from shared.errors import DeliveryError, TopicError
 from shared.kafka.config import consumer_config, producer_config

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from services.local.fleet import Fleet, FleetSpec
-from services.local.readback import Tail, check_run, ident, read_topic
+from services.local.readback import Probe, Tail, check_run, ident, read_topic
 from shared import headers as h
 from shared.jsondoc import MAX_DEPTH
 from shared.kafka.provision import create_topics, ensure_topic
@@ -51,8 +51,15 @@ class Run:
         self.produced = 0
 
     def send(self, records: list[RawRecord]) -> None:
+        """Produce; what the broker took is counted from the source's end offsets (a record
+        too large for the source topic itself is refused there, as for any producer)."""
         produce_raw(self.bootstrap, self.source, records)
-        self.produced += len(records)
+        probe = Probe(self.bootstrap)
+        try:
+            self.produced = probe.end(self.source)
+        finally:
+            probe.close()
+        assert self.produced > 0
 
     def wait_accounted(self, timeout_s: float = 240) -> None:
         """Until every source record is in ``P.output`` or ``P.dlq.poison``."""
@@ -75,24 +82,23 @@ class Run:
 
     def whereabouts(self, seen: set[tuple[str, int, int]], limit: int = 10) -> dict[str, object]:
         """For unaccounted source records: the pipeline topics that hold them (diagnosis)."""
-        missing = [(self.source, m.partition(), m.offset())
+        missing = [(self.source, m.partition() or 0, m.offset() or 0)
                    for m in read_topic(self.bootstrap, self.source)
                    if (self.source, m.partition(), m.offset()) not in seen][:limit]  # fmt: skip
-        found: dict[str, object] = {}
-        for ident_ in missing:
-            where = []
-            for topic in (self.topics.work, self.topics.results, self.topics.failures,
-                          self.topics.parked, *(self.topics.retry(r) for r in self.topics.rungs),
-                          *self.topics.dlqs):  # fmt: skip
-                for m in read_topic(self.bootstrap, topic):
-                    try:
-                        if ident(m) == ident_:
-                            where.append((topic, m.partition(), m.key(),
-                                          h.get_str(m.headers(), h.ERROR_KIND)))  # fmt: skip
-                    except h.HeaderError:
-                        continue
-            found[str(ident_)] = where
-        return found
+        found: dict[tuple[str, int, int], list[object]] = {i: [] for i in missing}
+        t = self.topics
+        for topic in (t.work, t.results, t.failures, t.parked,
+                      *(t.retry(r) for r in t.rungs), *t.dlqs):  # fmt: skip
+            for m in read_topic(self.bootstrap, topic):
+                try:
+                    where = found.get(ident(m))
+                except h.HeaderError:
+                    continue
+                if where is not None:
+                    hs = m.headers()
+                    where.append((topic, m.key(), h.get_str(hs, h.ERROR_KIND),
+                                  h.get_str(hs, h.OUTCOME), h.get_str(hs, h.ATTEMPT)))  # fmt: skip
+        return {str(i): w for i, w in found.items()}
 
     def verify(self) -> None:
         v = check_run(self.bootstrap, self.topics, self.source)
@@ -210,7 +216,7 @@ names = st.one_of(
             b"\xc3\x28",
             b"\xed\xa0\x80",
         ]
-    ),  # fmt: skip
+    ),
 )
 header_values = st.one_of(
     st.binary(max_size=64), st.sampled_from([b"", b"-1", b"1e308", b"x" * 17_000])
