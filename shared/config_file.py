@@ -32,6 +32,7 @@ from shared.errors import ConfigError
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 FAKELLM_URL_ENV = "SLUICE_FAKELLM_URL"
 FAKELLM_URL_DEFAULT = "http://127.0.0.1:8900/v1"
+MAX_RESPONSE_BYTES_DEFAULT = 4 * 1024 * 1024
 SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
 
 
@@ -65,6 +66,8 @@ class ProviderConfig(BaseModel):
     tokens_per_minute: int = Field(0, ge=0)
     models: dict[str, Limits] = Field(default_factory=dict)
     max_connections: int = Field(64, ge=1, le=10_000)
+    # A bigger answer (decoded bytes) fails as provider_error/response_too_large.
+    max_response_bytes: int = Field(MAX_RESPONSE_BYTES_DEFAULT, ge=1024, le=1024**3)
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     extra_headers: dict[str, str] = Field(default_factory=dict)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"

@@ -3,6 +3,7 @@
 ::
 
     exception     our deadline / socket read timeout .. timeout
+                  body over max_response_bytes ........ provider_error response_too_large
                   connect / network / protocol ........ provider_error (connect_error, ...)
     HTTP status   402, or a spend/credit error body ... rate_limited  spend_limit, >= 1 h
                   429 ................................. rate_limited  (retry_after_s from headers)
@@ -30,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+from services.enrich.providers.body import ResponseTooLarge
 from services.enrich.providers.ratelimit_headers import (
     MAX_COOLDOWN_S,
     cooldown_from_headers,
@@ -248,6 +250,7 @@ def classify_response(
 
 
 _EXCEPTIONS: tuple[tuple[type[BaseException], FailureKind, str], ...] = (
+    (ResponseTooLarge, FailureKind.PROVIDER_ERROR, "response_too_large"),
     (aiohttp.ConnectionTimeoutError, FailureKind.PROVIDER_ERROR, "connect_timeout"),
     (TimeoutError, FailureKind.TIMEOUT, "timeout"),  # our deadline, or a socket read timeout
     (aiohttp.ClientConnectorError, FailureKind.PROVIDER_ERROR, "connect_error"),
@@ -269,5 +272,7 @@ def classify_exception(exc: BaseException, deadline_s: float | None = None) -> F
     )
     if isinstance(exc, TimeoutError) and deadline_s is not None:
         return Failure(kind, error_class, f"no answer within the {deadline_s:g} s deadline")
+    if isinstance(exc, ResponseTooLarge):
+        return Failure(kind, error_class, str(exc))
     detail = re.sub(r"\s+", " ", str(exc)).strip() or type(exc).__name__
     return Failure(kind, error_class, f"{type(exc).__name__}: {detail}")

@@ -9,7 +9,10 @@ flag while waiting), ask the breaker, call with a hard deadline, and settle the
 reservation. One success → ``P.results``; one failure → ``P.failures``.
 When no provider of the chain is available the record fails with kind
 ``outage`` (the router parks it without spending an attempt) and the worker
-stops taking new work until one is available again.
+stops taking new work until one is available again. A provider that rejects
+the API key (401/403) is tripped open fleet-wide with reason ``auth`` at once
+(:mod:`services.enrich.breaker_policy`): the record goes on to the fallback,
+or is parked as ``outage``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from typing import TypeVar
 
 from services.enrich import metrics as m
 from services.enrich.aimd import Aimd
+from services.enrich.breaker_policy import (
+    Effect,
+    auth_outage,
+    breaker_effect,
+    outage_if_opened,
+    status_text,
+)
 from services.enrich.classify import cooldown_from_headers
 from services.enrich.providers.base import CallFailure, CallSuccess, ProviderRequest
 from services.enrich.runtime import Runtime
@@ -34,19 +44,17 @@ from shared.kafka.concurrent import Output
 from shared.kinds import FailureKind
 from shared.logs import coords
 from shared.outcomes import Failure, Record, failure_record, ok_result, oversize, unexpected
+from shared.redis.breaker_logic import AUTH, OPEN
 from shared.redis.bucket import Reservation
 from shared.redis.cache import ResultCache
 from shared.redis.errors import ProviderStateUnavailable
+from shared.redis.health import Health
 from shared.topics import Topics
 from shared.watermark import TP
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Failures that say the provider itself is unwell (they feed the breaker).
-_PROVIDER_SIDE = frozenset(
-    {FailureKind.TIMEOUT, FailureKind.OVERLOADED, FailureKind.PROVIDER_ERROR}
-)
 _PUSHBACK = frozenset({FailureKind.RATE_LIMITED, FailureKind.OVERLOADED})
 REDIS_RETRY_S = 0.5
 
@@ -234,16 +242,32 @@ class Enricher:
         if f.retry_after_s:
             await rt.state.extend_cooldown(f.retry_after_s)
             m.COOLDOWNS.labels(rt.name).inc()
-        if f.kind in _PROVIDER_SIDE or f.error_class == "auth":
-            state = await rt.state.record(False, probe)
-            if state == "open" and f.kind is not FailureKind.TIMEOUT:
-                # The breaker tripped: this record failed because of the outage.
-                return Failure(
-                    FailureKind.OUTAGE, f"breaker_open:{f.error_class}", f.message, f.retry_after_s
-                )
-        elif probe:
+        effect = breaker_effect(f)
+        if effect is Effect.TRIP_AUTH:
+            return await self._auth_rejected(rt, result)
+        if effect is Effect.FAILURE:
+            # If this failure opened the breaker, the record failed because of the outage.
+            return outage_if_opened(f, await rt.state.record(False, probe))
+        if probe:
             await rt.state.record(True, probe)  # the provider answered; the request was at fault
         return f
+
+    async def _auth_rejected(self, rt: Runtime, result: CallFailure) -> Failure:
+        """The key was refused: open the provider fleet-wide; park or reroute the record."""
+        m.AUTH_FAILURES.labels(rt.name).inc()
+        opened = await rt.state.trip(AUTH)
+        # This worker stops at once; the rest of the fleet at its next health refresh.
+        rt.health = Health(
+            paused=rt.health.paused if rt.health else False, breaker=OPEN, reason=AUTH
+        )
+        m.BREAKER_OPEN.labels(rt.name).set(1)
+        how = status_text(result.status)
+        if opened:
+            log.error("provider %s rejected the API key (%s): breaker opened fleet-wide (reason auth); "
+                      "a half-open probe tests the key again", rt.name, how)  # fmt: skip
+        else:
+            log.warning("provider %s rejected the API key (%s): breaker already open", rt.name, how)
+        return auth_outage(result.failure, rt.name, result.status)
 
     async def _cached(self, rt: Runtime, digest: str) -> tuple[Parsed, CallSuccess] | None:
         if self.cache is None:
@@ -279,8 +303,14 @@ async def _until_redis(step: Callable[[], Awaitable[T]]) -> T:
 
 
 def _outage(rt: Runtime) -> Failure:
-    why = "paused" if rt.health is not None and rt.health.paused else "breaker_open"
-    return Failure(FailureKind.OUTAGE, why, f"provider {rt.name} is {why.replace('_', ' ')}")
+    if rt.health is not None and rt.health.paused:
+        return Failure(FailureKind.OUTAGE, "paused", f"provider {rt.name} is paused")
+    reason = rt.health.reason if rt.health is not None else ""
+    return Failure(
+        FailureKind.OUTAGE,
+        f"breaker_open:{reason}" if reason else "breaker_open",
+        f"provider {rt.name}: breaker open" + (f" (reason {reason})" if reason else ""),
+    )
 
 
 def _kind(record: Record) -> str:

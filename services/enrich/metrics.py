@@ -27,6 +27,11 @@ STEP = Histogram(
 COOLDOWNS = Counter(
     "sluice_provider_cooldowns_total", "Cooldowns set from provider signals", ["provider"]
 )
+AUTH_FAILURES = Counter(
+    "sluice_provider_auth_failures_total",
+    "Calls whose API key the provider rejected (401/403): each opens its breaker (reason auth)",
+    ["provider"],
+)
 BREAKER_OPEN = Gauge(
     "sluice_provider_breaker_open", "1 while the provider's breaker is open", ["provider"]
 )

@@ -7,6 +7,7 @@ the state machine is :mod:`shared.redis.breaker_logic`.
     if adm.allowed:
         ok = await call_provider()
         await breakers.record("openai", ok, adm.probe)
+    await breakers.trip("openai", "auth")   # the key was rejected: open it now
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class BreakerView:
     calls: int  # outcomes in the rolling window (closed only)
     failures: int
     open_remaining_s: float  # 0 unless open
+    reason: str = ""  # why it last opened (failure_rate | probe_failed | auth); "" when closed
 
 
 def _s(v: Any) -> str:
@@ -53,12 +55,13 @@ class Breakers:
         return self.config.get(provider, BreakerConfig())
 
     async def _run(
-        self, provider: str, op: str, ok: bool = False, probe: bool = False
+        self, provider: str, op: str, ok: bool = False, probe: bool = False, reason: str = ""
     ) -> list[Any]:
         c = self.config_for(provider)
         args = [
             op, "1" if ok else "0", "1" if probe else "0", str(c.window_s), str(c.min_requests),
             repr(float(c.failure_threshold)), str(c.open_ms), str(c.half_open_probes), str(c.probe_ms),
+            reason,
         ]  # fmt: skip
         with translated(f"breaker {op} {provider}"):
             reply = await self._script(
@@ -77,11 +80,16 @@ class Breakers:
         reply = await self._run(provider, "record", ok, probe)
         return _s(reply[2])
 
+    async def trip(self, provider: str, reason: str) -> bool:
+        """Force the breaker open with ``reason``; True when this call opened it."""
+        reply = await self._run(provider, "trip", reason=reason)
+        return bool(int(reply[0]))
+
     async def state(self, provider: str) -> str:
         return (await self.view(provider)).state
 
     async def view(self, provider: str) -> BreakerView:
-        _, _, state, now_ms, open_until, calls, fails = await self._run(provider, "state")
+        _, _, state, now_ms, open_until, calls, fails, reason = await self._run(provider, "state")
         st = _s(state)
         remaining = max(0, int(open_until) - int(now_ms)) / 1000 if st == "open" else 0.0
-        return BreakerView(st, int(calls), int(fails), remaining)
+        return BreakerView(st, int(calls), int(fails), remaining, _s(reason))

@@ -13,6 +13,14 @@ half_open  at most ``half_open_probes`` probe calls at once. A probe success
            ``probe_timeout_s``. Outcomes of non-probe calls are ignored while
            the breaker is not closed.
 
+``trip`` forces the breaker open from any state, with a reason (``auth``: the
+provider rejected the API key, which no retry of a record can fix); an open
+breaker keeps its ``open_until_ms`` and takes the new reason. The open period
+and the half-open probe that follows are the same as for any opening, so the
+first probe after the key is fixed closes it. Every opening stores why:
+``failure_rate`` (the window), ``probe_failed``, or the reason given to ``trip``;
+closing clears it.
+
 Times are integer milliseconds of Redis ``TIME``.
 """
 
@@ -25,6 +33,9 @@ from typing import Protocol
 CLOSED = "closed"
 OPEN = "open"
 HALF_OPEN = "half_open"
+FAILURE_RATE = "failure_rate"
+PROBE_FAILED = "probe_failed"
+AUTH = "auth"
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,7 @@ class BreakerState:
     probes: int = 0
     probe_deadline_ms: int = 0
     window: dict[int, tuple[int, int]] = field(default_factory=dict)  # second -> (calls, failures)
+    reason: str = ""  # why it last opened ("" while closed)
 
 
 def effective_state(state: str, open_until_ms: int, now_ms: int) -> str:
@@ -101,13 +113,13 @@ def effective_state(state: str, open_until_ms: int, now_ms: int) -> str:
     return state
 
 
-def _open(s: BreakerState, cfg: BreakerConfig, now_ms: int) -> None:
-    s.state, s.open_until_ms, s.probes = OPEN, now_ms + cfg.open_ms, 0
+def _open(s: BreakerState, cfg: BreakerConfig, now_ms: int, reason: str) -> None:
+    s.state, s.open_until_ms, s.probes, s.reason = OPEN, now_ms + cfg.open_ms, 0, reason
     s.window.clear()
 
 
 def _close(s: BreakerState) -> None:
-    s.state, s.probes = CLOSED, 0
+    s.state, s.probes, s.reason = CLOSED, 0, ""
     s.window.clear()
 
 
@@ -143,10 +155,23 @@ def record(s: BreakerState, cfg: BreakerConfig, now_ms: int, ok: bool, probe: bo
         s.window[sec] = (calls + 1, fails + (0 if ok else 1))
         total, failures = window_counts(s, cfg, now_ms)
         if not ok and total >= cfg.min_requests and failures >= cfg.failure_threshold * total:
-            _open(s, cfg, now_ms)
+            _open(s, cfg, now_ms, FAILURE_RATE)
     elif s.state == HALF_OPEN and probe:
         if ok:
             _close(s)
         else:
-            _open(s, cfg, now_ms)
+            _open(s, cfg, now_ms, PROBE_FAILED)
     return effective_state(s.state, s.open_until_ms, now_ms)
+
+
+def trip(s: BreakerState, cfg: BreakerConfig, now_ms: int, reason: str) -> bool:
+    """Force the breaker open with ``reason``; True when this call opened it.
+
+    Already open (and not past its period): only the reason changes, so a burst
+    of rejected calls in flight does not keep pushing the probe back.
+    """
+    if effective_state(s.state, s.open_until_ms, now_ms) == OPEN:
+        s.reason = reason
+        return False
+    _open(s, cfg, now_ms, reason)
+    return True

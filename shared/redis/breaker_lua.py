@@ -1,15 +1,19 @@
 """The circuit-breaker Lua script: same state machine as ``breaker_logic``.
 
-KEYS[1]  breaker hash: state, open_until_ms, opened_ms, closed_ms, probes, probe_deadline_ms
+KEYS[1]  breaker hash: state, open_until_ms, opened_ms, closed_ms, probes, probe_deadline_ms,
+         reason (why it last opened: failure_rate | probe_failed | the trip's reason; "" closed)
 KEYS[2]  window hash: field "<sec>" = calls in that second, "<sec>:f" = failures
-ARGV[1]  op: ``allow`` | ``record`` | ``state``
+ARGV[1]  op: ``allow`` | ``record`` | ``state`` | ``trip``
 ARGV[2]  ok (1|0; record only)      ARGV[3]  probe (1|0; record only)
 ARGV[4..9]  window_s, min_requests, failure_threshold, open_ms, half_open_probes, probe_ms
+ARGV[10] reason (trip only)
 
-Reply: {allowed (1|0), probe (1|0), state, now_ms, open_until_ms, calls, failures}
+Reply: {allowed (1|0), probe (1|0), state, now_ms, open_until_ms, calls, failures, reason}
   allow   admission (may store open -> half_open and take a probe slot)
   record  the effective state afterwards (calls/failures: the window when closed)
   state   effective state (open past open_until_ms reads as half_open); nothing written
+  trip    forced open with ARGV[10] (already open: only the reason changes);
+          allowed = 1 when this call opened it
 The window hash expires window_s + 1 s after the last outcome.
 """
 
@@ -30,11 +34,12 @@ local open_ms = tonumber(ARGV[7])
 local max_probes = tonumber(ARGV[8])
 local probe_ms = tonumber(ARGV[9])
 
-local h = redis.call('HMGET', B, 'state', 'open_until_ms', 'probes', 'probe_deadline_ms')
+local h = redis.call('HMGET', B, 'state', 'open_until_ms', 'probes', 'probe_deadline_ms', 'reason')
 local state = h[1] or 'closed'
 local open_until = tonumber(h[2] or '0') or 0
 local probes = tonumber(h[3] or '0') or 0
 local probe_deadline = tonumber(h[4] or '0') or 0
+local reason = h[5] or ''
 local calls, fails = 0, 0
 
 local function effective()
@@ -43,7 +48,7 @@ local function effective()
 end
 
 local function reply(allowed, is_probe)
-  return {allowed, is_probe, effective(), now, open_until, calls, fails}
+  return {allowed, is_probe, effective(), now, open_until, calls, fails, reason}
 end
 
 local function count(prune)
@@ -65,16 +70,17 @@ local function count(prune)
   if prune and #stale > 0 then redis.call('HDEL', W, unpack(stale)) end
 end
 
-local function open()
-  state, open_until, probes = 'open', now + open_ms, 0
-  redis.call('HSET', B, 'state', 'open', 'open_until_ms', open_until, 'opened_ms', now, 'probes', 0)
+local function open(why)
+  state, open_until, probes, reason = 'open', now + open_ms, 0, why
+  redis.call('HSET', B, 'state', 'open', 'open_until_ms', open_until, 'opened_ms', now, 'probes', 0,
+             'reason', why)
   redis.call('DEL', W)
   calls, fails = 0, 0
 end
 
 local function close()
-  state, probes = 'closed', 0
-  redis.call('HSET', B, 'state', 'closed', 'probes', 0, 'closed_ms', now)
+  state, probes, reason = 'closed', 0, ''
+  redis.call('HSET', B, 'state', 'closed', 'probes', 0, 'closed_ms', now, 'reason', '')
   redis.call('DEL', W)
 end
 
@@ -102,10 +108,18 @@ elseif op == 'record' then
     if not ok then redis.call('HINCRBY', W, sec .. ':f', 1) end
     count(true)
     redis.call('PEXPIRE', W, window_s * 1000 + 1000)
-    if (not ok) and calls >= min_req and fails >= threshold * calls then open() end
+    if (not ok) and calls >= min_req and fails >= threshold * calls then open('failure_rate') end
   elseif state == 'half_open' and probe then
-    if ok then close() else open() end
+    if ok then close() else open('probe_failed') end
   end
+  return reply(1, 0)
+elseif op == 'trip' then
+  if effective() == 'open' then
+    reason = ARGV[10]
+    redis.call('HSET', B, 'reason', reason)
+    return reply(0, 0)
+  end
+  open(ARGV[10])
   return reply(1, 0)
 end
 return redis.error_reply('breaker: unknown op ' .. tostring(op))

@@ -16,6 +16,7 @@ from shared.redis.client import translated
 class Health:
     paused: bool
     breaker: str  # closed | open | half_open
+    reason: str = ""  # why the breaker last opened (e.g. auth); "" when closed
 
     @property
     def available(self) -> bool:
@@ -43,13 +44,15 @@ async def provider_health(r: aioredis.Redis, pipeline: str, name: str) -> Health
     with translated(f"health {name}"):
         async with r.pipeline(transaction=False) as pipe:
             pipe.get(keys.paused(pipeline, name))
-            pipe.hmget(keys.breaker(pipeline, name), ["state", "open_until_ms"])
+            pipe.hmget(keys.breaker(pipeline, name), ["state", "open_until_ms", "reason"])
             pipe.time()
-            paused, (state, open_until), now = await pipe.execute()
+            paused, (state, open_until, reason), now = await pipe.execute()
     state_s = _text(state) or CLOSED
     until = int(float(_text(open_until) or 0))
     return Health(
-        paused=paused in (b"1", "1"), breaker=effective_state(state_s, until, _redis_ms(now))
+        paused=paused in (b"1", "1"),
+        breaker=effective_state(state_s, until, _redis_ms(now)),
+        reason=_text(reason) or "",
     )
 
 

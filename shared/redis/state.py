@@ -79,6 +79,10 @@ class ProviderState:
     async def record(self, ok: bool, probe: bool = False) -> str:
         return await self.breakers.record(self.name, ok, probe)
 
+    async def trip(self, reason: str) -> bool:
+        """Force the breaker open fleet-wide with ``reason``; True when this call opened it."""
+        return await self.breakers.trip(self.name, reason)
+
     async def breaker_state(self) -> str:
         return await self.breakers.state(self.name)
 

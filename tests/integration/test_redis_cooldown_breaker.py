@@ -13,6 +13,7 @@ from shared.redis.breaker import Breakers
 from shared.redis.breaker_logic import BreakerConfig, BreakerState
 from shared.redis.breaker_logic import allow as ref_allow
 from shared.redis.breaker_logic import record as ref_record
+from shared.redis.breaker_logic import trip as ref_trip
 from shared.redis.client import connect
 from shared.redis.cooldown import Cooldowns
 from shared.redis.health import provider_health, set_paused
@@ -96,7 +97,10 @@ async def test_lua_breaker_follows_the_reference(r: aioredis.Redis, pipeline: st
               ("allow", False, False), ("sleep", False, False), ("allow", False, False),
               ("allow", False, False), ("rec", False, True), ("allow", False, False),
               ("sleep", False, False), ("allow", False, False), ("rec", True, True),
-              ("allow", False, False), ("rec", True, False)]  # fmt: skip
+              ("allow", False, False), ("rec", True, False), ("trip", False, False),
+              ("allow", False, False), ("trip", False, False), ("sleep", False, False),
+              ("allow", False, False), ("trip", False, False), ("sleep", False, False),
+              ("allow", False, False), ("rec", True, True), ("rec", False, False)]  # fmt: skip
     for op, ok, probe in events:
         if op == "sleep":
             await asyncio.sleep(0.35)
@@ -107,8 +111,30 @@ async def test_lua_breaker_follows_the_reference(r: aioredis.Redis, pipeline: st
             got = await b.allow("p")
             want = ref_allow(ref, cfg, now_ms)
             assert got == want, (op, ok, probe)
+        elif op == "trip":
+            assert await b.trip("p", "auth") == ref_trip(ref, cfg, now_ms, "auth")
         else:
             assert await b.record("p", ok, probe) == ref_record(ref, cfg, now_ms, ok, probe)
+        view = await b.view("p")
+        assert view.reason == ref.reason, (op, ok, probe)
+
+
+async def test_trip_opens_fleet_wide_with_its_reason_until_a_probe_succeeds(
+    r: aioredis.Redis, pipeline: str
+) -> None:
+    state = ProviderState(r, pipeline, "p", breaker=CFG)
+    assert await state.trip("auth") is True
+    assert await state.trip("auth") is False  # already open: the period is not pushed back
+    h = await provider_health(r, pipeline, "p")  # what the router and every worker read
+    assert (h.breaker, h.reason, h.available) == ("open", "auth", False)
+    assert not (await state.allow()).allowed
+    await asyncio.sleep(0.45)
+    assert (await state.health()).breaker == "half_open"
+    adm = await state.allow()
+    assert adm.probe
+    assert await state.record(True, probe=True) == "closed"
+    h = await state.health()
+    assert (h.breaker, h.reason, h.available) == ("closed", "", True)
 
 
 async def test_pause_flag_and_provider_state(r: aioredis.Redis, pipeline: str) -> None:

@@ -17,6 +17,7 @@ from shared.redis.breaker_logic import (
     config_from,
     effective_state,
     record,
+    trip,
     window_counts,
 )
 
@@ -101,6 +102,43 @@ def test_outcomes_while_open_are_ignored() -> None:
     assert record(s, CFG, T + 1, False, False) == OPEN
     assert record(s, CFG, T + 5000, True, False) == HALF_OPEN  # effective, not stored
     assert s.state == OPEN and s.window == {}
+
+
+def test_every_opening_says_why_and_closing_forgets_it() -> None:
+    s = _open_breaker()
+    assert s.reason == "failure_rate"
+    assert allow(s, CFG, T + 5000).probe
+    record(s, CFG, T + 5000, False, True)
+    assert (s.state, s.reason) == (OPEN, "probe_failed")
+    assert allow(s, CFG, T + 10_000).probe
+    record(s, CFG, T + 10_000, True, True)
+    assert (s.state, s.reason) == (CLOSED, "")
+
+
+def test_trip_opens_a_closed_breaker_at_once_with_its_reason() -> None:
+    s = BreakerState()
+    record(s, CFG, T, True, False)
+    assert trip(s, CFG, T, "auth") is True
+    assert (s.state, s.reason, s.open_until_ms, s.window) == (OPEN, "auth", T + 5000, {})
+    assert allow(s, CFG, T + 4999) == Admission(False, False, OPEN)
+
+
+def test_trip_while_open_keeps_the_open_period() -> None:
+    s = _open_breaker()
+    assert trip(s, CFG, T + 3000, "auth") is False  # a burst of rejected calls in flight
+    assert (s.state, s.reason, s.open_until_ms) == (OPEN, "auth", T + 5000)
+
+
+def test_a_probe_tests_a_tripped_provider_again() -> None:
+    s = BreakerState()
+    trip(s, CFG, T, "auth")
+    adm = allow(s, CFG, T + 5000)  # the open period is over: a probe goes through
+    assert adm == Admission(True, True, HALF_OPEN)
+    assert trip(s, CFG, T + 5100, "auth") is True  # still rejected: open again, a full period
+    assert (s.state, s.open_until_ms) == (OPEN, T + 10_100)
+    assert allow(s, CFG, T + 10_100).probe
+    assert record(s, CFG, T + 10_200, True, True) == CLOSED  # the key works again
+    assert s.reason == ""
 
 
 def test_config_from_the_config_file_shape() -> None:

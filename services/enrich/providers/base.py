@@ -54,6 +54,7 @@ class CallFailure:
     failure: Failure
     latency_ms: int
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    status: int | None = None  # the HTTP status, when an answer came
 
     ok: Literal[False] = False
 

@@ -5,8 +5,11 @@ first use) whose connector holds up to ``max_connections`` keep-alive
 connections; nothing retries. The whole exchange (waiting for a connection,
 connect, send, read) runs under ``asyncio.timeout(deadline)``: at the deadline
 the request is cancelled and its connection dropped, so a hanging provider
-costs a timeout, never a stuck slot. Every outcome is classified here
-(``services.enrich.classify``); an outer cancellation still propagates.
+costs a timeout, never a stuck slot. The body is read with a size cap
+(``max_response_bytes``, :mod:`.body`): a bigger answer fails early and its
+connection is dropped, so memory per call stays bounded whatever the provider
+sends. Every outcome is classified here (``services.enrich.classify``); an
+outer cancellation still propagates.
 
 aiohttp rather than httpx: with a hundred requests in flight, httpx's pool
 checks every idle connection on every request (a ``poll`` and a
@@ -33,6 +36,7 @@ from services.enrich.providers.base import (
     ProviderKind,
     ProviderRequest,
 )
+from services.enrich.providers.body import check_declared, read_capped
 from shared.config_file import SECRET_HEADERS, ProviderConfig
 from shared.outcomes import Failure
 
@@ -131,6 +135,7 @@ class HttpProvider:
         if deadline_s is not None:
             deadline = min(deadline, deadline_s)
         payload = json.dumps(self.body(self._config, request)).encode()
+        status: int | None = None
         started = time.perf_counter()
 
         def elapsed_ms() -> int:
@@ -141,14 +146,20 @@ class HttpProvider:
                 asyncio.timeout(deadline),
                 self._client().post(self._url, data=payload, allow_redirects=False) as response,
             ):
-                raw = await response.read()
+                status = response.status
+                try:
+                    check_declared(response.content_length, self._config.max_response_bytes)
+                    raw = await read_capped(response.content, self._config.max_response_bytes)
+                except BaseException:
+                    response.close()  # drop the connection: the rest is never read
+                    raise
         except Exception as exc:  # every fault of the call is an outcome, not a crash
-            return CallFailure(classify_exception(exc, deadline), elapsed_ms())
+            return CallFailure(classify_exception(exc, deadline), elapsed_ms(), status=status)
         latency = elapsed_ms()
         headers = {k.lower(): v for k, v in response.headers.items()}
         outcome = classify_response(self.kind, response.status, headers, _body(raw), self._clock())
         if isinstance(outcome, Failure):
-            return CallFailure(outcome, latency, headers)
+            return CallFailure(outcome, latency, headers, status=response.status)
         return CallSuccess(
             content=outcome.content,
             tokens_in=outcome.tokens_in,

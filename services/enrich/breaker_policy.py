@@ -1,0 +1,79 @@
+"""What a failed call means for the provider's breaker and for the record (pure).
+
+::
+
+    failure                                   breaker                  the record
+    provider_error/auth (401, 403, an auth .. tripped open fleet-wide  outage (parked, no attempt
+      error body: the key is wrong/revoked)   with reason ``auth``     spent; the fallback is tried)
+    timeout / overloaded / provider_error ... a failure in the window  its failure; ``outage`` if
+                                                                       this one opened the breaker
+                                                                       (a timeout stays a timeout)
+    anything else (bad request, rate limit) . untouched; a probe       its failure
+                                              counts as an answer
+
+An auth failure is the provider's problem, not the record's: retrying the
+record cannot fix a key, so the provider is taken out of service at once and
+a half-open probe after ``open_s`` tests the key again (or an operator fixes
+it and the probe closes the breaker).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from shared.kinds import FailureKind
+from shared.outcomes import Failure
+from shared.redis.breaker_logic import AUTH
+
+__all__ = ["AUTH", "Effect", "auth_outage", "breaker_effect", "outage_if_opened"]
+
+# Failures that say the provider itself is unwell (they feed the breaker's window).
+PROVIDER_SIDE = frozenset({FailureKind.TIMEOUT, FailureKind.OVERLOADED, FailureKind.PROVIDER_ERROR})
+
+
+class Effect(Enum):
+    TRIP_AUTH = "trip_auth"  # force the breaker open, reason auth
+    FAILURE = "failure"  # count a failure in the breaker's window
+    ANSWERED = "answered"  # the provider answered; the request was at fault
+
+
+def is_auth(failure: Failure) -> bool:
+    return failure.error_class == AUTH
+
+
+def breaker_effect(failure: Failure) -> Effect:
+    if is_auth(failure):
+        return Effect.TRIP_AUTH
+    if failure.kind in PROVIDER_SIDE:
+        return Effect.FAILURE
+    return Effect.ANSWERED
+
+
+def status_text(status: int | None) -> str:
+    """How the rejection came: ``HTTP 401``, or an auth error in an HTTP 200 body."""
+    if status is None:
+        return "an auth error"
+    return f"HTTP {status}" if status >= 300 else f"an auth error body in HTTP {status}"
+
+
+def auth_outage(failure: Failure, provider: str, status: int | None) -> Failure:
+    """The record's failure after its provider rejected the key: parked, not spent."""
+    return Failure(
+        FailureKind.OUTAGE,
+        f"breaker_open:{AUTH}",
+        f"provider {provider} rejected the API key ({status_text(status)}); "
+        f"breaker open fleet-wide (reason auth): {failure.message}",
+        failure.retry_after_s,
+    )
+
+
+def outage_if_opened(failure: Failure, breaker_state: str) -> Failure:
+    """A failure that tripped the breaker is the outage's, not the record's (timeouts excepted)."""
+    if breaker_state == "open" and failure.kind is not FailureKind.TIMEOUT:
+        return Failure(
+            FailureKind.OUTAGE,
+            f"breaker_open:{failure.error_class}",
+            failure.message,
+            failure.retry_after_s,
+        )
+    return failure
