@@ -54,6 +54,7 @@ def config(server: HostileServer, mode: str, kind: str, **extra: object) -> Prov
         ("gzip_bomb", K.PROVIDER_ERROR, "response_too_large", "stopped after reading"),
         ("drip", K.TIMEOUT, "timeout", "deadline"),
         ("not_json", K.PROVIDER_ERROR, "malformed_response", "not a JSON object"),
+        ("deep", K.PROVIDER_ERROR, "malformed_response", "not a JSON object"),
         ("error_200", K.PROVIDER_ERROR, "error_body:server_error", "internal failure"),
         ("auth", K.PROVIDER_ERROR, "auth", "HTTP 401"),
     ],

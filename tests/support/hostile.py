@@ -14,6 +14,7 @@ is appended) or ``{url}/endless`` (Anthropic: ``/v1/messages``).
 ``gzip_bomb``  ``Content-Encoding: gzip``: ~64 KiB on the wire, 64 MiB decoded
 ``error_200``  HTTP 200 whose body is an error object
 ``auth``       401 (key rejected) until ``key_ok`` is set, then like ``ok``
+``deep``       HTTP 200 whose body is JSON nested 5,000 levels deep
 =============  ===========================================================
 
 Nothing it serves is ever held whole in memory except the small gzip bomb.
@@ -79,6 +80,8 @@ class HostileServer:
             return web.Response(text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")  # fmt: skip
         if mode == "error_200":
             return web.json_response({"error": {"message": "internal failure", "type": "server_error"}})  # fmt: skip
+        if mode == "deep":
+            return web.Response(body=b"[" * 5000 + b"]" * 5000, content_type="application/json")
         if mode == "gzip_bomb":
             return web.Response(body=self._bomb, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})  # fmt: skip
         return await self._stream(request, mode)

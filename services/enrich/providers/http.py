@@ -37,7 +37,9 @@ from services.enrich.providers.base import (
     ProviderRequest,
 )
 from services.enrich.providers.body import check_declared, read_capped
+from shared import jsondoc
 from shared.config_file import SECRET_HEADERS, ProviderConfig
+from shared.errors import BadDocument
 from shared.outcomes import Failure
 
 Clock = Callable[[], float]
@@ -66,9 +68,10 @@ def endpoint(base_url: str, path: str) -> str:
 
 
 def _body(raw: bytes) -> object:
+    """The answer decoded by the pipeline's decoder (bounded depth), else its text."""
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return jsondoc.loads(raw)
+    except BadDocument:
         return raw[:500].decode("utf-8", "replace")
 
 
