@@ -8,7 +8,7 @@ header names included. After each batch: no process exited, every source
 record is exactly once in ``P.output`` or ``P.dlq.poison`` (dead ones also in
 a DLQ with their reason), and per-key order holds.
 
-Bounded for CI (two fuzz batches of up to 120 records); a longer soak:
+Bounded for CI (four fuzz batches of up to 150 records); a longer soak:
 ``SLUICE_FUZZ_EXAMPLES=20 SLUICE_FUZZ_RECORDS=400 pytest tests/e2e/test_hostile.py``.
 """
 
@@ -38,8 +38,8 @@ from tests.support.rawheaders import produce_raw
 pytestmark = pytest.mark.e2e
 
 RUNGS = "1s,2s"
-EXAMPLES = int(os.environ.get("SLUICE_FUZZ_EXAMPLES", "2"))
-RECORDS = int(os.environ.get("SLUICE_FUZZ_RECORDS", "120"))
+EXAMPLES = int(os.environ.get("SLUICE_FUZZ_EXAMPLES", "4"))
+RECORDS = int(os.environ.get("SLUICE_FUZZ_RECORDS", "150"))
 MAX_RECORD = 1_048_576 - HEADROOM - FRAMING - 256  # what ingest forwards (Wrapper.max_record)
 
 RawRecord = tuple[bytes | None, bytes, list[tuple[bytes, bytes]]]
