@@ -13,12 +13,21 @@ from collections.abc import Callable
 
 from prometheus_client import Gauge, start_http_server
 
+from shared.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 CONSUMER_LAG = Gauge(
     "sluice_consumer_lag",
     "Records between the group's position and the partition's end",
     ["group", "topic", "partition"],
+)
+
+
+DEPENDENCY_UP = Gauge(
+    "sluice_dependency_up",
+    "1 while the dependency answers, 0 while it cannot be reached",
+    ["dependency"],
 )
 
 
@@ -49,8 +58,20 @@ def lag_stats_callback(group: str) -> Callable[[str], None]:
     return on_stats
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on ``port`` (0 = don't)."""
-    if port:
-        start_http_server(port)
-        log.info("metrics on :%d/metrics", port)
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Expose /metrics on ``host:port`` (port 0 = don't).
+
+    Loopback unless ``SLUICE_METRICS_HOST`` says otherwise (``0.0.0.0`` in
+    containers). A port that is taken or a host that is not this machine's is
+    a ConfigError naming both settings.
+    """
+    if not port:
+        return
+    try:
+        start_http_server(port, host)
+    except OSError as exc:
+        raise ConfigError(
+            f"SLUICE_METRICS_PORT: cannot listen on {host}:{port} (SLUICE_METRICS_HOST): "
+            f"{exc.strerror or exc}"
+        ) from exc
+    log.info("metrics on %s:%d/metrics", host, port)

@@ -31,7 +31,12 @@ def _kafka_props_from_env(environ: dict[str, str]) -> dict[str, str]:
 
 
 class CommonSettings(BaseSettings):
-    """What every service needs: the pipeline's name, Kafka, Redis, metrics."""
+    """What every service needs: the pipeline's name, Kafka, Redis, metrics.
+
+    ``metrics_host`` is loopback by default: set it to ``0.0.0.0`` (compose,
+    the chart) to let other hosts scrape. ``startup_timeout_s`` bounds how long
+    a service waits at start for Kafka and Redis before it gives up.
+    """
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_", frozen=True, extra="ignore")
 
@@ -44,6 +49,8 @@ class CommonSettings(BaseSettings):
     replication: int = Field(1, ge=1, le=10)
     retry_rungs: str = "5s,1m"
     metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_host: str = Field("127.0.0.1", min_length=1)
+    startup_timeout_s: float = Field(30.0, gt=0, le=3600)
     max_message_bytes: int = Field(1_048_576, ge=128 * 1024, le=256 * 1024 * 1024)
 
     @model_validator(mode="before")

@@ -19,11 +19,12 @@ from services.enrich.runtime import Runtime
 from services.enrich.settings import EnrichSettings
 from shared import looplag
 from shared.config_file import SluiceConfig, load_config
-from shared.errors import ConfigError, TopicError
+from shared.errors import ConfigError
 from shared.kafka.concurrent import ConcurrentConsumer, start_loop, stop_loop
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.producer import TrackedProducer
 from shared.kafka.shutdown import StopFlag
+from shared.kafka.startup import check_topics
 from shared.metrics import lag_stats_callback
 from shared.redis.breaker_logic import BreakerConfig
 from shared.redis.bucket import Limits, ProviderLimits
@@ -117,11 +118,10 @@ class EnrichService:
             await asyncio.sleep(self.settings.health_refresh_s)
 
     def run(self) -> None:
-        md = self.consumer.list_topics(self.topics.work, timeout=15).topics.get(self.topics.work)
-        if md is None or md.error is not None:
-            raise TopicError(
-                f"topic {self.topics.work!r} does not exist: run `sluice topics create`"
-            )
+        t = self.topics
+        check_topics(
+            self.consumer, self.settings, [t.work, t.results, t.failures], t.co_partitioned
+        )
         self._in_loop(self.enricher.refresh(self.settings.worker_id))
         _freeze_startup_heap()
         self._refresher = asyncio.run_coroutine_threadsafe(self._refresh_forever(), self.loop)

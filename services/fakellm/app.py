@@ -12,7 +12,8 @@ share one pipeline, each step answering early when it applies:
 7. the forced fault, else one drawn from the mix: hang, 5xx, 529, an error
    object in a 200, content that is not JSON; else the deterministic answer.
 
-Control endpoints under ``/_control`` switch all of it at run time.
+Control endpoints under ``/_control`` switch all of it at run time; they answer
+loopback clients only unless a control token is configured (then its bearer).
 """
 
 from __future__ import annotations
@@ -23,16 +24,18 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from services.fakellm import answers
 from services.fakellm.config import FakeLLMConfig, apply_update, one_line
+from services.fakellm.control_auth import control_refusal
 from services.fakellm.counters import Clock, Counters, request_hash
 from services.fakellm.dialects import (
     ANTHROPIC,
@@ -254,12 +257,30 @@ async def _answer(rt: Runtime, call: Call, request: Request) -> Response:
     return _success(rt, call, answers.answer(call.text), headers)
 
 
-def _add_control(app: FastAPI, rt: Runtime) -> None:
-    @app.get("/_control/config")
+def _control_guard(token: str | None) -> Callable[[Request], Awaitable[None]]:
+    """A dependency refusing control requests as :mod:`services.fakellm.control_auth` says."""
+
+    async def guard(request: Request) -> None:
+        client = request.client.host if request.client else None
+        refusal = control_refusal(client, token, request.headers.get("authorization"))
+        if refusal is not None:
+            log.warning(
+                "control request refused", extra={"client": client, "status": refusal.status}
+            )
+            headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
+            raise HTTPException(refusal.status, refusal.detail, headers=headers)
+
+    return guard
+
+
+def _add_control(app: FastAPI, rt: Runtime, token: str | None) -> None:
+    control = APIRouter(prefix="/_control", dependencies=[Depends(_control_guard(token))])
+
+    @control.get("/config")
     async def get_config() -> dict[str, Any]:
         return rt.config.model_dump()
 
-    @app.put("/_control/config", response_model=None)
+    @control.put("/config", response_model=None)
     async def put_config(request: Request, replace: bool = False) -> Any:
         update = _parse_body(await request.body())
         if update is None:
@@ -273,25 +294,36 @@ def _add_control(app: FastAPI, rt: Runtime) -> None:
         log.info("config changed", extra={"config": new.model_dump()})
         return new.model_dump()
 
-    @app.post("/_control/outage")
+    @control.post("/outage")
     async def outage(req: OutageRequest) -> dict[str, float]:
         rt.outage_until = rt.clock() + req.seconds
         log.info("outage", extra={"seconds": req.seconds})
         return {"outage_remaining_s": rt.outage_remaining()}
 
-    @app.get("/_control/stats")
+    @control.get("/stats")
     async def stats() -> dict[str, Any]:
         return {**rt.counters.snapshot(), "outage_remaining_s": rt.outage_remaining()}
 
-    @app.post("/_control/reset")
+    @control.post("/reset")
     async def reset() -> dict[str, bool]:
         rt.counters.reset()
         rt.limiter = SlidingLimiter(rt.clock)
         return {"reset": True}
 
+    app.include_router(control)
 
-def create_app(config: FakeLLMConfig | None = None, *, clock: Clock = time.time) -> FastAPI:
-    """A fresh fake with its own state; ``clock`` drives windows, limits and outages."""
+
+def create_app(
+    config: FakeLLMConfig | None = None,
+    *,
+    clock: Clock = time.time,
+    control_token: str | None = None,
+) -> FastAPI:
+    """A fresh fake with its own state; ``clock`` drives windows, limits and outages.
+
+    ``/_control/*`` answers loopback clients only, or, with ``control_token``,
+    requests bearing it (:mod:`services.fakellm.control_auth`).
+    """
     rt = Runtime(config or FakeLLMConfig(), clock)
     app = FastAPI(title="fakellm", summary="OpenAI- and Anthropic-shaped fake LLM provider")
     app.state.runtime = rt
@@ -318,5 +350,5 @@ def create_app(config: FakeLLMConfig | None = None, *, clock: Clock = time.time)
     async def metrics() -> Response:
         return metrics_response(rt.counters)
 
-    _add_control(app, rt)
+    _add_control(app, rt, control_token)
     return app

@@ -4,6 +4,11 @@ Every option may also come from the environment (``SLUICE_FAKELLM_PORT``,
 ``SLUICE_FAKELLM_LATENCY``, ``SLUICE_FAKELLM_RPM``, ...); options on the command
 line win, and both win over ``--config FILE``. A bad value is one line on
 stderr and exit code 2.
+
+It listens on loopback unless ``--host`` (``SLUICE_FAKELLM_HOST``) says
+otherwise; ``/_control/*`` answers loopback clients only unless
+``SLUICE_FAKELLM_CONTROL_TOKEN`` (or ``--control-token``) is set, and then
+only requests with ``Authorization: Bearer <token>``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import argparse
 import sys
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.fakellm.config import (
@@ -32,7 +37,7 @@ class FakeLLMSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_FAKELLM_", frozen=True, extra="ignore")
 
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = Field(8900, ge=0, le=65535)
     latency: str | None = None
     rps: int | None = Field(None, ge=0)
@@ -40,6 +45,7 @@ class FakeLLMSettings(BaseSettings):
     tpm: int | None = Field(None, ge=0)
     seed: int | None = None
     config: str | None = None
+    control_token: SecretStr | None = None
 
 
 def non_negative_int(text: str) -> int:
@@ -63,7 +69,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser(env: FakeLLMSettings) -> argparse.ArgumentParser:
     p = _Parser(prog="fakellm", description="OpenAI- and Anthropic-shaped fake LLM provider")
-    p.add_argument("--host", default=env.host)
+    p.add_argument("--host", default=env.host, help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=port_number, default=env.port)
     p.add_argument(
         "--latency",
@@ -77,6 +83,12 @@ def _parser(env: FakeLLMSettings) -> argparse.ArgumentParser:
     p.add_argument("--tpm", type=non_negative_int, default=env.tpm, help="tokens/min")
     p.add_argument("--seed", type=int, default=env.seed)
     p.add_argument("--config", default=env.config, help="FILE.json or FILE.yaml")
+    p.add_argument(
+        "--control-token",
+        default=env.control_token.get_secret_value() if env.control_token else None,
+        help="/_control/* then wants 'Authorization: Bearer TOKEN' from every client, "
+        "loopback or not (prefer SLUICE_FAKELLM_CONTROL_TOKEN: arguments show in ps)",
+    )
     return p
 
 
@@ -117,5 +129,5 @@ def run(argv: list[str]) -> int:
         print(f"fakellm: {exc}", file=sys.stderr)
         return 2
     logs.configure()
-    serve(args.host, args.port, config)
+    serve(args.host, args.port, config, args.control_token or None)
     return 0

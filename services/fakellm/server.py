@@ -17,9 +17,11 @@ from services.fakellm.config import FakeLLMConfig
 _STARTUP_TIMEOUT_S = 10.0
 
 
-def _uvicorn_config(config: FakeLLMConfig | None, log_level: str) -> uvicorn.Config:
+def _uvicorn_config(
+    config: FakeLLMConfig | None, log_level: str, control_token: str | None = None
+) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(config),
+        create_app(config, control_token=control_token),
         log_level=log_level,
         log_config=None,
         access_log=False,
@@ -28,7 +30,9 @@ def _uvicorn_config(config: FakeLLMConfig | None, log_level: str) -> uvicorn.Con
     )
 
 
-def run(host: str, port: int, config: FakeLLMConfig | None = None) -> None:
+def run(
+    host: str, port: int, config: FakeLLMConfig | None = None, control_token: str | None = None
+) -> None:
     """Serve until SIGINT/SIGTERM.
 
     The heap built at startup is frozen out of garbage collection first: a full
@@ -37,7 +41,7 @@ def run(host: str, port: int, config: FakeLLMConfig | None = None) -> None:
     stamped as one bunch and the 1 s window counters (the measuring instrument
     of the rate-limit tests and benchmarks) see more than was sent in the window.
     """
-    uv_config = _uvicorn_config(config, "info")
+    uv_config = _uvicorn_config(config, "info", control_token)
     uv_config.host, uv_config.port = host, port
     gc.collect()
     gc.freeze()
@@ -46,7 +50,10 @@ def run(host: str, port: int, config: FakeLLMConfig | None = None) -> None:
 
 @contextmanager
 def serve_in_thread(
-    config: FakeLLMConfig | None = None, host: str = "127.0.0.1", port: int = 0
+    config: FakeLLMConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    control_token: str | None = None,
 ) -> Iterator[str]:
     """Serve a fresh fake in a background thread; yields its base URL.
 
@@ -60,7 +67,7 @@ def serve_in_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    server = uvicorn.Server(_uvicorn_config(config, "warning"))
+    server = uvicorn.Server(_uvicorn_config(config, "warning", control_token))
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="fakellm", daemon=True
     )

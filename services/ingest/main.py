@@ -21,6 +21,6 @@ def run(argv: list[str]) -> int:
     if args.format:
         overrides["input_format"] = args.format
     settings = load(IngestSettings, **overrides)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_host)
     run_ingest(settings, StopFlag().install())
     return 0

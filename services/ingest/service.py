@@ -18,11 +18,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from services.ingest import metrics as m
 from services.ingest.wrap import Wrapper, unexpected
-from shared.errors import DeliveryError, PoisonRecord, TopicError
+from shared.errors import DeliveryError, PoisonRecord
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consume import consume_available
 from shared.kafka.producer import CheckpointProducer
 from shared.kafka.shutdown import StopFlag
+from shared.kafka.startup import check_topics
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
 from shared.settings import IngestSettings
@@ -89,13 +90,9 @@ class Ingest:
             self.checkpoint(asynchronous=True)
 
     def check_topics(self) -> None:
-        for name, hint in (
-            (self.settings.source_topic, ""),
-            (self.topics.work, ": run `sluice topics create`"),
-        ):
-            t = self.consumer.list_topics(name, timeout=15).topics.get(name)
-            if t is None or t.error is not None:
-                raise TopicError(f"topic {name!r} does not exist{hint}")
+        source, t = self.settings.source_topic, self.topics
+        check_topics(self.consumer, self.settings, [source, t.work, t.dlq("poison")],
+                     t.co_partitioned, external={source})  # fmt: skip
 
     def close(self) -> None:
         """Final checkpoint, then leave the group. A failed checkpoint commits nothing."""

@@ -15,6 +15,7 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from shared.redis.address import redis_address
 from shared.redis.health import provider_health
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,7 @@ class RedisHealth:
     def __init__(self, url: str, pipeline: str, timeout_s: float = 0.5) -> None:
         self.pipeline = pipeline
         self.timeout_s = timeout_s
+        redis_address(url)  # ConfigError on a bad URL, before the loop exists
         self._loop = asyncio.new_event_loop()
         self._redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s

@@ -8,7 +8,9 @@ from typing import Any
 from services.router.service import run as run_router
 from services.router.settings import RouterSettings
 from shared.kafka.shutdown import StopFlag
+from shared.kafka.startup import check_props
 from shared.metrics import serve
+from shared.redis.watch import RedisWatch
 from shared.settings import load
 
 
@@ -26,6 +28,9 @@ def run(argv: list[str]) -> int:
         overrides["parked_drain_rps"] = args.drain_rps
     settings = load(RouterSettings, **overrides)
     settings.topics  # noqa: B018  bad rungs are a one-line error before anything starts
-    serve(settings.metrics_port)
-    run_router(settings, StopFlag().install())
+    check_props(settings.kafka_props)  # every setting is checked before any wait
+    watch = RedisWatch(settings.redis_url.get_secret_value())
+    serve(settings.metrics_port, settings.metrics_host)
+    with watch.running(settings.startup_timeout_s):
+        run_router(settings, StopFlag().install())
     return 0

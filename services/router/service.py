@@ -40,10 +40,11 @@ from services.router.health import RedisHealth
 from services.router.pausing import Pauser
 from services.router.routing import Role, Wait
 from services.router.settings import RouterSettings
-from shared.errors import DeliveryError, TopicError
+from shared.errors import DeliveryError
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.producer import TrackedProducer, Unit
 from shared.kafka.shutdown import StopFlag
+from shared.kafka.startup import check_topics
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
 from shared.watermark import TP, Watermarks
@@ -128,11 +129,9 @@ class Router:
             self._measure_parked()
 
     def check_topics(self) -> None:
-        md = self.consumer.list_topics(timeout=15)
-        needed = [*self.roles, self.topics.work, self.topics.results, *self.topics.dlqs]
-        missing = [n for n in needed if n not in md.topics or md.topics[n].error is not None]
-        if missing:
-            raise TopicError(f"topic {missing[0]!r} does not exist: run `sluice topics create`")
+        t = self.topics
+        needed = [*self.roles, t.work, t.results, *t.dlqs]
+        check_topics(self.consumer, self.settings, needed, t.co_partitioned)
 
     def close(self) -> None:
         """Flush, commit what is safe, leave the group."""

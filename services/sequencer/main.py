@@ -35,6 +35,6 @@ def run(argv: list[str]) -> int:
     if args.worker_id:
         overrides["worker_id"] = args.worker_id
     settings = load(SequencerSettings, **overrides)
-    serve(settings.metrics_port)
+    serve(settings.metrics_port, settings.metrics_host)
     run_sequencer(settings, StopFlag().install())
     return 0

@@ -34,11 +34,12 @@ from services.sequencer.model import Emit, Outcome
 from services.sequencer.reorder import Reorder
 from services.sequencer.restore import StateReader
 from services.sequencer.settings import SequencerSettings
-from services.sequencer.txn import check_topics, retry, start_offset
+from services.sequencer.txn import retry, start_offset
 from shared.errors import DeliveryError
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consume import consume_available
 from shared.kafka.shutdown import StopFlag
+from shared.kafka.startup import check_topics
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
 
@@ -77,7 +78,10 @@ class Sequencer:
     # -- lifecycle ---------------------------------------------------------
     def run(self) -> None:
         try:
-            self.partitions = check_topics(self.consumer, self.topics)
+            t = self.topics
+            counts = check_topics(self.consumer, self.settings, [t.work, t.results, t.state, t.output],
+                                  t.co_partitioned)  # fmt: skip
+            self.partitions = counts[t.results]
             self.producer.init_transactions(KAFKA_TIMEOUT_S)
             self.consumer.subscribe([self.topics.work, self.topics.results], on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip

@@ -3,6 +3,10 @@
 Producers are idempotent and use ``murmur2_random`` so Java clients agree on
 partitions (the sequencer relies on co-partitioning). Consumers never
 auto-commit: stages commit only what reached a durable next hop.
+
+Both check the ``SLUICE_KAFKA_PROP_*`` passthrough properties first, so a bad
+one is a one-line :class:`~shared.errors.ConfigError` naming its variable
+before any client exists.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from shared.kafka.rdlog import rdkafka_logger
+from shared.kafka.startup import check_props
 from shared.settings import CommonSettings
 
 STATS_INTERVAL_MS = 5000
 
 
 def producer_config(settings: CommonSettings, **extra: Any) -> dict[str, Any]:
+    check_props(settings.kafka_props)
     conf: dict[str, Any] = {
         "enable.idempotence": True,
         "acks": "all",
@@ -29,6 +35,7 @@ def producer_config(settings: CommonSettings, **extra: Any) -> dict[str, Any]:
 
 
 def consumer_config(settings: CommonSettings, group: str, **extra: Any) -> dict[str, Any]:
+    check_props(settings.kafka_props)
     conf: dict[str, Any] = {
         "group.id": group,
         "enable.auto.commit": False,

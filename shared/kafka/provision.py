@@ -13,6 +13,7 @@ from confluent_kafka.cimpl import NewTopic
 from shared.errors import TopicError
 from shared.kafka.rdlog import rdkafka_logger
 from shared.kafka.sizes import topic_max_message_bytes
+from shared.kafka.startup import check_props, kafka_reason, unreachable
 from shared.settings import CommonSettings
 from shared.topics import Topics, TopicSpec, parse_rungs
 
@@ -26,6 +27,7 @@ class Provisioned:
 
 
 def admin_client(settings: CommonSettings) -> AdminClient:
+    check_props(settings.kafka_props)
     return AdminClient(settings.kafka_config(logger=rdkafka_logger()))
 
 
@@ -100,7 +102,7 @@ def create_topics(
     try:
         existing = partition_counts(admin)
     except KafkaException as exc:
-        raise TopicError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+        raise unreachable(settings, kafka_reason(exc)) from exc
     if source_topic is not None and source_topic not in existing:
         raise TopicError(
             f"source topic {source_topic!r} does not exist on {settings.kafka_bootstrap}"

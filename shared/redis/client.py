@@ -16,6 +16,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from shared.redis.address import redis_address
 from shared.redis.errors import ProviderStateUnavailable
 
 SOCKET_TIMEOUT_S = 2.0
@@ -44,7 +45,10 @@ def connect(
     The pool blocks (up to ``POOL_WAIT_S``) when all ``max_connections`` are
     busy instead of failing with "Too many connections": hundreds of in-flight
     records share a few dozen connections.
+
+    A ``url`` that is not a Redis URL is a ConfigError naming ``SLUICE_REDIS_URL``.
     """
+    redis_address(url)
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

@@ -79,7 +79,8 @@ def up(with_fakellm: bool = True) -> dict[str, Any]:
         log_path = (STATE_DIR / "fakellm.log").resolve()
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "fakellm", "--port", str(port)],
+                [sys.executable, "-m", "services.cli", "fakellm", "--host", "127.0.0.1",
+                 "--port", str(port)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         if not wait_until(

@@ -46,3 +46,17 @@ def test_chart_renders() -> None:
     kinds = {(d["kind"], d["metadata"]["labels"].get("app.kubernetes.io/component")) for d in docs}
     assert {("Deployment", "ingest"), ("Deployment", "enrich"), ("Deployment", "router"),
             ("StatefulSet", "sequencer")} <= kinds  # fmt: skip
+
+
+def test_containers_expose_metrics_and_fakellm_explicitly() -> None:
+    """Loopback is the default everywhere; in containers the host is set to 0.0.0.0 on purpose."""
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    services = compose["services"]
+    for name in PIPELINE_SERVICES:
+        assert services[name]["environment"]["SLUICE_METRICS_HOST"] == "0.0.0.0", name
+    command = services["fakellm"]["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["metrics"]["host"] == "0.0.0.0"
+    configmap = (CHART / "templates" / "configmap.yaml").read_text()
+    assert "SLUICE_METRICS_HOST: {{ .Values.metrics.host | quote }}" in configmap

@@ -26,7 +26,8 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def client(clock: FakeClock) -> TestClient:
-    return TestClient(create_app(FakeLLMConfig(), clock=clock))
+    # A loopback client: /_control/* refuses others unless a control token is set.
+    return TestClient(create_app(FakeLLMConfig(), clock=clock), client=("127.0.0.1", 50000))
 
 
 def chat(client: TestClient, content: str = "great shipping", **headers: str):  # type: ignore[no-untyped-def]
