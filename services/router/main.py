@@ -27,5 +27,5 @@ def run(argv: list[str]) -> int:
     settings = load(RouterSettings, **overrides)
     settings.topics  # noqa: B018  bad rungs are a one-line error before anything starts
     serve(settings.metrics_port)
-    run_router(settings, StopFlag().install())
+    run_router(settings, StopFlag(settings.shutdown_grace_s).install("sluice router"))
     return 0

@@ -39,7 +39,7 @@ from services.sequencer.reorder import Reorder
 from services.sequencer.restore import StateReader
 from services.sequencer.settings import SequencerSettings
 from services.sequencer.txn import check_topics, start_offset
-from shared.errors import DeliveryError, TransactionError
+from shared.errors import DeliveryError
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consume import consume_available
 from shared.kafka.shutdown import StopFlag
@@ -96,13 +96,11 @@ class Sequencer:
             self.commit(recover=False)
         except KafkaException as exc:
             self.failed = True
+            self.stop.set("KafkaException")
             raise DeliveryError(f"sequencer stopped: {exc}") from exc
-        except TransactionError:
+        except BaseException as exc:
             self.failed = True
-            self.stop.set("transaction failed")  # bounds the close by the grace period
-            raise
-        except BaseException:
-            self.failed = True
+            self.stop.set(type(exc).__name__)  # bounds the close by the grace period
             raise
         finally:
             self.close()
