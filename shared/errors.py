@@ -5,6 +5,8 @@
     ├── StackError             no Kafka / Redis could be had (says what is missing)
     ├── TopicError             a topic is missing or conflicts with the pipeline
     ├── DeliveryError          the broker refused or lost a produced record
+    │   └── TransactionError   a transaction could not be completed in time, or the
+    │                          producer was fenced: the process exits, a restart resumes
     ├── PoisonRecord           an input record that can never be processed
     │                          (carries the reason that goes into the poison DLQ)
     └── BadDocument            a value that is not JSON by the pipeline's one
@@ -35,6 +37,15 @@ class TopicError(SluiceError):
 
 class DeliveryError(SluiceError):
     """A produced record was not acknowledged by the broker."""
+
+
+class TransactionError(DeliveryError):
+    """A transactional call failed for good (fenced, fatal) or did not return by its deadline.
+
+    The transactional producer is unusable afterwards: the process exits non-zero and
+    a restart resumes from the last commit (nothing uncommitted is visible to
+    ``read_committed`` readers).
+    """
 
 
 class PoisonRecord(SluiceError):

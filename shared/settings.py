@@ -10,6 +10,7 @@ becomes ``sasl.mechanism=PLAIN``.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -52,6 +53,7 @@ class CommonSettings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", min_length=1)
     startup_timeout_s: float = Field(30.0, gt=0, le=3600)
     max_message_bytes: int = Field(1_048_576, ge=128 * 1024, le=256 * 1024 * 1024)
+    shutdown_grace_s: float = Field(15.0, gt=0, le=3600)
 
     @model_validator(mode="before")
     @classmethod
@@ -68,6 +70,21 @@ class CommonSettings(BaseSettings):
         conf.update({k: v.get_secret_value() for k, v in self.kafka_props.items()})
         conf.update(extra)
         return conf
+
+
+class TransactionalSettings(CommonSettings):
+    """A stage that consumes → produces in Kafka transactions (sequencer, router).
+
+    ``worker_id`` names the instance's transactional producer
+    (``P.<stage>.<worker_id>``): give every instance its own, stable across
+    restarts (a StatefulSet pod name, say), so a restarted instance fences its
+    predecessor and aborts its open transaction at once. Every blocking
+    transactional call must return within ``txn_call_timeout_s``.
+    """
+
+    worker_id: str = Field(default_factory=socket.gethostname, pattern=r"^[A-Za-z0-9._-]{1,100}$")
+    transaction_timeout_ms: int = Field(30_000, ge=1000, le=900_000)
+    txn_call_timeout_s: float = Field(30.0, gt=0, le=900)
 
 
 class IngestSettings(CommonSettings):

@@ -8,10 +8,11 @@ records marked ``sluice.late`` (a dead record replayed after its key moved on).
 
 A record may legitimately appear twice in ``P.output``: once as a gap marker
 and once, later, as its late successful replay. So a *duplicate* is a second
-``ok`` or a second gap marker of the same identity. DLQ writes are
-at-least-once (a router killed between its DLQ write and its commit writes the
-record again): they count once per identity and their repeats are reported on
-their own (``dlq_repeats``), never as output duplicates.
+``ok`` or a second gap marker of the same identity. The router writes
+exactly once per failure record, but a failure enrich wrote twice (it is
+at-least-once) is routed twice: DLQ records count once per identity and their
+repeats are reported on their own (``dlq_repeats``), never as output
+duplicates.
 """
 
 from __future__ import annotations

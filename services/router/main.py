@@ -32,5 +32,5 @@ def run(argv: list[str]) -> int:
     watch = RedisWatch(settings.redis_url.get_secret_value())
     serve(settings.metrics_port, settings.metrics_host)
     with watch.running(settings.startup_timeout_s):
-        run_router(settings, StopFlag().install())
+        run_router(settings, StopFlag(settings.shutdown_grace_s).install("sluice router"))
     return 0

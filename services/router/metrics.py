@@ -20,7 +20,7 @@ DLQ = Counter(
 MALFORMED = Counter("sluice_router_malformed_total", "Records that could not be routed")
 PARKED_DEPTH = Gauge(
     "sluice_router_parked_depth",
-    "Records in P.parked not yet drained, per assigned partition",
+    "Offsets in P.parked not yet drained (records and transaction markers), per assigned partition",
     ["partition"],
 )
 LATENESS = Histogram(
@@ -35,4 +35,9 @@ HOLDS = Counter(
     ["reason"],
 )
 REBALANCES = Counter("sluice_router_rebalances_total", "Partition assignment changes", ["event"])
-COMMITS = Counter("sluice_router_commits_total", "Offset commits")
+COMMITS = Counter(
+    "sluice_router_commits_total", "Transactions committed (routed records with their offsets)"
+)
+TXN_ABORTS = Counter(
+    "sluice_router_txn_aborts_total", "Transactions aborted (their records are routed again)"
+)

@@ -2,7 +2,7 @@
 
 One consumer in one group (``P.router``) and one thread: failures are cheap
 to route (no network call but Kafka), so one poll loop keeps up, and a single
-loop means one producer, one set of watermarks and one commit path.
+loop means one producer, one open transaction and one commit path.
 
 Delays without stalls: when the first record of a partition may not go yet
 (a retry not due; a parked record whose provider is unavailable or that the
@@ -15,12 +15,19 @@ the held record again. A hold lasts at least ``min_hold_s``, so a partition
 is re-read at most once per ``min_hold_s``; the consumer fetches at most 256
 KiB per partition, so what a hold throws away is small.
 
-At-least-once: every routed record is one :class:`Unit` (a DLQ write and its
-dead outcome are one unit); its offset is finished in the
-:class:`Watermarks` only when the broker acknowledged all of the unit, and
-only the finished prefix is committed (about once a second, on revoke after a
-flush, and on shutdown). A held record is not tracked, so nothing behind it
-is committed. A delivery failure stops the router without committing past it.
+Exactly once per hop: the router's consume → produce runs in Kafka
+transactions (:class:`shared.kafka.txn.TxnProducer`, ``transactional.id``
+``P.router.<worker_id>``). A transaction holds the records routed since the
+last commit (a DLQ write and its dead outcome, a retry, a record forwarded back
+to work) and the consumer offsets just past them (with the group metadata,
+KIP-447); it commits every ``commit_interval_s`` (0.1 s), on revoke and on
+shutdown. A held record is not passed, so nothing behind it is committed. A
+router killed between a write and its commit leaves an open transaction that
+its restart (same id) aborts: readers that read ``read_committed`` never see
+a record routed twice, so a record cannot fork into one copy that succeeds
+and one that dies. An abortable error aborts the transaction and seeks back to
+the committed offsets; a fatal one (fenced), a transactional call past its
+deadline or a failed delivery stops the router with one line (exit 1).
 """
 
 from __future__ import annotations
@@ -30,7 +37,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from services.router import metrics as m
 from services.router import routing
@@ -38,16 +52,16 @@ from services.router.drain import Gate, HealthCache, TokenBucket
 from services.router.envelope import MALFORMED, Consumed
 from services.router.health import RedisHealth
 from services.router.pausing import Pauser
-from services.router.routing import Role, Wait
+from services.router.routing import Plan, Role, Wait
 from services.router.settings import RouterSettings
 from shared.errors import DeliveryError
 from shared.kafka.config import consumer_config, producer_config
-from shared.kafka.producer import TrackedProducer, Unit
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.startup import check_topics
+from shared.kafka.txn import TxnAborted, TxnProducer
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
-from shared.watermark import TP, Watermarks
+from shared.watermark import TP
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +84,15 @@ class Router:
         self.rung_of = {self.topics.retry(r): r.label for r in self.topics.rungs}
         self.roles.update(dict.fromkeys(self.rung_of, Role.RETRY))
         self.stop = stop or StopFlag()
-        self.marks = Watermarks()
         self.committed: dict[TP, int] = {}
         self.next_offset: dict[TP, int] = {}  # next record to handle, per partition
-        self.generation: dict[TP, int] = {}  # bumped when a partition is dropped
-        self.errors: list[str] = []
-        self.assignments = self.revocations = 0
+        self.positions: dict[TP, int] = {}  # offsets to commit with the open transaction
+        self.routed: list[tuple[Plan, Role, str]] = []  # in the open transaction: counted on commit
+        self.errors: list[str] = []  # failed deliveries
+        self.failed = False
+        self.rewind_due = False  # a transaction was aborted in a rebalance callback
+        self.callback_error: BaseException | None = None  # raised in a rebalance callback
+        self.assignments = self.revocations = self.commits = self.aborts = 0
         check = health or RedisHealth(settings.redis_url.get_secret_value(), settings.pipeline)
         self._check = check
         self.health = HealthCache(check, settings.health_refresh_s)
@@ -83,7 +100,11 @@ class Router:
         self.gate = Gate(
             self.health, TokenBucket(rps, max(1.0, rps * settings.min_hold_s), time.time())
         )
-        self.producer = TrackedProducer(producer_config(settings))
+        self.txn = TxnProducer(producer_config(settings, **{
+            "transactional.id": settings.transactional_id,
+            "transaction.timeout.ms": settings.transaction_timeout_ms,
+            "delivery.report.only.error": True, "on_delivery": self._delivered}),
+            settings.txn_call_timeout_s, self.stop)  # fmt: skip
         tuning = {k: v for k, v in TUNING.items() if k not in settings.kafka_props}
         self.consumer = Consumer(
             consumer_config(
@@ -92,58 +113,81 @@ class Router:
         )
         self.pauser = Pauser(self.consumer, self.health, settings.min_hold_s)
         self.holds = self.pauser.holds
-        self._last_commit = self._last_depth = time.monotonic()
+        self._last_depth = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------
     def run(self) -> None:
         try:
             self.check_topics()
+            self.txn.init()  # fences an older instance with the same id, aborts its transaction
             self.consumer.subscribe(list(self.roles), on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip
             log.info("router %s → %s, rungs %s", ", ".join(self.roles), self.topics.work,
                      ",".join(r.label for r in self.topics.rungs))  # fmt: skip
             while not self.stop.is_set():
                 self.step()
+            log.info("router stopping (%s): committing", self.stop.reason)
+            self._final_commit()
+        except BaseException as exc:
+            self.failed = True
+            self.stop.set(type(exc).__name__)  # bounds the close by the grace period
+            raise
         finally:
             self.close()
 
     def step(self) -> None:
         self.pauser.release(time.time())
-        # poll() returns as soon as a record is there (consume() would wait for a full
-        # batch or the timeout, making due records late); then take what else is queued.
-        first = self.consumer.poll(self.pauser.timeout(MAX_WAIT_S))
-        if first is not None:
-            self._handle_batch(
-                [first, *self.consumer.consume(max(1, self.settings.batch_size - 1), 0)]
-            )
-        self.producer.poll(0)
-        if self.errors:
-            raise DeliveryError(
-                f"{len(self.errors)} routed records not delivered: {self.errors[0]}"
-            )
+        try:
+            # poll() returns as soon as a record is there (consume() would wait for a full
+            # batch or the timeout, making due records late); then take what else is queued.
+            first = self.consumer.poll(self._wait())
+            self._raise_callback_error()
+            if self.rewind_due:
+                self._rewind()
+            elif first is not None:
+                self._handle_batch(
+                    [first, *self.consumer.consume(max(1, self.settings.batch_size - 1), 0)]
+                )
+            self.txn.poll(0)
+            self._raise_delivery_errors()
+            if self.txn.open and self._age() >= self.settings.commit_interval_s:
+                self.commit()
+        except TxnAborted as exc:
+            self._aborted(exc)
         mono = time.monotonic()
-        if mono - self._last_commit >= self.settings.commit_interval_s:
-            self.commit(asynchronous=True)
         if mono - self._last_depth >= DEPTH_INTERVAL_S:
             self._last_depth = mono
             self._measure_parked()
+
+    def _age(self) -> float:
+        return time.monotonic() - self.txn.started
+
+    def _wait(self) -> float:
+        """How long the poll may block: until the next hold ends or the commit is due."""
+        wait = self.pauser.timeout(MAX_WAIT_S)
+        if self.txn.open:
+            wait = min(wait, max(0.0, self.settings.commit_interval_s - self._age()))
+        return wait
 
     def check_topics(self) -> None:
         t = self.topics
         needed = [*self.roles, t.work, t.results, *t.dlqs]
         check_topics(self.consumer, self.settings, needed, t.co_partitioned)
 
-    def close(self) -> None:
-        """Flush, commit what is safe, leave the group."""
-        log.info("router stopping (%s): flushing and committing", self.stop.reason or "error")
+    def _final_commit(self) -> None:
         try:
-            self.producer.flush()
-        finally:
-            try:
-                self.commit(asynchronous=False, force=True)
-            except KafkaException:
-                log.exception("final commit failed; uncommitted records will be re-read")
+            self.commit()
+        except TxnAborted as exc:
+            log.warning("%s: its records will be routed again by the next owner", exc)
+            m.TXN_ABORTS.inc()
+
+    def close(self) -> None:
+        """Leave the group (the transaction is committed or aborted by now)."""
+        try:
+            if self.failed:
+                self.txn.abort_quietly()
             self.consumer.close()
+        finally:
             if isinstance(self._check, RedisHealth):
                 self._check.close()
 
@@ -174,21 +218,25 @@ class Router:
         if plan.dlq is not None:
             log.warning("%s → %s: %.200s", plan.kind, plan.dlq, plan.reason,
                         extra={"record": coords(c.topic, c.partition, c.offset, c.key)})  # fmt: skip
-        self.marks.track(tp, offset)
-        unit = Unit(self._done, (tp, offset, self.generation.get(tp, 0), plan, role, c.topic))
+        self.txn.begin()
         for s in plan.sends:
             r = s.record
-            self.producer.produce(s.topic, r.value, r.key, r.headers, unit, s.timestamp)
-        unit.seal()
+            self.txn.produce(s.topic, r.value, r.key, r.headers, timestamp=s.timestamp)
+        self.positions[tp] = offset + 1
+        self.routed.append((plan, role, c.topic))
 
-    def _done(self, unit: Unit) -> None:
-        tp, offset, gen, plan, role, source = unit.payload
-        if not unit.ok:
-            self.errors.append(f"{tp[0]}[{tp[1]}]@{offset}: {unit.errors[0]}")
-            return
-        if self.generation.get(tp, 0) != gen:
-            return  # the partition was dropped meanwhile; its next owner re-reads this
-        self.marks.finish(tp, offset)
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:  # only failures are reported
+            self.errors.append(f"{msg.topic()}: {err}")
+
+    def _raise_delivery_errors(self) -> None:
+        if self.errors:
+            raise DeliveryError(
+                f"{len(self.errors)} routed records not delivered: {self.errors[0]}"
+            )
+
+    def _count(self, plan: Plan, role: Role, source: str) -> None:
+        """Metrics of a routed record, once its transaction committed."""
         if plan.dlq is not None:
             m.DLQ.labels(plan.dlq, plan.kind).inc()
         if plan.kind == MALFORMED:
@@ -208,24 +256,55 @@ class Router:
             raise KafkaException(err)
         log.warning("consumer error: %s", err)
 
-    # -- commits, rebalances, depth ---------------------------------------------
-    def commit(self, asynchronous: bool, only: set[TP] | None = None, force: bool = False) -> None:
-        """Commit, per partition, the offset past the acknowledged prefix."""
-        self._last_commit = time.monotonic()
-        offsets = []
-        for tp in self.marks.partitions():
-            safe = self.marks.committable(tp)
-            wanted = only is None or tp in only
-            if wanted and safe is not None and (force or self.committed.get(tp) != safe):
-                offsets.append(TopicPartition(tp[0], tp[1], safe))
-        if not offsets:
+    # -- transactions, rebalances, depth -----------------------------------------
+    def commit(self) -> None:
+        """The open transaction's offsets into it, then commit it (TxnAborted if aborted)."""
+        if not self.txn.open:
             return
-        if asynchronous:
-            self.consumer.commit(offsets=offsets, asynchronous=True)
-        else:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        self.committed.update({(o.topic, o.partition): o.offset for o in offsets})
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
+        self.txn.commit(offsets, self.consumer.consumer_group_metadata() if offsets else None)
+        self._raise_delivery_errors()
+        self.committed.update(self.positions)
+        self.positions.clear()
+        for routed in self.routed:
+            self._count(*routed)
+        self.routed.clear()
+        self.commits += 1
         m.COMMITS.inc()
+
+    def _aborted(self, exc: TxnAborted) -> None:
+        """Nothing of the open transaction is visible: read again from the committed offsets."""
+        log.warning("%s: rewinding to the last commit", exc)
+        m.TXN_ABORTS.inc()
+        self.aborts += 1
+        self.positions.clear()
+        self.routed.clear()
+        self._raise_delivery_errors()
+        self._rewind()
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset, holds dropped."""
+        self.rewind_due = False
+        parts = self.consumer.assignment()
+        if not parts:
+            return
+        try:
+            committed = self.consumer.committed(parts, timeout=self.settings.txn_call_timeout_s)
+            for p in committed:
+                tp = (p.topic, p.partition)
+                self.holds.drop([tp])
+                self.consumer.seek(TopicPartition(p.topic, p.partition,
+                                                  p.offset if p.offset >= 0 else OFFSET_BEGINNING))  # fmt: skip
+                self.next_offset[tp] = max(p.offset, 0)
+            self.consumer.resume(parts)
+        except KafkaException as exc:
+            raise DeliveryError(f"could not rewind after an aborted transaction: {exc}") from exc
+
+    def _raise_callback_error(self) -> None:
+        """Errors of rebalance callbacks surface here, as themselves (not via librdkafka)."""
+        if self.callback_error is not None:
+            exc, self.callback_error = self.callback_error, None
+            raise exc
 
     def _on_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         if parts:
@@ -240,27 +319,41 @@ class Router:
             return
         self.revocations += 1
         m.REBALANCES.labels("revoke").inc()
-        log.info("revoked %s: flushing and committing", sorted(revoked))
-        try:
-            self.producer.flush()
-            self.commit(asynchronous=False, only=revoked)
-        except (DeliveryError, KafkaException):
-            log.exception("commit on revoke failed; the next owner re-reads from the last commit")
+        log.info("revoked %s: committing", sorted(revoked))
+        if self.txn.open and not self.failed:
+            try:
+                self.commit()
+            except TxnAborted as exc:
+                log.warning("%s on revoke: the next owner re-reads from the last commit", exc)
+                self._abandon()
+            except Exception as exc:
+                self.failed = True
+                self.callback_error = exc
         self._drop(revoked)
 
     def _on_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in parts}
         m.REBALANCES.labels("lost").inc()
         log.warning("partitions lost (no commit possible): %s", sorted(lost))
+        if self.txn.open:
+            self.txn.abort_quietly()
+            self._abandon()
         self._drop(lost)
+
+    def _abandon(self) -> None:
+        """The open transaction was aborted in a callback: rewind the rest in the loop."""
+        m.TXN_ABORTS.inc()
+        self.aborts += 1
+        self.positions.clear()
+        self.routed.clear()
+        self.rewind_due = True
 
     def _drop(self, tps: set[TP]) -> None:
         self.holds.drop(tps)
         for tp in tps:
-            self.marks.forget(tp)
             self.committed.pop(tp, None)
             self.next_offset.pop(tp, None)
-            self.generation[tp] = self.generation.get(tp, 0) + 1
+            self.positions.pop(tp, None)
             if tp[0] == self.topics.parked:
                 with contextlib.suppress(KeyError):
                     m.PARKED_DEPTH.remove(str(tp[1]))

@@ -36,5 +36,5 @@ def run(argv: list[str]) -> int:
         overrides["worker_id"] = args.worker_id
     settings = load(SequencerSettings, **overrides)
     serve(settings.metrics_port, settings.metrics_host)
-    run_sequencer(settings, StopFlag().install())
+    run_sequencer(settings, StopFlag(settings.shutdown_grace_s).install("sluice sequencer"))
     return 0

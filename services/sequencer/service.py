@@ -13,11 +13,15 @@ transaction commits as soon as it holds output and nothing more is queued
 ``txn_interval_ms`` (100 ms) or ``txn_max_events`` input records, and on
 revoke and shutdown.
 
-Failures: an abortable error aborts the transaction, rebuilds the state from
-the changelog and seeks back to the committed offsets (nothing of the aborted
+Transactions go through :class:`shared.kafka.txn.TxnProducer`: every
+blocking call has a deadline (``txn_call_timeout_s``; within the grace period
+once a stop was asked for). Failures: an abortable error, or retriable errors
+until the deadline, abort the transaction, rebuild the state from the
+changelog and seek back to the committed offsets (nothing of the aborted
 transaction is visible to ``read_committed`` readers); a fatal error (fenced
-by a newer instance with the same ``transactional.id``, ...) stops the
-service with a non-zero exit, and a restart recovers the same way.
+by a newer instance with the same ``transactional.id``, ...), a call still
+running at its deadline or an abort that fails stop the service with a
+non-zero exit and one line, and a restart recovers the same way.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.sequencer import metrics as m
 from services.sequencer import records
@@ -34,19 +38,19 @@ from services.sequencer.model import Emit, Outcome
 from services.sequencer.reorder import Reorder
 from services.sequencer.restore import StateReader
 from services.sequencer.settings import SequencerSettings
-from services.sequencer.txn import retry, start_offset
+from services.sequencer.txn import start_offset
 from shared.errors import DeliveryError
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consume import consume_available
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.startup import check_topics
+from shared.kafka.txn import TxnAborted, TxnProducer
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
 
 log = logging.getLogger(__name__)
 
 TP = tuple[str, int]
-KAFKA_TIMEOUT_S = 30.0
 READ_BATCH = 1000
 
 
@@ -58,22 +62,24 @@ class Sequencer:
         self.states: dict[int, Reorder] = {}
         self.logs: dict[int, Changelog] = {}
         self.positions: dict[TP, int] = {}  # next offset to read, consumed in the open txn
-        self.in_txn = False
         self.failed = False
         self.events = 0
         self.emitted = 0  # output records in the open transaction
-        self.txn_started = time.monotonic()
         self.commits = self.aborts = 0
         self.partitions = 0  # of the co-partitioned topics
         self.callback_error: BaseException | None = None  # raised in a rebalance callback
-        self.fatal: KafkaError | None = None  # the cause behind a generic _FATAL error
-        self.producer = Producer(producer_config(settings, **{
-            "transactional.id": settings.transactional_id, "error_cb": self._on_error,
-            "transaction.timeout.ms": settings.transaction_timeout_ms}))  # fmt: skip
+        self.txn = TxnProducer(producer_config(settings, **{
+            "transactional.id": settings.transactional_id,
+            "transaction.timeout.ms": settings.transaction_timeout_ms}),
+            settings.txn_call_timeout_s, self.stop)  # fmt: skip
         self.consumer = Consumer(consumer_config(settings, settings.group, **{
             "partition.assignment.strategy": "range", "isolation.level": "read_committed",
             "stats_cb": lag_stats_callback(settings.group)}))  # fmt: skip
         self.reader = StateReader(settings, self.topics.state)
+
+    @property
+    def in_txn(self) -> bool:
+        return self.txn.open
 
     # -- lifecycle ---------------------------------------------------------
     def run(self) -> None:
@@ -82,7 +88,7 @@ class Sequencer:
             counts = check_topics(self.consumer, self.settings, [t.work, t.results, t.state, t.output],
                                   t.co_partitioned)  # fmt: skip
             self.partitions = counts[t.results]
-            self.producer.init_transactions(KAFKA_TIMEOUT_S)
+            self.txn.init()
             self.consumer.subscribe([self.topics.work, self.topics.results], on_assign=self._on_assign,
                                     on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip
             log.info("sequencer %s + %s → %s (dead mode %s, txn id %s)", self.topics.work,
@@ -94,9 +100,11 @@ class Sequencer:
             self.commit(recover=False)
         except KafkaException as exc:
             self.failed = True
-            raise DeliveryError(f"sequencer stopped: {self._cause(exc)}") from exc
-        except BaseException:
+            self.stop.set("KafkaException")
+            raise DeliveryError(f"sequencer stopped: {exc}") from exc
+        except BaseException as exc:
             self.failed = True
+            self.stop.set(type(exc).__name__)  # bounds the close by the grace period
             raise
         finally:
             self.close()
@@ -113,7 +121,7 @@ class Sequencer:
         if self.in_txn:
             # Output waiting: wake up when the group commit may happen, not later.
             due = (s.txn_min_interval_ms if self.emitted else s.txn_interval_ms) / 1000
-            wait = max(0.0, due - (time.monotonic() - self.txn_started))
+            wait = max(0.0, due - (time.monotonic() - self.txn.started))
         try:
             msgs = consume_available(self.consumer, READ_BATCH, wait)
             self._raise_callback_error()
@@ -121,15 +129,15 @@ class Sequencer:
                 self._handle(msgs)
             if self.in_txn and self._commit_due(len(msgs) < READ_BATCH):
                 self.commit()
-        except KafkaException as exc:
-            self._txn_failed(exc, recover=True)
+        except TxnAborted as exc:
+            self._aborted(exc, recover=True)
 
     def _commit_due(self, caught_up: bool) -> bool:
         """Group commit: at once when output waits and nothing more is queued (after at
         least ``txn_min_interval_ms``), else every ``txn_interval_ms`` or
         ``txn_max_events`` input records. Under load the batches grow by themselves:
         records queue up while a commit is in flight."""
-        age = time.monotonic() - self.txn_started
+        age = time.monotonic() - self.txn.started
         s = self.settings
         if age >= s.txn_interval_ms / 1000 or self.events >= s.txn_max_events:
             return True
@@ -179,28 +187,7 @@ class Sequencer:
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None,
               headers: list[tuple[str, bytes]] | None = None, partition: int = -1) -> None:  # fmt: skip
-        while True:
-            try:
-                self.producer.produce(topic, value, key, partition=partition, headers=headers)  # type: ignore[arg-type]
-                return
-            except BufferError:
-                self.producer.poll(0.05)
-
-    def _cause(self, exc: KafkaException) -> object:
-        """The error behind ``exc``; librdkafka reports a fatal one's cause to error_cb."""
-        err = exc.args[0] if exc.args else exc
-        try:
-            self.producer.poll(0)  # serves error_cb
-        except KafkaException as polled:
-            err = polled.args[0] if polled.args else err
-        return self.fatal or err
-
-    def _on_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            self.fatal = err
-            log.error("fatal producer error: %s", err)
-        else:
-            log.warning("producer: %s", err)
+        self.txn.produce(topic, value, key, headers, partition)
 
     def _consumer_error(self, err: KafkaError) -> None:
         if err.fatal() or err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED):  # fmt: skip
@@ -210,10 +197,7 @@ class Sequencer:
 
     # -- transactions ------------------------------------------------------------
     def _begin(self) -> None:
-        if not self.in_txn:
-            self.producer.begin_transaction()
-            self.in_txn = True
-            self.txn_started = time.monotonic()
+        self.txn.begin()
 
     def commit(self, recover: bool = True) -> None:
         """State changes + offsets into the open transaction, then commit it."""
@@ -224,13 +208,11 @@ class Sequencer:
             for n, state in self.states.items():
                 for key, value in self.logs[n].changes(state):
                     self._send(self.topics.state, key, value, partition=n)
-            if self.positions:
-                offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
-                meta = self.consumer.consumer_group_metadata()
-                retry(lambda: self.producer.send_offsets_to_transaction(offsets, meta, KAFKA_TIMEOUT_S))  # fmt: skip
-            retry(lambda: self.producer.commit_transaction(KAFKA_TIMEOUT_S))
-        except KafkaException as exc:
-            self._txn_failed(exc, recover)
+            offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
+            meta = self.consumer.consumer_group_metadata() if offsets else None
+            self.txn.commit(offsets, meta)
+        except TxnAborted as exc:
+            self._aborted(exc, recover)
             return
         m.TXN_COMMIT.observe(time.monotonic() - t0)
         self.commits += 1
@@ -241,19 +223,14 @@ class Sequencer:
         m.publish_state(self.states.values())
 
     def _end_txn(self) -> None:
-        self.in_txn = False
         self.events = self.emitted = 0
         self.positions.clear()
 
-    def _txn_failed(self, exc: KafkaException, recover: bool) -> None:
-        err = exc.args[0] if exc.args else None
-        if not isinstance(err, KafkaError) or err.fatal() or not err.txn_requires_abort():
-            self.failed = True
-            raise exc
-        log.warning("transaction failed (%s): aborting and rewinding to the last commit", err)
+    def _aborted(self, exc: TxnAborted, recover: bool) -> None:
+        """The open transaction was aborted: back to the last commit."""
+        log.warning("%s: rewinding to the last commit", exc)
         m.TXN_ABORTS.inc()
         self.aborts += 1
-        retry(lambda: self.producer.abort_transaction(KAFKA_TIMEOUT_S))
         self._end_txn()
         if recover:
             self._rewind()
@@ -320,10 +297,7 @@ class Sequencer:
 
     def _abort_quietly(self) -> None:
         if self.in_txn:
-            try:
-                self.producer.abort_transaction(KAFKA_TIMEOUT_S)
-            except KafkaException as exc:
-                log.warning("abort failed: %s", exc)
+            self.txn.abort_quietly()
             self._end_txn()
 
     def _drop(self, numbers: set[int]) -> None:

@@ -5,7 +5,7 @@ Two ways to know, for two kinds of stage:
 * :class:`TrackedProducer` groups records into :class:`Unit` s. When every
   record of a sealed unit is acknowledged, its ``on_done`` runs (typically
   finishing offsets in a :class:`shared.watermark.Watermarks`). For stages
-  whose records finish out of order (enrich, router).
+  whose records finish out of order (enrich).
 * :class:`CheckpointProducer` asks librdkafka for delivery reports of
   failures only, and :meth:`CheckpointProducer.checkpoint` flushes: when it
   returns, everything produced before it is acknowledged. For stages that

@@ -41,7 +41,14 @@ def pause(redis_url: str, pipeline: str, paused: bool) -> None:
 
 
 def count(stack: Stack, topic: str) -> int:
+    """Offsets used in ``topic``: its records plus the router's transaction markers (an upper
+    bound of the records, for progress checks)."""
     return sum(end_offsets(stack.bootstrap, topic).values())
+
+
+def records(stack: Stack, topic: str) -> int:
+    """Records of ``topic`` a read_committed reader sees."""
+    return len(read_all(stack.bootstrap, topic, timeout_s=10, idle_s=0.3))
 
 
 def test_outage_parks_everything_then_drains_at_a_bounded_rate(
@@ -60,7 +67,7 @@ def test_outage_parks_everything_then_drains_at_a_bounded_rate(
             produce(stack.bootstrap, f"{pipeline}.failures",
                     [fail(i, K.OUTAGE, 1 + i % 2) for i in range(30)]
                     + [fail(99, K.TIMEOUT, 1, provider="other")])  # fmt: skip
-            wait_for(lambda: count(stack, f"{pipeline}.parked") == 30, 15, what="30 parked")
+            wait_for(lambda: records(stack, f"{pipeline}.parked") == 30, 15, what="30 parked")
             # other failures are still routed during the outage
             [other] = read_all(
                 stack.bootstrap, f"{pipeline}.work", expect=1, timeout_s=10, idle_s=0.5
@@ -71,9 +78,9 @@ def test_outage_parks_everything_then_drains_at_a_bounded_rate(
                 f"{pipeline}.failures",
                 [fail(i, K.OUTAGE, 1) for i in range(30, 40)],
             )
-            wait_for(lambda: count(stack, f"{pipeline}.parked") == 40, 15, what="40 parked")
+            wait_for(lambda: records(stack, f"{pipeline}.parked") == 40, 15, what="40 parked")
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - started)))
-            assert count(stack, f"{pipeline}.work") == 1, "nothing parked drains while paused"
+            assert records(stack, f"{pipeline}.work") == 1, "nothing parked drains while paused"
             assert [count(stack, t) for t in dlqs] == [0, 0], "an outage sends nothing to a DLQ"
             held = sample("sluice_router_holds_total", reason="provider") - holds_before
             assert held <= settings.partitions, (
@@ -83,7 +90,7 @@ def test_outage_parks_everything_then_drains_at_a_bounded_rate(
                 depth = sum(
                     sample("sluice_router_parked_depth", partition=str(p)) for p in range(3)
                 )
-                assert depth == 40
+                assert 40 <= depth <= 60, f"{depth}: 40 records and a few transaction markers"
             pause(stack.redis_url, pipeline, False)
             work = read_all(
                 stack.bootstrap, f"{pipeline}.work", expect=41, timeout_s=20, idle_s=0.5
@@ -141,7 +148,7 @@ def test_sigkill_mid_run_loses_nothing(
              what="the router to route some of the second half")  # fmt: skip
     procs.kill("router")
     feeder.join()
-    assert count(stack, f"{pipeline}.work") < n // 3, "the kill must land mid-run"
+    assert records(stack, f"{pipeline}.work") < n // 3, "the kill must land mid-run"
     procs.spawn("router", ["router"], router_env(kafka_env))
     try:
         work = read_all(

@@ -216,7 +216,7 @@ def test_abortable_error_rewinds_to_the_last_commit(
     n = 200
     rnd = random.Random(3)
     running = Running(settings)
-    running.seq.producer = FlakyProducer(running.seq.producer, fail_on=2)  # type: ignore[assignment]
+    running.seq.txn.producer = FlakyProducer(running.seq.txn.producer, fail_on=2)  # type: ignore[assignment]
     with running:
         for lo in (0, n // 2):  # two rounds: the second transaction with records is aborted
             outs = [ok(i, key_of(i)) for i in range(lo, lo + n // 2)]

@@ -1,0 +1,196 @@
+"""The sequencer, as its own process, through broker restarts and a SIGTERM during an outage.
+
+The broker is one of this module's own (it is stopped and started again on the
+same port and data), never the session's. Records flow while it is down: a
+feeder keeps producing announcements and outcomes, which its producer buffers
+until the broker is back.
+
+A supervisor is played by the test: a sequencer that exits non-zero (a
+transactional call past its deadline) is started again, as Kubernetes or
+systemd would; the exit must carry a one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+
+from services.local.processes import Processes
+from services.sequencer.settings import SequencerSettings
+from shared.errors import StackError
+from shared.kafka.provision import create_topics
+from shared.settings import load
+from shared.stack.kafka_local import LocalKafka
+from tests.integration.test_sequencer import announce, check_order, ident, key_of, ok
+from tests.support.kafka import end_offsets, read_all, wait_for
+
+pytestmark = pytest.mark.integration
+
+N = 250
+DOWN_S = 15.0
+GRACE_S = 8.0
+
+
+@pytest.fixture(scope="module")
+def broker() -> Iterator[LocalKafka]:
+    try:
+        kafka = LocalKafka(heap="512m").start()
+    except StackError as exc:
+        pytest.skip(f"this test restarts its broker, so it needs the local stack: {exc}")
+    try:
+        yield kafka
+    finally:
+        if os.environ.get("SLUICE_KEEP_LOGS"):
+            print(f"broker log: {kafka.log_path}")
+        kafka.cleanup()
+
+
+def env_for(broker: LocalKafka, pipeline: str) -> dict[str, str]:
+    return {
+        "SLUICE_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "SLUICE_PIPELINE": pipeline,
+        "SLUICE_PARTITIONS": "3",
+        "SLUICE_WORKER_ID": "seq-1",
+        # static membership: a restarted sequencer takes its partitions back at once
+        "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": "seq-1",
+        "SLUICE_SHUTDOWN_GRACE_S": str(GRACE_S),
+    }
+
+
+class Feeder(threading.Thread):
+    """Announces and settles records ``lo..hi`` a few at a time; the producer buffers while
+    the broker is down (nothing is flushed until the end)."""
+
+    def __init__(self, bootstrap: str, pipeline: str, lo: int, hi: int, every_s: float) -> None:
+        super().__init__(daemon=True)
+        self.p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
+                           "partitioner": "murmur2_random", "linger.ms": 2,
+                           "message.timeout.ms": 300_000})  # fmt: skip
+        self.pipeline, self.lo, self.hi, self.every_s = pipeline, lo, hi, every_s
+        self.left = -1
+
+    def run(self) -> None:
+        for i in range(self.lo, self.hi):
+            k = key_of(i, keys=20)
+            for topic, (key, value, headers) in (("work", announce(i, k)), ("results", ok(i, k))):
+                self.p.produce(f"{self.pipeline}.{topic}", value, key, headers=headers)
+            self.p.poll(0)
+            time.sleep(self.every_s)
+        self.left = self.p.flush(240)
+
+
+def emitted(broker: LocalKafka, pipeline: str) -> int:
+    """Records (and transaction markers) in P.output; 0 while the broker cannot say."""
+    try:
+        return sum(end_offsets(broker.bootstrap, f"{pipeline}.output").values())
+    except KafkaException:
+        return 0
+
+
+class Supervised:
+    """The sequencer process, started again whenever it exits on its own (non-zero)."""
+
+    def __init__(self, procs: Processes, env: dict[str, str]) -> None:
+        self.procs, self.env = procs, env
+        self.exits: list[int] = []
+        self.procs.spawn("sequencer", ["sequencer"], env)
+
+    def watch(self) -> None:
+        p = self.procs.running["sequencer"]
+        if p.poll() is not None:
+            self.exits.append(p.returncode)
+            self.procs.spawn("sequencer", ["sequencer"], self.env)
+
+
+def reasons(procs: Processes) -> list[str]:
+    """The one-line reasons the sequencer gave when it exited on its own."""
+    text = procs.log_path("sequencer").read_text(errors="replace")
+    return [line for line in text.splitlines() if line.startswith("sluice sequencer: error:")]
+
+
+def check_output(broker: LocalKafka, pipeline: str, n: int) -> None:
+    out = read_all(broker.bootstrap, f"{pipeline}.output", expect=n, timeout_s=60, idle_s=3)
+    ids = sorted(ident(m) for m in out)
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    assert not dupes, f"emitted twice: {dupes[:20]}"
+    assert ids == list(range(n)), f"missing: {sorted(set(range(n)) - set(ids))[:20]}"
+    check_order(out)
+
+
+def test_broker_down_15s_mid_stream_then_back_everything_once_in_order(
+    broker: LocalKafka, pipeline: str, tmp_path: Path
+) -> None:
+    create_topics(load(SequencerSettings, kafka_bootstrap=broker.bootstrap, pipeline=pipeline,
+                       partitions=3))  # fmt: skip
+    procs = Processes(tmp_path)
+    seq = Supervised(procs, env_for(broker, pipeline))
+    feeder = Feeder(broker.bootstrap, pipeline, 0, N, every_s=0.04)
+    try:
+        feeder.start()
+        wait_for(lambda: emitted(broker, pipeline) >= 50, 90, interval_s=0.1,
+                 what="the sequencer to emit the first records")  # fmt: skip
+        broker.stop()
+        down_at = time.monotonic()
+        while time.monotonic() - down_at < DOWN_S:
+            seq.watch()
+            time.sleep(0.2)
+        broker.start()
+        deadline = time.monotonic() + 180
+        while emitted(broker, pipeline) < N and time.monotonic() < deadline:
+            seq.watch()
+            time.sleep(0.5)
+        feeder.join(60)
+        assert feeder.left == 0, "the feeder's records all reached the broker"
+        check_output(broker, pipeline, N)
+    finally:
+        codes = procs.stop(grace_s=GRACE_S + 20)
+    log = procs.log_path("sequencer").read_text(errors="replace")
+    assert codes["sequencer"] == 0, log[-3000:]
+    assert all(c == 1 for c in seq.exits), f"exits on its own are one-line errors: {seq.exits}"
+    assert len(reasons(procs)) == len(seq.exits), log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+
+
+def test_sigterm_during_an_outage_ends_within_the_grace_period_and_a_restart_resumes(
+    broker: LocalKafka, pipeline: str, tmp_path: Path
+) -> None:
+    create_topics(load(SequencerSettings, kafka_bootstrap=broker.bootstrap, pipeline=pipeline,
+                       partitions=3))  # fmt: skip
+    procs = Processes(tmp_path)
+    env = env_for(broker, pipeline)
+    procs.spawn("sequencer", ["sequencer"], env)
+    feeder = Feeder(broker.bootstrap, pipeline, 0, N, every_s=0.04)
+    try:
+        feeder.start()
+        wait_for(lambda: emitted(broker, pipeline) >= 50, 90, interval_s=0.1,
+                 what="the sequencer to emit the first records")  # fmt: skip
+        broker.stop()
+        time.sleep(4)  # records were in flight: a transaction is open or committing
+        p = procs.running["sequencer"]
+        assert p.poll() is None, procs.log_path("sequencer").read_text()[-2000:]
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        try:
+            code = p.wait(GRACE_S + 5)  # the grace, plus the interpreter's own exit
+        except Exception:
+            procs.kill("sequencer")
+            raise AssertionError(f"SIGTERM not obeyed within {GRACE_S + 5:.0f}s") from None
+        took = time.monotonic() - t0
+        procs.running.pop("sequencer")
+        assert code == 1, f"an unfinished transaction is a non-zero exit ({code} after {took:.1f}s)"
+        assert len(reasons(procs)) == 1, procs.log_path("sequencer").read_text()[-2000:]
+        broker.start()
+        procs.spawn("sequencer", ["sequencer"], env)
+        feeder.join(120)
+        assert feeder.left == 0
+        check_output(broker, pipeline, N)
+    finally:
+        codes = procs.stop(grace_s=GRACE_S + 20)
+    assert codes["sequencer"] == 0, procs.log_path("sequencer").read_text()[-3000:]
