@@ -32,7 +32,7 @@ def run(argv: list[str]) -> int:
     watch = RedisWatch(settings.redis_url.get_secret_value())
     serve(settings.metrics_port, settings.metrics_host)
     with watch.running(settings.startup_timeout_s):
-        run_enrich(settings, StopFlag().install())
+        run_enrich(settings, StopFlag(settings.shutdown_grace_s).install("sluice enrich"))
     return 0
 
 

@@ -19,7 +19,6 @@ class EnrichSettings(CommonSettings):
     group_id: str | None = None
     task: str | None = None  # default: the config file's default_task
     revoke_grace_s: float = Field(10.0, ge=0)
-    shutdown_grace_s: float = Field(15.0, ge=0)
     cache_ttl_s: int = Field(7 * 86_400, ge=0)  # 0 = no result cache
     health_refresh_s: float = Field(0.5, gt=0, le=5)
     worker_id: str = Field(default_factory=_worker_id)

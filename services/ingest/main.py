@@ -22,5 +22,5 @@ def run(argv: list[str]) -> int:
         overrides["input_format"] = args.format
     settings = load(IngestSettings, **overrides)
     serve(settings.metrics_port, settings.metrics_host)
-    run_ingest(settings, StopFlag().install())
+    run_ingest(settings, StopFlag(settings.shutdown_grace_s).install("sluice ingest"))
     return 0

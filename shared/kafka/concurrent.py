@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 COMMIT_INTERVAL_S = 1.0
 COMPLETION_WAIT_S = 0.005  # longest a finished record waits to be produced
 IDLE_WAIT_S = 0.05
+DEFAULT_DRAIN_S = 15.0  # without a grace period (a stop flag made in code)
+CLOSE_RESERVE_S = 3.0  # of the grace period: the last flush and commit
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +119,7 @@ class ConcurrentConsumer:
             while not self.stop.is_set() and self.failure is None:
                 self.step()
         finally:
-            self.drain(self._in_flight_tps(), 15.0)
+            self.drain(self._in_flight_tps(), self._shutdown_drain_s())
             self._commit(asynchronous=False)
         if self.failure is not None:
             raise self.failure
@@ -213,6 +215,14 @@ class ConcurrentConsumer:
                 self.consumer.resume(parts)
             self.stats.paused = False
 
+    def _shutdown_drain_s(self) -> float:
+        """How long in-flight records may still finish: the stop's grace period
+        (``SLUICE_SHUTDOWN_GRACE_S``) less a few seconds for the last produce and commit."""
+        deadline = self.stop.deadline()
+        if deadline is None:
+            return DEFAULT_DRAIN_S
+        return max(0.0, deadline - time.monotonic() - CLOSE_RESERVE_S)
+
     def _in_flight_tps(self) -> set[TP]:
         return {tp for tp, _ in self._futures}
 
@@ -228,8 +238,10 @@ class ConcurrentConsumer:
         self._collect()
         for key in [k for k in self._futures if k[0] in tps]:
             self._futures.pop(key).cancel()
+        deadline = self.stop.deadline()
+        flush_s = 30.0 if deadline is None else max(1.0, deadline - time.monotonic() - 1.0)
         try:
-            self.producer.flush(30)
+            self.producer.flush(flush_s)
         except DeliveryError:
             log.exception(
                 "outcomes not acknowledged while draining; their offsets stay uncommitted"

@@ -222,3 +222,24 @@ def test_a_30s_latency_spike_causes_no_rebalance(stack: Stack, topics: str, tmp_
             del os.environ["SLUICE_KAFKA_PROP_SESSION_TIMEOUT_MS"]
         assert len(got) >= 8 and all(s == "ok" for s, _ in got.values())
         assert rebalances == 1, f"{rebalances} rebalance callbacks: the group saw the worker stall"
+
+
+def test_sigterm_with_calls_hanging_exits_cleanly_within_the_shutdown_grace(
+    stack: Stack, kafka_env: dict[str, str], topics: str, tmp_path: Path
+) -> None:
+    with serve_in_thread(FakeLLMConfig(latency=FixedLatency(ms=60_000))) as url:
+        cfg = write_config(tmp_path / "c.yaml", url, timeout_s=120)
+        produce_work(stack.bootstrap, topics, work_records(10))
+        env = {**kafka_env, "SLUICE_CONFIG_FILE": str(cfg), "SLUICE_SHUTDOWN_GRACE_S": "6"}
+        proc = spawn_worker(env)
+        wait_stats(url, lambda s: s["requests_total"] >= 10, 60)  # every call is hanging
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=60)[1].decode()
+        took = time.monotonic() - started
+    # The hanging calls are cancelled within the grace (their records stay uncommitted
+    # for the next owner) and the worker closes cleanly; before, it waited 15 s whatever
+    # the setting said.
+    assert proc.returncode == 0, err[-2000:]
+    assert took < 6 + 3, f"SIGTERM took {took:.1f}s with SLUICE_SHUTDOWN_GRACE_S=6"
+    assert read_all(stack.bootstrap, f"{topics}.results", idle_s=1, timeout_s=5) == []
