@@ -238,8 +238,8 @@ class ConcurrentConsumer:
         self._collect()
         for key in [k for k in self._futures if k[0] in tps]:
             self._futures.pop(key).cancel()
-        deadline = self.stop.deadline()
-        flush_s = 30.0 if deadline is None else max(1.0, deadline - time.monotonic() - 1.0)
+        stop_by = self.stop.deadline()
+        flush_s = 30.0 if stop_by is None else max(1.0, stop_by - time.monotonic() - 1.0)
         try:
             self.producer.flush(flush_s)
         except DeliveryError:
