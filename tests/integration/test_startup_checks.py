@@ -20,6 +20,7 @@ from shared.redis.watch import RedisWatch
 from shared.stack.redis_local import LocalRedis
 from shared.stack.resolve import Stack
 from shared.topics import Topics
+from tests.support.cli import error_line
 from tests.support.kafka import create_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -29,15 +30,6 @@ def sluice(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, **env, "SLUICE_STARTUP_TIMEOUT_S": "3", "SLUICE_LOG_FORMAT": "json"}
     return subprocess.run([sys.executable, "-m", "services.cli", *args], env=full,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
-
-
-def error_line(proc: subprocess.CompletedProcess[str], command: str) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert proc.returncode == 1, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith(f"sluice {command}: error: ")]
-    assert errors == [lines[-1]], proc.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize("service", ["enrich", "router"])

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.cli import error_line
+
 SERVICES = ("ingest", "enrich", "router", "sequencer")
 NOWHERE = "127.0.0.1:1"
 
@@ -32,16 +34,6 @@ def sluice(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
            "SLUICE_STARTUP_TIMEOUT_S": "2", "SLUICE_LOG_FORMAT": "json", **env}  # fmt: skip
     return subprocess.run([sys.executable, "-m", "services.cli", *args], env={**base, **env},
                           capture_output=True, text=True, timeout=120)  # fmt: skip
-
-
-def error_line(proc: subprocess.CompletedProcess[str], command: str) -> str:
-    """The one error line; log lines (JSON) may precede it, a traceback may not."""
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert proc.returncode == 1, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith(f"sluice {command}: error: ")]
-    assert errors == [lines[-1]], proc.stderr
-    return errors[0]
 
 
 @pytest.mark.parametrize("service", SERVICES)
