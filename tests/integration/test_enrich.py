@@ -30,6 +30,7 @@ from tests.support.enrich import (
     write_config,
 )  # fmt: skip
 from tests.support.kafka import read_all
+from tests.support.rawheaders import produce_raw
 
 pytestmark = pytest.mark.integration
 
@@ -243,3 +244,26 @@ def test_sigterm_with_calls_hanging_exits_cleanly_within_the_shutdown_grace(
     assert proc.returncode == 0, err[-2000:]
     assert took < 6 + 3, f"SIGTERM took {took:.1f}s with SLUICE_SHUTDOWN_GRACE_S=6"
     assert read_all(stack.bootstrap, f"{topics}.results", idle_s=1, timeout_s=5) == []
+
+
+def test_a_result_too_large_for_the_topics_is_a_failure_of_kind_oversize(
+    stack: Stack, fake: str, topics: str, tmp_path: Path
+) -> None:
+    cfg = write_config(tmp_path / "c.yaml", fake)
+    # Over what ingest forwards (it would be poison there), written to P.work directly:
+    # the result embeds the input, so it would not fit P.results.
+    big = json.dumps({"text": "refund please", "notes": "x" * 1_047_000}).encode()
+    ours = h.source_headers(h.SourceId("src", 0, 0), 1_700_000_000_000, 1)
+    produce_raw(
+        stack.bootstrap, f"{topics}.work", [(b"k", big, [(n.encode(), v) for n, v in ours])]
+    )
+    produce_work(stack.bootstrap, topics, work_records(3, start=1))
+    with Worker(config_file=cfg) as w:
+        got = outcomes(stack, topics, 4, timeout_s=60)
+        assert w.error is None and w.thread.is_alive(), "one record must not stop the worker"
+    assert got[0] == ("failed", "oversize")
+    assert all(got[i] == ("ok", "") for i in (1, 2, 3)), got
+    [failure] = read_all(stack.bootstrap, f"{topics}.failures", expect=1)
+    hs = failure.headers()
+    assert h.get_str(hs, h.ERROR_CLASS) == "result_too_large"
+    assert "SLUICE_MAX_MESSAGE_BYTES" in (h.get_str(hs, h.ERROR_MESSAGE) or "")
