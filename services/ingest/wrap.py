@@ -99,13 +99,6 @@ def _check_headers_slow(raw: object) -> tuple[h.HeaderList, int, int]:
     return _check_headers(hs) if hs else (hs, 0, 0)
 
 
-def _check_json(value: bytes) -> None:
-    try:
-        jsondoc.loads_object(value)
-    except BadDocument as exc:
-        raise PoisonRecord("undecodable", f"value is {exc}") from None
-
-
 def unexpected(exc: Exception) -> PoisonRecord:
     """An error nobody foresaw while wrapping a record: the record's, as ``unprocessable``."""
     return PoisonRecord(
@@ -174,18 +167,15 @@ class Wrapper:
         value = msg.value()
         if value is None:
             raise PoisonRecord("undecodable", "record has no value (tombstone)")
-        if len(value) > self.max_bytes:
-            raise PoisonRecord("oversize", f"value is {len(value)} bytes (limit {self.max_bytes})")
         key = msg.key()
         size += len(value) + (len(key) if key else 0)
-        if size > self.max_record:
-            raise PoisonRecord(
-                "oversize",
-                f"key, value and headers are {size} bytes; a work record may have "
-                f"{self.max_record} (SLUICE_MAX_MESSAGE_BYTES less room for the pipeline's own)",
-            )
+        if size > self.max_record or len(value) > self.max_bytes:
+            self._oversize(len(value), size)
         if self.json:
-            _check_json(value)
+            try:
+                jsondoc.loads_object(value)
+            except BadDocument as exc:
+                raise PoisonRecord("undecodable", f"value is {exc}") from None
         part = msg.partition()
         prefix = self._by_partition.get(part)
         if prefix is None:
@@ -199,6 +189,15 @@ class Wrapper:
             _ATTEMPT_1,
         ]
         return own + ours if own else ours
+
+    def _oversize(self, value_size: int, size: int) -> None:
+        if value_size > self.max_bytes:
+            raise PoisonRecord("oversize", f"value is {value_size} bytes (limit {self.max_bytes})")
+        raise PoisonRecord(
+            "oversize",
+            f"key, value and headers are {size} bytes; a work record may have "
+            f"{self.max_record} (SLUICE_MAX_MESSAGE_BYTES less room for the pipeline's own)",
+        )
 
     def poison(self, msg: SourceRecord, bad: PoisonRecord) -> Poison:
         """The poison DLQ record: raw key, value and headers, cut to fit the DLQ."""
