@@ -113,7 +113,7 @@ class Ingest:
         run ends, not per record (this loop is ingest's whole cost).
         """
         work = self.topics.work
-        send, work_headers = self.producer.send, self.wrapper.work_headers
+        send, work_record = self.producer.send, self.wrapper.work_record
         consumed = self.consumed
         topic = self.settings.source_topic
         n = 0
@@ -125,7 +125,8 @@ class Ingest:
                 self._consumer_error(err)
                 continue
             try:
-                send(work, msg.value(), msg.key(), work_headers(msg))
+                key, value, headers = work_record(msg)
+                send(work, value, key, headers)
             except PoisonRecord as bad:
                 self._send_poison(msg, bad)
             except (BufferError, KafkaException):

@@ -149,8 +149,9 @@ class Wrapper:
             _ATTEMPT_1,
         ]
 
-    def work_headers(self, msg: SourceRecord) -> h.HeaderList:
-        """Headers of the work record for ``msg``; PoisonRecord if it is poison.
+    def work_record(self, msg: SourceRecord) -> tuple[bytes | None, bytes, h.HeaderList]:
+        """Key, value and headers of the work record for ``msg``; PoisonRecord if it is
+        poison. Each of the message's fields is read once (this is the hot path).
 
         The record's own ``sluice.*`` headers are dropped (counted in
         :attr:`stripped`): only sluice sets them.
@@ -188,7 +189,7 @@ class Wrapper:
             (h.SRC_TS, b"%d" % msg.timestamp()[1]),
             _ATTEMPT_1,
         ]
-        return own + ours if own else ours
+        return key, value, own + ours if own else ours
 
     def _oversize(self, value_size: int, size: int) -> None:
         if value_size > self.max_bytes:
