@@ -32,14 +32,10 @@ REPLAY_ID = "sluice.replay-id"
 REPLAY_COUNT = "sluice.replay-count"
 LATE = "sluice.late"
 TRACEPARENT = "traceparent"
-POISON_REASON = "sluice.poison.reason"
-
-ALL = (
-    SRC_TOPIC, SRC_PARTITION, SRC_OFFSET, SRC_TS, ATTEMPT, NOT_BEFORE,
-    ERROR_KIND, ERROR_CLASS, ERROR_MESSAGE, ERROR_HISTORY, OUTCOME,
-    PROVIDER, MODEL, LATENCY_MS, TOKENS_IN, TOKENS_OUT,
-    REPLAY_ID, REPLAY_COUNT, LATE, TRACEPARENT, POISON_REASON,
-)  # fmt: skip
+RETRY_AFTER = "sluice.retry-after-s"
+"""The provider's retry-after (seconds) on a failure; the router caps it at the longest rung."""
+POISON_TRUNCATED = "sluice.poison.truncated-from"
+POISON_KEY_TRUNCATED = "sluice.poison.key-truncated-from"
 
 MAX_HEADER_VALUE = 16_384
 RESERVED_PREFIX = "sluice."

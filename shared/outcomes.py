@@ -83,12 +83,8 @@ def failure_record(work: Record, attempt: int, failure: Failure, provider: str |
     if provider:
         ours.append((h.PROVIDER, provider.encode()))
     if failure.retry_after_s is not None:
-        ours.append((RETRY_AFTER, f"{failure.retry_after_s:.3f}".encode()))
+        ours.append((h.RETRY_AFTER, f"{failure.retry_after_s:.3f}".encode()))
     return Record(work.key, work.value, h.merge(work.headers, ours))
-
-
-RETRY_AFTER = "sluice.retry-after-s"
-"""Cooldown the provider asked for; the router honours it when longer than the rung."""
 
 
 def ok_result(

@@ -29,8 +29,6 @@ from shared.kinds import FailureKind
 MAX_HEADER_BYTES = 64 * 1024
 DLQ_VALUE_MAX = 4 * 1024 * 1024
 DLQ_KEY_MAX = 64 * 1024
-TRUNCATED = "sluice.poison.truncated-from"
-KEY_TRUNCATED = "sluice.poison.key-truncated-from"
 _ATTEMPT_1 = (h.ATTEMPT, b"1")
 
 
@@ -211,10 +209,10 @@ class Wrapper:
         key, value = msg.key(), msg.value()
         extra: h.HeaderList = []
         if key is not None and len(key) > DLQ_KEY_MAX:
-            extra.append((KEY_TRUNCATED, str(len(key)).encode()))
+            extra.append((h.POISON_KEY_TRUNCATED, str(len(key)).encode()))
             key = key[:DLQ_KEY_MAX]
         if value is not None and len(value) > DLQ_VALUE_MAX:
-            extra.append((TRUNCATED, str(len(value)).encode()))
+            extra.append((h.POISON_TRUNCATED, str(len(value)).encode()))
             value = value[:DLQ_VALUE_MAX]
         error = [
             (h.ERROR_KIND, FailureKind.POISON.value.encode()),

@@ -25,7 +25,7 @@ from typing import Protocol
 
 from shared import headers as h
 from shared.kinds import FailureKind
-from shared.outcomes import RETRY_AFTER, Record
+from shared.outcomes import Record
 
 DLT_TOPIC = "kafka_dlt-original-topic"
 DLT_PARTITION = "kafka_dlt-original-partition"
@@ -116,7 +116,7 @@ def parse(c: Consumed) -> Failed:
 
 def retry_after(hs: h.HeaderList) -> float | None:
     """The provider's cooldown in seconds; ``None`` if absent or not a finite number >= 0."""
-    text = h.get_str(hs, RETRY_AFTER)
+    text = h.get_str(hs, h.RETRY_AFTER)
     try:
         value = float(text) if text else math.nan
     except ValueError:
@@ -144,7 +144,7 @@ def work_record(c: Consumed, attempt: int) -> Record:
     retry-after of the failure just handled are dropped so that the next
     failure is not judged by them.
     """
-    drop = (h.NOT_BEFORE, RETRY_AFTER)
+    drop = (h.NOT_BEFORE, h.RETRY_AFTER)
     keep = [(n, v) for n, v in c.headers if n not in drop]
     return Record(c.key, c.value, h.merge(keep, [(h.ATTEMPT, b"%d" % attempt)]))
 

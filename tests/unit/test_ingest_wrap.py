@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.ingest.wrap import DLQ_VALUE_MAX, TRUNCATED, Poison, Wrapper
+from services.ingest.wrap import DLQ_VALUE_MAX, Poison, Wrapper
 from shared import headers as h
 from shared.errors import PoisonRecord
 
@@ -107,7 +107,7 @@ def test_huge_poison_value_is_truncated_and_says_so() -> None:
     big = b"x" * (DLQ_VALUE_MAX + 10)
     out = wrap(Msg(big), "bytes", 100)
     assert isinstance(out, Poison) and len(out.value or b"") == DLQ_VALUE_MAX
-    assert h.get(out.headers, TRUNCATED) == str(len(big)).encode()
+    assert h.get(out.headers, h.POISON_TRUNCATED) == str(len(big)).encode()
 
 
 def test_headers_from_a_non_client_shape_take_the_slow_path() -> None:
@@ -195,12 +195,12 @@ def test_a_record_that_would_not_fit_the_work_topic_with_headroom_is_oversize() 
 
 
 def test_poison_key_and_headers_are_cut_to_fit_the_dlq() -> None:
-    from services.ingest.wrap import DLQ_KEY_MAX, KEY_TRUNCATED
+    from services.ingest.wrap import DLQ_KEY_MAX
 
     big_key = b"k" * (DLQ_KEY_MAX + 1)
     out = wrap(Msg(b"{nope", _key=big_key), "json", 1000)
     assert isinstance(out, Poison) and out.key == big_key[:DLQ_KEY_MAX]
-    assert h.get(out.headers, KEY_TRUNCATED) == str(len(big_key)).encode()
+    assert h.get(out.headers, h.POISON_KEY_TRUNCATED) == str(len(big_key)).encode()
     many = [(f"h{i}", b"v" * 10_000) for i in range(10)]  # 100 KB of headers: over the total
     out = wrap(Msg(GOOD, _headers=many), "json", 10**6)
     assert isinstance(out, Poison) and out.reason == "bad_headers"

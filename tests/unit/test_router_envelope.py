@@ -7,7 +7,7 @@ import pytest
 from services.router import envelope as env
 from shared import headers as h
 from shared.kinds import FailureKind
-from shared.outcomes import RETRY_AFTER, Failure, Record, failure_record
+from shared.outcomes import Failure, Record, failure_record
 
 SRC = h.SourceId("orders", 2, 41)
 
@@ -97,7 +97,7 @@ def test_unreadable_headers_are_malformed_without_identity() -> None:
 @pytest.mark.parametrize(("text", "value"), [(b"2.5", 2.5), (b"0", 0.0), (b"-1", None), (b"nan", None),
                                              (b"inf", None), (b"soon", None), (None, None)])  # fmt: skip
 def test_retry_after_is_advisory(text: bytes | None, value: float | None) -> None:
-    hs = [] if text is None else [(RETRY_AFTER, text)]
+    hs = [] if text is None else [(h.RETRY_AFTER, text)]
     assert env.retry_after(hs) == value
 
 
@@ -113,7 +113,7 @@ def test_work_record_sets_the_attempt_and_drops_stale_timing() -> None:
     c = replace(failed(retry_after=30, own=[("trace", b"t1")]), sluice_not_before=b"5")
     w = env.work_record(c, 2)
     assert h.get_int(w.headers, h.ATTEMPT) == 2
-    assert h.get(w.headers, h.NOT_BEFORE) is None and h.get(w.headers, RETRY_AFTER) is None
+    assert h.get(w.headers, h.NOT_BEFORE) is None and h.get(w.headers, h.RETRY_AFTER) is None
     assert h.get(w.headers, "trace") == b"t1"
     assert h.source_id(w.headers) == SRC
     assert h.get_str(w.headers, h.ERROR_KIND) == "timeout", "error headers stay as history"
