@@ -12,6 +12,8 @@ import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import confluent_kafka
+
 SRC_TOPIC = "sluice.src.topic"
 SRC_PARTITION = "sluice.src.partition"
 SRC_OFFSET = "sluice.src.offset"
@@ -42,7 +44,10 @@ RESERVED_PREFIX = "sluice."
 """Headers with this prefix are sluice's own: ingest strips them from source records."""
 
 HeaderList = list[tuple[str, bytes]]
-_HEADERS = operator.methodcaller("headers")
+KAFKA_MESSAGE = confluent_kafka.Message
+MESSAGE_HEADERS = confluent_kafka.Message.headers
+"""``operator.call(MESSAGE_HEADERS, msg)`` is ``msg.headers()`` through the C API, which
+checks the result (see :func:`read_raw`); as cheap as the plain call."""
 
 
 class HeaderError(ValueError):
@@ -94,12 +99,15 @@ def read_raw(msg: object) -> object:
     set. A call from Python bytecode may not notice (the interpreter's fast
     path for C methods skips the check), so the error surfaces at some later
     call, or the hole crashes the interpreter when touched. Calling through
-    :func:`operator.methodcaller` goes through the C API, which checks and
-    raises ``SystemError`` at once. Read a message's headers through here,
-    once; after a HeaderError never call ``headers()`` on it again.
+    :func:`operator.call` goes through the C API, which checks and raises
+    ``SystemError`` at once. Read a message's headers through here, once;
+    after a HeaderError never call ``headers()`` on it again. (Other objects
+    with a ``headers()`` method, such as test doubles, are called plainly.)
     """
     try:
-        return _HEADERS(msg)
+        if type(msg) is KAFKA_MESSAGE:
+            return operator.call(MESSAGE_HEADERS, msg)
+        return msg.headers()  # type: ignore[attr-defined]
     except SystemError:
         raise HeaderError("a header name is not valid UTF-8") from None
 

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from operator import call
 from typing import Literal, Protocol
 
 from shared import headers as h
 from shared import jsondoc
 from shared.errors import BadDocument, PoisonRecord
+from shared.headers import KAFKA_MESSAGE, MESSAGE_HEADERS
 from shared.kafka.sizes import FRAMING, HEADROOM, record_bytes
 from shared.kinds import FailureKind
 
@@ -154,10 +156,12 @@ class Wrapper:
         The record's own ``sluice.*`` headers are dropped (counted in
         :attr:`stripped`): only sluice sets them.
         """
-        try:
-            raw = h.read_raw(msg)
-        except h.HeaderError as exc:
-            raise PoisonRecord("bad_headers", str(exc), headers_readable=False) from None
+        try:  # h.read_raw inlined: this is per record
+            raw = call(MESSAGE_HEADERS, msg) if type(msg) is KAFKA_MESSAGE else msg.headers()
+        except SystemError:  # a header name that is not UTF-8 (see h.read_raw)
+            raise PoisonRecord(
+                "bad_headers", "a header name is not valid UTF-8", headers_readable=False
+            ) from None
         own: h.HeaderList | None = None
         size = 0
         if raw is not None:
