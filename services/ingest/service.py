@@ -124,8 +124,14 @@ class Ingest:
             if err is not None:
                 self._consumer_error(err)
                 continue
+            p = msg.partition() or 0
+            if p != part:
+                if part is not None:
+                    consumed[(topic, part)] = offset + 1
+                part = p
+            offset = msg.offset() or 0
             try:
-                key, value, headers = work_record(msg)
+                key, value, headers = work_record(msg, p, offset)
                 send(work, value, key, headers)
             except PoisonRecord as bad:
                 self._send_poison(msg, bad)
@@ -135,12 +141,6 @@ class Ingest:
                 log.exception("cannot wrap record; it goes to the poison DLQ")
                 self._send_poison(msg, unexpected(exc))
             n += 1
-            p = msg.partition()
-            if p != part:
-                if part is not None:
-                    consumed[(topic, part)] = offset + 1
-                part = p
-            offset = msg.offset() or 0
         if part is not None:
             consumed[(topic, part)] = offset + 1
         self._sent += n

@@ -149,9 +149,12 @@ class Wrapper:
             _ATTEMPT_1,
         ]
 
-    def work_record(self, msg: SourceRecord) -> tuple[bytes | None, bytes, h.HeaderList]:
-        """Key, value and headers of the work record for ``msg``; PoisonRecord if it is
-        poison. Each of the message's fields is read once (this is the hot path).
+    def work_record(
+        self, msg: SourceRecord, part: int, offset: int
+    ) -> tuple[bytes | None, bytes, h.HeaderList]:
+        """Key, value and headers of the work record for ``msg`` (read from partition
+        ``part`` at ``offset``, which the caller has read already); PoisonRecord if it
+        is poison. Each of the message's fields is read once (this is the hot path).
 
         The record's own ``sluice.*`` headers are dropped (counted in
         :attr:`stripped`): only sluice sets them.
@@ -179,7 +182,6 @@ class Wrapper:
                 jsondoc.loads_object(value)
             except BadDocument as exc:
                 raise PoisonRecord("undecodable", f"value is {exc}") from None
-        part = msg.partition()
         prefix = self._by_partition.get(part)
         if prefix is None:
             prefix = self._prefix_for(self.topic if self.topic is not None else msg.topic(), part)
@@ -187,7 +189,7 @@ class Wrapper:
                 self._by_partition[part] = prefix
         ours = [
             *prefix,
-            (h.SRC_OFFSET, b"%d" % (msg.offset() or 0)),
+            (h.SRC_OFFSET, b"%d" % offset),
             (h.SRC_TS, b"%d" % msg.timestamp()[1]),
             _ATTEMPT_1,
         ]

@@ -54,10 +54,15 @@ class Out:
 def wrap(msg: Msg, fmt: str, max_bytes: int) -> Out | Poison:
     w = Wrapper(fmt, max_bytes)  # type: ignore[arg-type]
     try:
-        key, value, headers = w.work_record(msg)
+        key, value, headers = w.work_record(*at(msg))
         return Out(False, headers, key, value)
     except PoisonRecord as bad:
         return w.poison(msg, bad)
+
+
+def at(msg: Msg) -> tuple[Msg, int, int]:
+    """What ingest's loop passes the wrapper: the message, its partition and offset."""
+    return msg, msg.partition(), msg.offset()
 
 
 def is_poison(out: Out | Poison) -> bool:
@@ -112,9 +117,9 @@ def test_huge_poison_value_is_truncated_and_says_so() -> None:
 
 def test_headers_from_a_non_client_shape_take_the_slow_path() -> None:
     w = Wrapper("bytes", 100)
-    hs = w.work_record(Msg(b"x", _headers=[("a", "text"), ("b", None)]))[2]
+    hs = w.work_record(*at(Msg(b"x", _headers=[("a", "text"), ("b", None)])))[2]
     assert h.get(hs, "a") == b"text" and h.get(hs, "b") == b""
-    hs = w.work_record(Msg(b"x", _headers=[(h.ATTEMPT, "2"), ("a", "text")]))[2]
+    hs = w.work_record(*at(Msg(b"x", _headers=[(h.ATTEMPT, "2"), ("a", "text")])))[2]
     assert h.get(hs, h.ATTEMPT) == b"1" and h.get(hs, "a") == b"text"
     assert w.stripped == 1
 
@@ -123,8 +128,8 @@ def test_a_known_source_topic_gives_the_same_headers_per_partition() -> None:
     fixed, asking = Wrapper("json", 1000, topic="src"), Wrapper("json", 1000)
     for off in (1, 2):
         msg = Msg(GOOD, _offset=off, _headers=[("trace", b"x")])
-        assert fixed.work_record(msg)[2] == asking.work_record(msg)[2]
-        assert h.source_id(fixed.work_record(msg)[2]) == h.SourceId("src", 2, off)
+        assert fixed.work_record(*at(msg))[2] == asking.work_record(*at(msg))[2]
+        assert h.source_id(fixed.work_record(*at(msg))[2]) == h.SourceId("src", 2, off)
 
 
 FORGED = [
@@ -137,7 +142,7 @@ FORGED = [
 
 def test_every_sluice_header_of_a_source_record_is_stripped_and_counted() -> None:
     w = Wrapper("json", 10**6)
-    hs = w.work_record(Msg(GOOD, _headers=[("trace", b"1"), *FORGED, ("after", b"2")]))[2]
+    hs = w.work_record(*at(Msg(GOOD, _headers=[("trace", b"1"), *FORGED, ("after", b"2")])))[2]
     ours = {n for n, _ in hs if n.startswith("sluice.")}
     assert ours == {h.SRC_TOPIC, h.SRC_PARTITION, h.SRC_OFFSET, h.SRC_TS, h.ATTEMPT}
     assert h.source_id(hs) == h.SourceId("src", 2, 7) and h.get(hs, h.ATTEMPT) == b"1"
@@ -186,11 +191,11 @@ def test_json_nested_deeper_than_the_pipeline_limit_is_poison() -> None:
 def test_a_record_that_would_not_fit_the_work_topic_with_headroom_is_oversize() -> None:
     w = Wrapper("bytes", 10**7, max_message_bytes=1_048_576)
     fits = b"x" * (w.max_record - 10)
-    assert h.source_id(w.work_record(Msg(fits, _key=b"k"))[2]).offset == 7
+    assert h.source_id(w.work_record(*at(Msg(fits, _key=b"k")))[2]).offset == 7
     for msg in (Msg(b"x" * w.max_record), Msg(b"x", _key=b"k" * w.max_record),
                 Msg(b"x" * (w.max_record - 5000), _headers=[("h", b"y" * 10000)])):  # fmt: skip
         with pytest.raises(PoisonRecord) as bad:
-            w.work_record(msg)
+            w.work_record(*at(msg))
         assert bad.value.reason == "oversize"
 
 
