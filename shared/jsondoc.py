@@ -23,7 +23,7 @@ from shared.errors import BadDocument
 MAX_DEPTH = 64
 """Deepest nesting of objects and arrays a record's value may have."""
 
-_SHORTEST_TOO_DEEP = 2 * (MAX_DEPTH + 1) - 1  # a document this long cannot nest deeper
+SHORTEST_TOO_DEEP = 2 * (MAX_DEPTH + 1) - 1  # a document this long cannot nest deeper
 
 
 def depth(doc: Any) -> int:
@@ -71,7 +71,7 @@ def loads_object(raw: bytes | bytearray | memoryview | str) -> dict[str, Any]:
         raise BadDocument(f"JSON value is a {type(doc).__name__}, not an object")
     if type(raw) is bytes:  # inline on ingest's path: a call costs as much as a scan
         if (
-            len(raw) > _SHORTEST_TOO_DEEP
+            len(raw) > SHORTEST_TOO_DEEP
             and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
             and depth(doc) > MAX_DEPTH
         ):
@@ -81,12 +81,21 @@ def loads_object(raw: bytes | bytearray | memoryview | str) -> dict[str, Any]:
     return doc
 
 
+def too_deep(raw: bytes, doc: Any) -> bool:
+    """Whether ``doc`` (decoded from ``raw`` by orjson) nests deeper than the limit.
+
+    For a caller that decodes with orjson itself on a hot path (ingest), after
+    checking ``len(raw) > SHORTEST_TOO_DEEP``: the same rule as :func:`loads`.
+    """
+    return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and depth(doc) > MAX_DEPTH
+
+
 def _may_nest_too_deep(raw: bytes | bytearray | memoryview | str) -> bool:
     """Fewer brackets than the limit cannot nest deeper than it (the usual case), and a
     document shorter than ``MAX_DEPTH + 1`` pairs of brackets has fewer."""
     if type(raw) is not bytes:
         raw = raw.encode() if isinstance(raw, str) else bytes(raw)
-    return len(raw) > _SHORTEST_TOO_DEEP and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+    return len(raw) > SHORTEST_TOO_DEEP and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
 
 
 def dumps(doc: Any) -> bytes:

@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from operator import call
 from typing import Literal, Protocol
 
+from orjson import JSONDecodeError, loads
+
 from shared import headers as h
 from shared import jsondoc
 from shared.errors import BadDocument, PoisonRecord
 from shared.headers import KAFKA_MESSAGE, MESSAGE_HEADERS
+from shared.jsondoc import SHORTEST_TOO_DEEP, too_deep
 from shared.kafka.sizes import FRAMING, HEADROOM, record_bytes
 from shared.kinds import FailureKind
 
@@ -178,10 +181,14 @@ class Wrapper:
         if size > self.max_record or len(value) > self.max_bytes:
             self._oversize(len(value), size)
         if self.json:
+            # jsondoc.loads_object inlined (this is per record): the same grammar
+            # (orjson) and the same depth rule (jsondoc.too_deep)
             try:
-                jsondoc.loads_object(value)
-            except BadDocument as exc:
-                raise PoisonRecord("undecodable", f"value is {exc}") from None
+                doc = loads(value)
+            except JSONDecodeError:
+                doc = None
+            if type(doc) is not dict or (len(value) > SHORTEST_TOO_DEEP and too_deep(value, doc)):
+                self._undecodable(value)
         prefix = self._by_partition.get(part)
         if prefix is None:
             prefix = self._prefix_for(self.topic if self.topic is not None else msg.topic(), part)
@@ -194,6 +201,14 @@ class Wrapper:
             _ATTEMPT_1,
         ]
         return key, value, own + ours if own else ours
+
+    @staticmethod
+    def _undecodable(value: bytes) -> None:
+        try:
+            jsondoc.loads_object(value)
+        except BadDocument as exc:
+            raise PoisonRecord("undecodable", f"value is {exc}") from None
+        raise AssertionError("jsondoc.loads_object and the inlined check disagree")
 
     def _oversize(self, value_size: int, size: int) -> None:
         if value_size > self.max_bytes:
