@@ -25,7 +25,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from services.enrich import metrics as m
-from services.enrich.aimd import Aimd
 from services.enrich.breaker_policy import (
     Effect,
     auth_outage,
@@ -316,6 +315,3 @@ def _outage(rt: Runtime) -> Failure:
 def _kind(record: Record) -> str:
     return h.get_str(record.headers, h.ERROR_KIND) or ""
 
-
-def new_aimd(max_in_flight: int) -> Aimd:
-    return Aimd(max_limit=max_in_flight)

@@ -83,9 +83,6 @@ class ProviderState:
         """Force the breaker open fleet-wide with ``reason``; True when this call opened it."""
         return await self.breakers.trip(self.name, reason)
 
-    async def breaker_state(self) -> str:
-        return await self.breakers.state(self.name)
-
     async def health(self) -> Health:
         return await provider_health(self.r, self.pipeline, self.name)
 
