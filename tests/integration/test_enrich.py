@@ -125,9 +125,11 @@ def test_outage_without_fallback_parks_and_with_fallback_uses_it(
         fake_config(url, {"faults": {"http_503": 1.0}})
         produce_work(stack.bootstrap, topics, work_records(100))
         with Worker(config_file=cfg, max_in_flight=4):
-            time.sleep(6)
-        fails = read_all(stack.bootstrap, f"{topics}.failures")
-        kinds = [h.get_str(m.headers(), h.ERROR_KIND) for m in fails]
+            kinds: list[str | None] = []
+            deadline = time.monotonic() + 60
+            while "outage" not in kinds and time.monotonic() < deadline:
+                fails = read_all(stack.bootstrap, f"{topics}.failures", idle_s=0.5, timeout_s=5)
+                kinds = [h.get_str(m.headers(), h.ERROR_KIND) for m in fails]
         # before the breaker trips a few calls fail as provider_error (attempt 1: a retry, not a DLQ);
         # after that, only outage failures; the rest of the records wait in P.work uncommitted
         assert kinds.count("provider_error") <= 5

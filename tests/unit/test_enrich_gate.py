@@ -76,14 +76,15 @@ async def test_batches_are_capped_and_split_by_model() -> None:
 
 
 async def test_the_pump_sleeps_until_the_bucket_says_and_takes_what_refilled() -> None:
-    bucket = FakeBucket(tokens_now=0, every_s=0.02)
+    bucket = FakeBucket(tokens_now=0, every_s=0.2)
     gate = gate_for(bucket)
     loop = asyncio.get_running_loop()
     start = loop.time()
     got = await asyncio.gather(*(gate.acquire(None, 1) for _ in range(5)))
     elapsed = loop.time() - start
     assert all(r is not None for r in got)
-    assert 0.09 <= elapsed < 0.3  # five refills of 20 ms, no polling delay on top
+    # five refills of 200 ms: never sooner; later only by scheduling (seconds of slack)
+    assert 0.95 <= elapsed < 4.0
     assert len(bucket.calls) <= 8  # woken by the bucket's wait, not a busy loop
 
 
