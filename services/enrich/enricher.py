@@ -35,8 +35,7 @@ from services.enrich.breaker_policy import (
 from services.enrich.classify import cooldown_from_headers
 from services.enrich.providers.base import CallFailure, CallSuccess, ProviderRequest
 from services.enrich.runtime import Runtime
-from services.enrich.tasks import Output as Parsed
-from services.enrich.tasks import parse_output, render, request_hash
+from services.enrich.tasks import Answer, parse_output, render, request_hash
 from shared import headers as h
 from shared.config_file import TaskConfig
 from shared.kafka.concurrent import Output
@@ -165,7 +164,7 @@ class Enricher:
 
     async def _call(
         self, rt: Runtime, req: ProviderRequest
-    ) -> tuple[Parsed, CallSuccess] | Failure:
+    ) -> tuple[Answer, CallSuccess] | Failure:
         digest = request_hash(rt.config.kind, req)
         started = time.monotonic()
         cached = await self._cached(rt, digest)
@@ -177,7 +176,7 @@ class Enricher:
 
     async def _call_in_slot(
         self, rt: Runtime, req: ProviderRequest, digest: str
-    ) -> tuple[Parsed, CallSuccess] | Failure:
+    ) -> tuple[Answer, CallSuccess] | Failure:
         estimate = req.text_chars() // 4 + 1 + req.max_tokens
         # The breaker first: no Redis round trip between taking a token and sending.
         started = time.monotonic()
@@ -205,12 +204,12 @@ class Enricher:
 
     async def _succeeded(
         self, rt: Runtime, digest: str, res: Reservation, probe: bool, result: CallSuccess
-    ) -> tuple[Parsed, CallSuccess] | Failure:
+    ) -> tuple[Answer, CallSuccess] | Failure:
         parsed = parse_output(self.task, result.content)
         # Independent Redis writes, at once: the record waits for one round trip, not three.
         writes = [rt.state.reconcile(res, result.tokens_in + result.tokens_out),
                   rt.state.record(True, probe)]  # fmt: skip
-        if isinstance(parsed, Parsed) and self.cache is not None and self.cache_ttl_s > 0:
+        if isinstance(parsed, Answer) and self.cache is not None and self.cache_ttl_s > 0:
             payload = {"content": result.content, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
                        "model": result.model, "latency_ms": result.latency_ms}  # fmt: skip
             writes.append(self.cache.put(digest, json.dumps(payload).encode(), self.cache_ttl_s))
@@ -224,8 +223,8 @@ class Enricher:
         m.LATENCY.labels(rt.name, result.model).observe(result.latency_ms / 1000)
         m.TOKENS.labels(rt.name, result.model, "in").inc(result.tokens_in)
         m.TOKENS.labels(rt.name, result.model, "out").inc(result.tokens_out)
-        m.CALLS.labels(rt.name, "ok" if isinstance(parsed, Parsed) else "failed",
-                       "" if isinstance(parsed, Parsed) else parsed.kind.value).inc()  # fmt: skip
+        m.CALLS.labels(rt.name, "ok" if isinstance(parsed, Answer) else "failed",
+                       "" if isinstance(parsed, Answer) else parsed.kind.value).inc()  # fmt: skip
         if isinstance(parsed, Failure):
             return parsed
         return parsed, result
@@ -268,7 +267,7 @@ class Enricher:
             log.warning("provider %s rejected the API key (%s): breaker already open", rt.name, how)
         return auth_outage(result.failure, rt.name, result.status)
 
-    async def _cached(self, rt: Runtime, digest: str) -> tuple[Parsed, CallSuccess] | None:
+    async def _cached(self, rt: Runtime, digest: str) -> tuple[Answer, CallSuccess] | None:
         if self.cache is None:
             return None
         raw = await self.cache.get(digest)
@@ -314,4 +313,3 @@ def _outage(rt: Runtime) -> Failure:
 
 def _kind(record: Record) -> str:
     return h.get_str(record.headers, h.ERROR_KIND) or ""
-

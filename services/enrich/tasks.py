@@ -33,7 +33,7 @@ _FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?[ \t]*```", re.DOTA
 
 
 @dataclass(frozen=True, slots=True)
-class Output:
+class Answer:
     """A model answer that parsed and conforms to the task's schema."""
 
     value: Any
@@ -119,7 +119,7 @@ def _invalid(error_class: str, message: str) -> Failure:
     return Failure(FailureKind.INVALID_OUTPUT, error_class, message)
 
 
-def parse_output(task: TaskConfig, content: str) -> Output | Failure:
+def parse_output(task: TaskConfig, content: str) -> Answer | Failure:
     """The model's content as a JSON value that conforms to the task's schema."""
     text = strip_fences(content)
     if not text:
@@ -132,7 +132,7 @@ def parse_output(task: TaskConfig, content: str) -> Output | Failure:
     problem = schema.first_error(value, task.schema_dict)
     if problem is not None:
         return _invalid("schema", f"answer does not match the output schema: {problem}")
-    return Output(value)
+    return Answer(value)
 
 
 def request_hash(provider_kind: str, request: ProviderRequest) -> str:

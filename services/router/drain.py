@@ -58,7 +58,7 @@ class HealthCache:
         return seen[0]
 
 
-class Gate:
+class DrainGate:
     """Lets a parked record go when its provider is available and a token is there."""
 
     def __init__(

@@ -62,7 +62,7 @@ class Wait:
     provider: str | None = None
 
 
-Gate = Callable[[str | None], Wait | None]
+ParkedGate = Callable[[str | None], Wait | None]
 """Parked drain gate: given the record's provider, a Wait or None (go)."""
 
 
@@ -109,7 +109,9 @@ def retry(c: env.Consumed, topics: Topics, now_ms: int) -> Plan | Wait:
     return Plan((Send(topics.work, rec),), "work", f.kind.value, late_ms=now_ms - due)
 
 
-def decide(role: Role, c: env.Consumed, topics: Topics, now_ms: int, gate: Gate) -> Plan | Wait:
+def decide(
+    role: Role, c: env.Consumed, topics: Topics, now_ms: int, gate: ParkedGate
+) -> Plan | Wait:
     """The plan for a record read in ``role``; never raises for the record's sake.
 
     Anything that goes wrong while deciding is that record's failure: a
@@ -139,7 +141,7 @@ def _back_to_work(c: env.Consumed, topics: Topics) -> Plan:
     return Plan((Send(topics.work, env.work_record(c, f.attempt)),), "work", f.kind.value)
 
 
-def parked(c: env.Consumed, topics: Topics, gate: Gate) -> Plan | Wait:
+def parked(c: env.Consumed, topics: Topics, gate: ParkedGate) -> Plan | Wait:
     """A parked record: back to work when the gate lets it through."""
     back = _back_to_work(c, topics)
     if back.hop != "work":

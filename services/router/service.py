@@ -48,7 +48,7 @@ from confluent_kafka import (
 
 from services.router import metrics as m
 from services.router import routing
-from services.router.drain import Gate, HealthCache, TokenBucket
+from services.router.drain import DrainGate, HealthCache, TokenBucket
 from services.router.envelope import MALFORMED, Consumed
 from services.router.health import RedisHealth
 from services.router.pausing import Pauser
@@ -97,7 +97,7 @@ class Router:
         self._check = check
         self.health = HealthCache(check, settings.health_refresh_s)
         rps = settings.parked_drain_rps
-        self.gate = Gate(
+        self.gate = DrainGate(
             self.health, TokenBucket(rps, max(1.0, rps * settings.min_hold_s), time.time())
         )
         self.txn = TxnProducer(producer_config(settings, **{

@@ -26,7 +26,7 @@ from services.enrich.providers import (
     ProviderRequest,
     build_provider,
 )
-from services.enrich.tasks import Output, parse_output, render
+from services.enrich.tasks import Answer, parse_output, render
 from services.fakellm.config import FakeLLMConfig
 from services.fakellm.server import serve_in_thread
 from shared.config_file import ProviderConfig, default_config
@@ -86,7 +86,7 @@ async def test_success_validates_as_sentiment(provider: Provider) -> None:
     assert result.tokens_in > 0 and result.tokens_out > 0 and result.model == "gpt-fake"
     assert result.latency_ms >= 0 and "content-type" in result.headers
     out = parse_output(TASK, result.content)
-    assert isinstance(out, Output)
+    assert isinstance(out, Answer)
     assert out.value["sentiment"] == "positive" and "billing" in out.value["topics"]
 
 

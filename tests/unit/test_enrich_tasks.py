@@ -6,7 +6,7 @@ import pytest
 
 from services.enrich import schema
 from services.enrich.providers.base import Message, ProviderRequest
-from services.enrich.tasks import Output, parse_output, render, request_hash, strip_fences
+from services.enrich.tasks import Answer, parse_output, render, request_hash, strip_fences
 from shared.config_file import TaskConfig, default_config
 from shared.kinds import FailureKind
 from shared.outcomes import Failure
@@ -96,7 +96,7 @@ GOOD = {"sentiment": "negative", "confidence": 0.9, "topics": ["billing"]}
     ],
 )
 def test_parse_good_output(content: str) -> None:
-    assert parse_output(SENTIMENT, content) == Output(GOOD)
+    assert parse_output(SENTIMENT, content) == Answer(GOOD)
 
 
 def test_strip_fences_leaves_plain_text() -> None:
@@ -152,7 +152,7 @@ def test_parse_bad_output_is_invalid_output(content: str, error_class: str, need
 
 
 def test_parse_without_schema_takes_any_json() -> None:
-    assert parse_output(task("{a}"), "[1, 2]") == Output([1, 2])
+    assert parse_output(task("{a}"), "[1, 2]") == Answer([1, 2])
 
 
 # -- schema subset ---------------------------------------------------------------------

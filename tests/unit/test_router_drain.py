@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import TopicPartition
 
-from services.router.drain import Gate, HealthCache, TokenBucket
+from services.router.drain import DrainGate, HealthCache, TokenBucket
 from services.router.holds import Hold, Holds
 from services.router.pausing import Pauser
 from services.router.routing import Wait
@@ -42,7 +42,7 @@ def test_health_is_asked_at_most_once_per_refresh() -> None:
 def test_gate_waits_for_the_provider_then_for_tokens() -> None:
     clock = [0.0]
     up = {"x": False}
-    gate = Gate(HealthCache(lambda p: up[p], 0.5), TokenBucket(2, 1, 0.0), lambda: clock[0])
+    gate = DrainGate(HealthCache(lambda p: up[p], 0.5), TokenBucket(2, 1, 0.0), lambda: clock[0])
     assert gate("x") == Wait(provider="x")
     up["x"] = True
     assert gate("x") == Wait(provider="x"), "still the cached answer"
