@@ -48,3 +48,34 @@ def test_source_id_reports_what_is_missing() -> None:
         h.source_id([])
     with pytest.raises(h.HeaderError, match="not an integer"):
         h.source_id([(h.SRC_TOPIC, b"t"), (h.SRC_PARTITION, b"x"), (h.SRC_OFFSET, b"1")])
+
+
+def test_a_header_name_with_a_literal_replacement_character_is_valid_everywhere() -> None:
+    from services.ingest.wrap import Wrapper
+
+    class Msg:
+        def topic(self) -> str:
+            return "src"
+
+        def partition(self) -> int:
+            return 0
+
+        def offset(self) -> int:
+            return 3
+
+        def key(self) -> bytes:
+            return b"k"
+
+        def value(self) -> bytes:
+            return b'{"text": "x"}'
+
+        def headers(self) -> object:
+            return [("caf\ufffd", b"v")]
+
+        def timestamp(self) -> tuple[int, int]:
+            return (1, 5)
+
+    _, _, hs = Wrapper("json", 1000).work_record(Msg(), 0, 3)
+    # what ingest forwarded, every later stage reads back whole: identity included
+    assert h.check_headers(hs) == hs
+    assert h.source_id(hs) == h.SourceId("src", 0, 3)
