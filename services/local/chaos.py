@@ -87,6 +87,13 @@ class Chaos:
         if self.error is not None:
             raise self.error
 
+    def halt(self, timeout_s: float = 120.0) -> None:
+        """Stop after the action under way (a broker restart finishes first) and wait for it,
+        so nothing is started behind the caller's back once this returns."""
+        self.stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
+
     def _run(self) -> None:
         t0 = time.monotonic()
         try:
@@ -94,6 +101,8 @@ class Chaos:
                 if self.stop.wait(max(0.0, t0 + a.at_s - time.monotonic())):
                     return
                 self._do(a)
+                if self.stop.is_set():
+                    return  # halted inside the action: it is not done
                 self.done.append((time.monotonic() - t0, a))
         except BaseException as exc:  # handed to join()
             self.error = exc
@@ -102,7 +111,8 @@ class Chaos:
         log.warning("chaos: %s %s", a.kind, a.target)
         if a.kind == "kill":
             self.fleet.kill(a.target)
-            time.sleep(self.down_s)
+            if self.stop.wait(self.down_s):
+                return  # halted: the caller is stopping the fleet, nothing is restarted under it
             self.fleet.start_service(a.target)
         elif a.kind == "broker_restart":
             self.restart_broker()

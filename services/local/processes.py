@@ -56,17 +56,18 @@ class Processes:
 
     def check(self) -> None:
         """Raise :class:`ProcessExited` if a process exited that was not killed on purpose."""
-        for name, p in self.running.items():
+        for name, p in list(self.running.items()):  # another thread may (re)start a process
             if p.poll() is not None and name not in self._killed:
                 raise ProcessExited(f"{name} exited with {p.returncode}; see {self.log_path(name)}")
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name``: no goodbye (no commit, no leave-group, an open transaction)."""
         p = self.running[name]
+        # marked before the signal: check() in another thread must never see the exit first
+        self._killed.add(name)
         if p.poll() is None:
             p.kill()
         p.wait(10)
-        self._killed.add(name)
 
     def stop(self, names: Sequence[str] | None = None, grace_s: float = 60.0) -> dict[str, int]:
         """SIGTERM ``names`` (default: all), wait for them to exit, SIGKILL after ``grace_s``;

@@ -99,7 +99,7 @@ def test_exactly_once_and_in_order_through_kills_restarts_and_faults(
         chaos.join(60)
         calls = fleet.llm_stats()
     finally:
-        chaos.stop.set()
+        chaos.halt()
         fleet.stop()
     v = check_run(kafka.bootstrap, topics, source)
     report = {**v.as_dict(), "llm_calls": calls["requests_total"],

@@ -1,9 +1,14 @@
-"""The chaos schedule (pure)."""
+"""The chaos schedule (pure), and the harness that carries it out without races."""
 
 import itertools
+import subprocess
+import sys
+import threading
 from collections import Counter
+from pathlib import Path
 
-from services.local.chaos import plan
+from services.local.chaos import Action, Chaos, plan
+from services.local.processes import Processes, ProcessExited
 
 SERVICES = ["ingest", "enrich-1", "enrich-2", "router", "sequencer"]
 
@@ -27,3 +32,54 @@ def test_one_broker_restart_one_redis_restart_one_outage_in_time_order() -> None
     assert not kill_times & set(restarts), "a restart never coincides with a kill"
     assert plan(SERVICES, 2, 5.0, seed=1) == plan(SERVICES, 2, 5.0, seed=1)
     assert "outage" not in {a.kind for a in plan(SERVICES, 1, 5.0, seed=1, outage_at_s=None)}
+
+
+class _Fleet:
+    """Records what the chaos thread does to the fleet."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+        self.killed = threading.Event()
+
+    def kill(self, name: str) -> None:
+        self.calls.append(("kill", name))
+        self.killed.set()
+
+    def start_service(self, name: str) -> None:
+        self.calls.append(("start", name))
+
+
+def test_a_halt_during_a_kill_restarts_nothing_behind_the_callers_back() -> None:
+    fleet = _Fleet()
+    chaos = Chaos(fleet, [Action(0.0, "kill", "router")],  # type: ignore[arg-type]
+                  restart_broker=lambda: None, restart_redis=lambda: None, down_s=30.0)  # fmt: skip
+    chaos.start()
+    assert fleet.killed.wait(10)
+    chaos.halt(timeout_s=10)
+    assert fleet.calls == [("kill", "router")]
+    assert chaos.done == []
+
+
+def test_a_process_killed_on_purpose_is_never_reported_as_exited(tmp_path: Path) -> None:
+    procs = Processes(tmp_path)
+    procs.running["sleeper"] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # fmt: skip
+    seen: list[BaseException] = []
+    stop = threading.Event()
+
+    def watch() -> None:  # what a test's main thread does while chaos kills
+        while not stop.is_set():
+            try:
+                procs.check()
+            except ProcessExited as exc:
+                seen.append(exc)
+                return
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        procs.kill("sleeper")
+    finally:
+        stop.set()
+        watcher.join(10)
+    assert seen == []
+    procs.check()
