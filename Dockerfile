@@ -5,6 +5,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY services ./services
+COPY devtools ./devtools
 COPY bench ./bench
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 sluice
 USER sluice

@@ -30,7 +30,7 @@ demo: setup
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .
-	@$(BIN)/ruff format --check shared services bench tests
+	@$(BIN)/ruff format --check shared services devtools bench tests
 	@$(BIN)/mypy
 
 unit: $(STAMP)

@@ -56,13 +56,13 @@ from confluent_kafka import Producer
 from bench.common import emit
 from bench.ordered import run_ordered
 from bench.promtext import merged_buckets, quantile_le
-from services.local.fleet import Fleet, FleetSpec
-from services.local.readback import Tail, ident, read_topic
-from services.local.verify import Ident, percentile
+from devtools.fleet.fleet import Fleet, FleetSpec
+from devtools.runs.readback import Tail, ident, read_topic
+from devtools.runs.verify import Ident, percentile
+from devtools.stack.resolve import Stack, acquire
 from shared import headers as h
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.settings import CommonSettings, load
-from shared.stack.resolve import Stack, acquire
 from shared.topics import Topics, parse_rungs
 
 RUNGS = "5s,1m"

@@ -3,7 +3,7 @@
 Set-up (everything but the bench's bookkeeping and the baseline runs in
 subprocesses, so the cores are shared as they would be in production):
 
-* Kafka and Redis from :func:`shared.stack.resolve.acquire`;
+* Kafka and Redis from :func:`devtools.stack.resolve.acquire`;
 * fakellm as ``sluice fakellm`` with log-normal latency (mean 1 s, sigma 0.5)
   and its own limit of ``--limit`` requests/s (it answers 429 above it);
 * the provider config gives the fleet a budget a little below that limit,
@@ -70,13 +70,13 @@ from confluent_kafka.admin import AdminClient
 
 from bench.common import TEXTS, emit
 from bench.naive import run_baseline
-from services.local.processes import Processes, start_fakellm
+from devtools.fleet.processes import Processes, start_fakellm
+from devtools.stack.ports import free_port
+from devtools.stack.resolve import Stack, acquire
 from shared import headers as h
 from shared.errors import SluiceError
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.settings import CommonSettings, load
-from shared.stack.ports import free_port
-from shared.stack.resolve import Stack, acquire
 from shared.topics import Topics
 
 MODEL = "fake-1"

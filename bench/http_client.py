@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 
 from bench.common import emit
+from devtools.fleet.processes import Processes, start_fakellm
 from services.enrich.providers import CallSuccess, Message, ProviderRequest, build_provider
-from services.local.processes import Processes, start_fakellm
 from shared.config_file import ProviderConfig
 
 MODEL = "fake-sentiment-1"

@@ -30,11 +30,11 @@ import uuid
 from confluent_kafka import Consumer, Producer
 
 from bench.common import emit, fill, make_topic
+from devtools.stack.resolve import acquire
 from services.ingest.service import Ingest
 from shared import headers as h
 from shared.kafka.provision import create_topics
 from shared.settings import CommonSettings, IngestSettings, load
-from shared.stack.resolve import acquire
 
 log = logging.getLogger(__name__)
 

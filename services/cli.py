@@ -71,35 +71,13 @@ def _topics(argv: list[str]) -> int:
 
 
 def _dev(argv: list[str]) -> int:
-    from shared.stack import dev
+    from devtools.stack.dev import run
 
-    parser = argparse.ArgumentParser(
-        prog="sluice dev", description="Local stack: Kafka, Redis, fakellm."
-    )
-    parser.add_argument("action", choices=["up", "down", "status"])
-    args = parser.parse_args(argv)
-    if args.action == "up":
-        state = dev.up()
-        for name, svc in state["services"].items():
-            print(f"{name:8} {svc['address']}   (log {svc['log']})")
-        kafka, redis = state["services"]["kafka"]["address"], state["services"]["redis"]["address"]
-        print(f"\nexport SLUICE_KAFKA_BOOTSTRAP={kafka} SLUICE_REDIS_URL={redis}")
-    elif args.action == "down":
-        stopped = dev.down()
-        print("stopped: " + (", ".join(stopped) or "nothing was running"))
-    else:
-        st = dev.status()
-        if not st:
-            print("not running (sluice dev up starts it)")
-            return 1
-        for name, svc in st.items():
-            print(f"{name:8} {'up' if svc['healthy'] else 'DOWN':5} {svc['address']}")
-        return 0 if all(s["healthy"] for s in st.values()) else 1
-    return 0
+    return run(argv)
 
 
 def _demo(argv: list[str]) -> int:
-    from services.demo import run
+    from devtools.demo import run
 
     return run(argv)
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.stack.resolve import Stack, acquire
+from devtools.stack.resolve import Stack, acquire
 
 
 @pytest.fixture(scope="session")

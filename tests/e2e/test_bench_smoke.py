@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from shared.stack.resolve import Stack
+from devtools.stack.resolve import Stack
 
 pytestmark = pytest.mark.e2e
 

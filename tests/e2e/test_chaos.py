@@ -24,15 +24,15 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from services.local.chaos import Chaos, plan
-from services.local.fleet import Fleet, FleetSpec
-from services.local.readback import Tail, check_run, ident
-from services.local.tickets import tickets
+from devtools.fleet.chaos import Chaos, plan
+from devtools.fleet.fleet import Fleet, FleetSpec
+from devtools.runs.readback import Tail, check_run, ident
+from devtools.runs.tickets import tickets
+from devtools.stack.kafka_local import LocalKafka
+from devtools.stack.redis_local import LocalRedis
 from shared.errors import StackError
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.settings import CommonSettings, load
-from shared.stack.kafka_local import LocalKafka
-from shared.stack.redis_local import LocalRedis
 from shared.topics import Topics, parse_rungs
 
 pytestmark = pytest.mark.e2e

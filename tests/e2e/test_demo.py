@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from shared.stack.resolve import Stack
+from devtools.stack.resolve import Stack
 
 pytestmark = pytest.mark.e2e
 

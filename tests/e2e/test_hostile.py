@@ -24,14 +24,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from services.local.fleet import Fleet, FleetSpec
-from services.local.readback import Probe, Tail, check_run, ident, read_topic
+from devtools.fleet.fleet import Fleet, FleetSpec
+from devtools.runs.readback import Probe, Tail, check_run, ident, read_topic
+from devtools.stack.resolve import Stack
 from shared import headers as h
 from shared.jsondoc import MAX_DEPTH
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.kafka.sizes import FRAMING, HEADROOM
 from shared.settings import CommonSettings, load
-from shared.stack.resolve import Stack
 from shared.topics import Topics, parse_rungs
 from tests.support.rawheaders import produce_raw
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from devtools.stack.resolve import Stack
 from services.fakellm.config import FakeLLMConfig, FixedLatency
 from services.fakellm.server import serve_in_thread
 from shared import headers as h
@@ -17,7 +18,6 @@ from shared.kafka.provision import create_topics
 from shared.redis.client import connect
 from shared.redis.health import set_paused
 from shared.settings import CommonSettings, load
-from shared.stack.resolve import Stack
 from tests.support.enrich import (
     Worker,
     fake_config,

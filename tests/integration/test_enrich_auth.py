@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from devtools.stack.resolve import Stack
 from shared import headers as h
 from shared.kafka.provision import create_topics
 from shared.redis.breaker import Breakers, BreakerView
 from shared.redis.client import connect
 from shared.settings import CommonSettings, load
-from shared.stack.resolve import Stack
 from tests.support.enrich import Worker, produce_work, src_offset
 from tests.support.hostile import HostileServer, base_url, hostile_server
 from tests.support.kafka import read_all

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from devtools.stack.resolve import Stack
 from services.ingest.service import Ingest
 from shared import headers as h
 from shared.kafka.provision import create_topics
 from shared.kafka.shutdown import StopFlag
 from shared.settings import CommonSettings, IngestSettings, load
-from shared.stack.resolve import Stack
 from tests.support.kafka import create_topic, end_offsets, produce, read_all, wait_for
 from tests.support.rawheaders import produce_raw
 from tests.support.running import InThread

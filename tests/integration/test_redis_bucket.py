@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from devtools.stack.resolve import Stack
 from services.enrich.gate import BucketGate
 from shared.redis import bucket_math as bm
 from shared.redis import keys
@@ -17,7 +18,6 @@ from shared.redis.bucket import Batch, Limiter, Limits, ProviderLimits, dims_for
 from shared.redis.client import connect
 from shared.redis.cooldown import Cooldowns
 from shared.redis.errors import ProviderStateUnavailable
-from shared.stack.resolve import Stack
 
 pytestmark = pytest.mark.integration
 

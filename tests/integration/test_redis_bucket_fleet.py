@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.stack.resolve import Stack
+from devtools.stack.resolve import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from devtools.stack.resolve import Stack
 from shared.redis.cache import ResultCache, request_digest
 from shared.redis.client import connect
 from shared.redis.fleet import Fleet
-from shared.stack.resolve import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from devtools.stack.resolve import Stack
 from shared.redis import keys
 from shared.redis.breaker import Breakers
 from shared.redis.breaker_logic import BreakerConfig, BreakerState
@@ -18,7 +19,6 @@ from shared.redis.client import connect
 from shared.redis.cooldown import Cooldowns
 from shared.redis.health import provider_health, set_paused
 from shared.redis.state import ProviderState
-from shared.stack.resolve import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -6,12 +6,12 @@ import hashlib
 
 import pytest
 
+from devtools.stack.resolve import Stack
 from shared.redis.bucket import ProviderLimits
 from shared.redis.bucket_lua import BUCKET_LUA
 from shared.redis.client import connect
 from shared.redis.errors import ProviderStateUnavailable
 from shared.redis.state import ProviderState
-from shared.stack.resolve import Stack
 
 pytestmark = pytest.mark.integration
 

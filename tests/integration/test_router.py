@@ -18,6 +18,7 @@ import pytest
 from confluent_kafka import Message
 from prometheus_client import REGISTRY
 
+from devtools.stack.resolve import Stack
 from services.router import envelope as env
 from services.router.service import Router
 from services.router.settings import RouterSettings
@@ -27,7 +28,6 @@ from shared.kafka.shutdown import StopFlag
 from shared.kinds import FailureKind as K
 from shared.outcomes import Failure, Record, failure_record
 from shared.settings import load
-from shared.stack.resolve import Stack
 from tests.support.kafka import produce, read_all
 from tests.support.running import InThread
 

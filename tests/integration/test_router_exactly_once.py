@@ -20,14 +20,14 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from services.local.processes import Processes
+from devtools.fleet.processes import Processes
+from devtools.stack.resolve import Stack
 from services.router.settings import RouterSettings
 from shared import headers as h
 from shared.kafka.provision import create_topics
 from shared.kinds import FailureKind as K
 from shared.outcomes import Failure, Record, failure_record, ok_result
 from shared.settings import load
-from shared.stack.resolve import Stack
 from tests.integration.test_router import fail, ident
 from tests.support.kafka import read_all
 

@@ -12,14 +12,14 @@ import pytest
 import redis.asyncio as aioredis
 from confluent_kafka import Producer
 
-from services.local.processes import Processes
+from devtools.fleet.processes import Processes
+from devtools.stack.resolve import Stack
 from services.router.settings import RouterSettings
 from shared import headers as h
 from shared.kafka.provision import create_topics
 from shared.kinds import FailureKind as K
 from shared.redis.health import set_paused
 from shared.settings import load
-from shared.stack.resolve import Stack
 from tests.integration.test_router import PROVIDER, Raw, Running, by_ident, fail, ident, sample
 from tests.support.kafka import end_offsets, produce, read_all, wait_for
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from devtools.stack.resolve import Stack
 from services.sequencer.blocked import read_blocked
 from services.sequencer.service import Sequencer
 from services.sequencer.settings import SequencerSettings
@@ -29,7 +30,6 @@ from shared.kafka.shutdown import StopFlag
 from shared.kinds import FailureKind
 from shared.outcomes import Failure, Record, dead_outcome, failure_record, ok_result
 from shared.settings import load
-from shared.stack.resolve import Stack
 from tests.support.kafka import produce, read_all, wait_for
 from tests.support.running import InThread
 

@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException, Producer
 
-from services.local.processes import Processes
+from devtools.fleet.processes import Processes
+from devtools.stack.kafka_local import LocalKafka
 from services.sequencer.settings import SequencerSettings
 from shared.errors import StackError
 from shared.kafka.provision import create_topics
 from shared.settings import load
-from shared.stack.kafka_local import LocalKafka
 from tests.integration.test_sequencer import announce, check_order, ident, key_of, ok
 from tests.support.kafka import end_offsets, read_all, wait_for
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from services.local.processes import Processes
+from devtools.fleet.processes import Processes
+from devtools.stack.resolve import Stack
 from services.sequencer.settings import SequencerSettings
 from shared import headers as h
 from shared.kafka.provision import create_topics
 from shared.settings import load
-from shared.stack.resolve import Stack
 from tests.integration.test_sequencer import Raw, announce, check_order, ident, key_of, ok
 from tests.support.kafka import end_offsets, produce, read_all, wait_for
 

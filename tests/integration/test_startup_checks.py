@@ -16,9 +16,9 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from devtools.stack.redis_local import LocalRedis
+from devtools.stack.resolve import Stack
 from shared.redis.watch import RedisWatch
-from shared.stack.redis_local import LocalRedis
-from shared.stack.resolve import Stack
 from shared.topics import Topics
 from tests.support.cli import error_line
 from tests.support.kafka import create_topic, wait_for

@@ -10,11 +10,11 @@ import sys
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from devtools.stack.kafka_local import metadata_ok
+from devtools.stack.resolve import Stack
 from shared.errors import TopicError
 from shared.kafka.provision import create_topics
 from shared.settings import CommonSettings, load
-from shared.stack.kafka_local import metadata_ok
-from shared.stack.resolve import Stack
 from shared.topics import Topics
 from tests.support.kafka import create_topic
 

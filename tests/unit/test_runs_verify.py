@@ -1,6 +1,6 @@
 """The run verifier (pure): lost, duplicates, order, late replays, DLQ repeats."""
 
-from services.local.verify import OutRec, order_violations, verdict
+from devtools.runs.verify import OutRec, order_violations, verdict
 
 T = "src"
 

@@ -17,8 +17,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from devtools.stack.ports import free_port, port_open, wait_until
 from shared.errors import SluiceError
-from shared.stack.ports import free_port, port_open, wait_until
 
 
 class ProcessExited(SluiceError):

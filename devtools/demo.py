@@ -25,13 +25,13 @@ from confluent_kafka import KafkaException, Producer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from services.local.fleet import Fleet, FleetSpec
-from services.local.readback import Probe, Tail, check_run, ident
-from services.local.tickets import tickets
+from devtools.fleet.fleet import Fleet, FleetSpec
+from devtools.runs.readback import Probe, Tail, check_run, ident
+from devtools.runs.tickets import tickets
+from devtools.stack.resolve import Stack, acquire
 from shared.errors import SluiceError
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.settings import CommonSettings, load
-from shared.stack.resolve import Stack, acquire
 from shared.topics import Topics, parse_rungs
 
 # HTTP 200 error bodies say "server error" here: a rate-limit body orders the whole

@@ -7,8 +7,8 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from services.local.chaos import Action, Chaos, plan
-from services.local.processes import Processes, ProcessExited
+from devtools.fleet.chaos import Action, Chaos, plan
+from devtools.fleet.processes import Processes, ProcessExited
 
 SERVICES = ["ingest", "enrich-1", "enrich-2", "router", "sequencer"]
 

@@ -2,7 +2,7 @@
 
 Used by ``sluice demo``, ``sluice bench e2e`` and the chaos test. Every service
 runs as ``python -m services.cli <service>`` with its output in
-``<log_dir>/<name>.log`` (:mod:`services.local.processes`). Each gets a static
+``<log_dir>/<name>.log`` (:mod:`devtools.fleet.processes`). Each gets a static
 group membership (``group.instance.id`` = its name) and a fixed worker id, so
 a service killed and started again takes its partitions back at once instead
 of waiting for a session timeout, and a restarted sequencer fences its
@@ -22,9 +22,9 @@ import httpx
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
-from services.local.processes import Processes, start_fakellm
+from devtools.fleet.processes import Processes, start_fakellm
+from devtools.stack.ports import free_port
 from shared.errors import SluiceError
-from shared.stack.ports import free_port
 
 SERVICES = ("ingest", "router", "sequencer")
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from devtools.stack.ports import free_port, wait_until
 from shared.errors import StackError
-from shared.stack.ports import free_port, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def cache_dir() -> Path:
 
 def _pom(version: str) -> str:
     return (
-        resources.files("shared.stack")
+        resources.files("devtools.stack")
         .joinpath("kafka-pom.xml")
         .read_text()
         .replace("@KAFKA_VERSION@", version)
@@ -148,7 +148,9 @@ class LocalKafka:
         props = self.data_dir / "server.properties"
         props.write_text(self._properties(controller_port))
         log4j = self.data_dir / "log4j2.properties"
-        log4j.write_text(resources.files("shared.stack").joinpath("log4j2.properties").read_text())
+        log4j.write_text(
+            resources.files("devtools.stack").joinpath("log4j2.properties").read_text()
+        )
         java = ["java", f"-Xmx{self.heap}", f"-Dlog4j2.configurationFile={log4j}", "-cp", cp]
         if not formatted:
             fmt = subprocess.run(

@@ -9,8 +9,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from devtools.stack.ports import free_port, wait_until
 from shared.errors import StackError
-from shared.stack.ports import free_port, wait_until
 
 log = logging.getLogger(__name__)
 

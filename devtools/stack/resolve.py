@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from devtools.stack.kafka_local import LocalKafka, wait_for_kafka
+from devtools.stack.redis_local import LocalRedis, redis_ping
 from shared.errors import StackError
-from shared.stack.kafka_local import LocalKafka, wait_for_kafka
-from shared.stack.redis_local import LocalRedis, redis_ping
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from services.local.verify import Ident, OutRec, Verdict, verdict
+from devtools.runs.verify import Ident, OutRec, Verdict, verdict
 from shared import headers as h
 from shared.errors import SluiceError
 from shared.kafka.consume import consume_available

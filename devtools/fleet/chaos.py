@@ -1,7 +1,7 @@
 """Chaos for a running fleet: SIGKILLs, a broker restart, a Redis restart, a provider outage.
 
 :func:`plan` is pure (a schedule from a seed); :class:`Chaos` carries it out
-in a thread against a :class:`~services.local.fleet.Fleet` and the local
+in a thread against a :class:`~devtools.fleet.fleet.Fleet` and the local
 stack, logging every action so a failing run shows what happened when.
 """
 
@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.local.fleet import Fleet
+from devtools.fleet.fleet import Fleet
 
 log = logging.getLogger(__name__)
 

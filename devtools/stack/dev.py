@@ -2,12 +2,13 @@
 
 State (addresses, pids, data folders) is kept in ``.sluice/dev/state.json``
 under the current directory so ``status`` and ``down`` find what ``up``
-started. Kafka and Redis come from :mod:`shared.stack.resolve`'s order, minus
+started. Kafka and Redis come from :mod:`devtools.stack.resolve`'s order, minus
 Docker (compose is the Docker path for a long-running stack).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -18,10 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from devtools.stack.kafka_local import LocalKafka, metadata_ok
+from devtools.stack.ports import free_port, port_open, wait_until
+from devtools.stack.redis_local import LocalRedis, redis_ping
 from shared.errors import StackError
-from shared.stack.kafka_local import LocalKafka, metadata_ok
-from shared.stack.ports import free_port, port_open, wait_until
-from shared.stack.redis_local import LocalRedis, redis_ping
 
 STATE_DIR = Path(os.environ.get("SLUICE_DEV_DIR", ".sluice/dev"))
 
@@ -134,3 +135,30 @@ def status() -> dict[str, dict[str, Any]]:
             healthy = port_open(host.split("//")[-1], int(port))
         out[name] = {**svc, "running": _alive(svc.get("pid")), "healthy": healthy}
     return out
+
+
+def run(argv: list[str]) -> int:
+    """``sluice dev up | down | status``: print addresses, what stopped, or health."""
+    parser = argparse.ArgumentParser(
+        prog="sluice dev", description="Local stack: Kafka, Redis, fakellm."
+    )
+    parser.add_argument("action", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    if args.action == "up":
+        state = up()
+        for name, svc in state["services"].items():
+            print(f"{name:8} {svc['address']}   (log {svc['log']})")
+        kafka, redis = state["services"]["kafka"]["address"], state["services"]["redis"]["address"]
+        print(f"\nexport SLUICE_KAFKA_BOOTSTRAP={kafka} SLUICE_REDIS_URL={redis}")
+    elif args.action == "down":
+        stopped = down()
+        print("stopped: " + (", ".join(stopped) or "nothing was running"))
+    else:
+        st = status()
+        if not st:
+            print("not running (sluice dev up starts it)")
+            return 1
+        for name, svc in st.items():
+            print(f"{name:8} {'up' if svc['healthy'] else 'DOWN':5} {svc['address']}")
+        return 0 if all(s["healthy"] for s in st.values()) else 1
+    return 0

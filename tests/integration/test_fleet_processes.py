@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.local.processes import Processes, ProcessExited
+from devtools.fleet.processes import Processes, ProcessExited
+from devtools.stack.ports import free_port, port_open, wait_until
 from shared.errors import SluiceError
-from shared.stack.ports import free_port, port_open, wait_until
 
 
 def test_exit_nobody_asked_for_is_reported_with_its_log(tmp_path: Path) -> None:
