@@ -1,23 +1,15 @@
 """LLM result cache: a crash, retry or replay never pays twice for one answer.
 
-Keyed by the content hash of the request (:func:`request_digest`), valued by
-the raw bytes the caller chose to keep, with a TTL.
+Keyed by the content hash of the request (enrich's ``tasks.request_hash``),
+valued by the raw bytes the caller chose to keep, with a TTL.
 """
 
 from __future__ import annotations
 
-import hashlib
-
-import orjson
 import redis.asyncio as aioredis
 
 from shared.redis import keys
 from shared.redis.client import translated
-
-
-def request_digest(request: object) -> str:
-    """sha256 hex of ``request`` as canonical JSON (keys sorted) (pure)."""
-    return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class ResultCache:

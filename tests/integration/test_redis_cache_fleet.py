@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from shared.redis.cache import ResultCache, request_digest
+from services.enrich.providers.base import Message, ProviderRequest
+from services.enrich.tasks import request_hash
+from shared.redis.cache import ResultCache
 from shared.redis.client import connect
 from shared.redis.fleet import Fleet
 from shared.stack.resolve import Stack
@@ -25,7 +27,7 @@ async def r(stack: Stack) -> AsyncIterator[aioredis.Redis]:
 
 async def test_cache_get_put_and_ttl(r: aioredis.Redis, pipeline: str) -> None:
     cache = ResultCache(r, pipeline)
-    d = request_digest({"model": "m", "messages": ["x"]})
+    d = request_hash("openai", ProviderRequest("m", (Message("user", "x"),)))
     assert await cache.get(d) is None
     await cache.put(d, b'{"sentiment":"positive"}', ttl_s=0.3)
     assert await cache.get(d) == b'{"sentiment":"positive"}'
