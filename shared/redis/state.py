@@ -4,6 +4,11 @@
 over the token buckets, cooldowns, breaker, pause flag, fleet registry and
 result cache of one pipeline.
 
+The result cache: a crash, retry or replay never pays twice for one answer.
+Entries are keyed by the content hash of the request (which names the provider
+kind it was asked of, so the pipeline's providers share one cache), valued by
+the bytes the caller chose to keep, with a TTL.
+
 state = RedisProviderState(connect(url), "sluice", "openai", limits=ProviderLimits(rpm=1200))
 adm = await state.allow()
 batch = await state.reserve_many("gpt-4o-mini", [900])
@@ -16,10 +21,11 @@ from collections.abc import Sequence
 import redis.asyncio as aioredis
 
 from shared.provider_state import Admission, Batch, Health, Reservation
+from shared.redis import keys
 from shared.redis.breaker import Breakers
 from shared.redis.breaker_logic import BreakerSpec
 from shared.redis.bucket import Limiter, ProviderLimits
-from shared.redis.cache import ResultCache
+from shared.redis.client import translated
 from shared.redis.cooldown import Cooldowns
 from shared.redis.fleet import DEFAULT_TTL_S, Fleet
 from shared.redis.health import provider_health
@@ -41,7 +47,6 @@ class RedisProviderState:
         self.cooldowns = Cooldowns(r, pipeline)
         self.breakers = Breakers(r, pipeline, breaker or BreakerSpec())
         self.fleet = Fleet(r, pipeline)
-        self.cache = ResultCache(r, pipeline)
 
     # token buckets
     async def reserve_many(self, model: str | None, tokens: Sequence[int]) -> Batch:
@@ -77,9 +82,16 @@ class RedisProviderState:
     async def leave(self, worker_id: str) -> None:
         await self.fleet.leave(self.name, worker_id)
 
-    # result cache (the pipeline's: a digest names the provider kind it was asked of)
+    # result cache
     async def cached(self, digest: str) -> bytes | None:
-        return await self.cache.get(digest)
+        with translated("cache get"):
+            value = await self.r.get(keys.cache(self.pipeline, digest))
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else str(value).encode()
 
     async def remember(self, digest: str, value: bytes, ttl_s: float) -> None:
-        await self.cache.put(digest, value, ttl_s)
+        if ttl_s <= 0:
+            return
+        with translated("cache put"):
+            await self.r.set(keys.cache(self.pipeline, digest), value, px=max(1, int(ttl_s * 1000)))
