@@ -36,8 +36,8 @@ MAX_RESPONSE_BYTES_DEFAULT = 4 * 1024 * 1024
 SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key"})
 
 
-class Limits(BaseModel):
-    """Fleet-wide budget; 0 means unlimited."""
+class ModelConfig(BaseModel):
+    """A model's own fleet-wide budget (``providers.<name>.models.<model>``); 0 means unlimited."""
 
     model_config = _FROZEN
     requests_per_minute: int = Field(0, ge=0)
@@ -64,7 +64,7 @@ class ProviderConfig(BaseModel):
     timeout_s: float = Field(30.0, gt=0, le=3600)
     requests_per_minute: int = Field(0, ge=0)
     tokens_per_minute: int = Field(0, ge=0)
-    models: dict[str, Limits] = Field(default_factory=dict)
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
     max_connections: int = Field(64, ge=1, le=10_000)
     # A bigger answer (decoded bytes) fails as provider_error/response_too_large.
     max_response_bytes: int = Field(MAX_RESPONSE_BYTES_DEFAULT, ge=1024, le=1024**3)
@@ -83,15 +83,6 @@ class ProviderConfig(BaseModel):
                     "leave this header's value empty to send the key in it"
                 )
         return self
-
-    def limits_for(self, model: str) -> Limits:
-        """The model's own budget if configured, else the provider's."""
-        if model in self.models:
-            return self.models[model]
-        return Limits(
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-        )
 
     def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The key itself (``None`` when none is configured); ConfigError if its variable is unset."""

@@ -103,16 +103,18 @@ def dumps(doc: Any) -> bytes:
     return orjson.dumps(doc)
 
 
-def embeddable(value: bytes | None) -> Any:
+def embeddable(value: bytes | None, *, is_json: bool = False) -> Any:
     """``value`` as it goes inside another JSON document, without re-encoding it.
 
     Valid JSON (by :func:`loads`) is embedded verbatim; anything else as
-    ``{"base64": ...}``; no value as null. Never raises.
+    ``{"base64": ...}``; no value as null. Never raises. ``is_json``: the
+    caller decoded ``value`` with :func:`loads` already (it is not checked again).
     """
     if value is None:
         return None
-    try:
-        loads(value)
-    except BadDocument:
-        return {"base64": base64.b64encode(value).decode()}
+    if not is_json:
+        try:
+            loads(value)
+        except BadDocument:
+            return {"base64": base64.b64encode(value).decode()}
     return orjson.Fragment(value)

@@ -25,11 +25,6 @@ class FailureKind(StrEnum):
         return self not in (FailureKind.BAD_REQUEST, FailureKind.POISON, FailureKind.OVERSIZE)
 
     @property
-    def spends_attempt(self) -> bool:
-        """An outage parks the record; it does not count as a try."""
-        return self is not FailureKind.OUTAGE
-
-    @property
     def dlq_suffix(self) -> str:
         """Which dead-letter topic (``P.dlq.<suffix>``) this kind ends in."""
         if self is FailureKind.TIMEOUT:

@@ -96,11 +96,16 @@ def ok_result(
     latency_ms: int,
     tokens_in: int,
     tokens_out: int,
+    *,
+    input_is_json: bool = False,
 ) -> Record:
-    """A successful outcome, for ``P.results``."""
-    value = jsondoc.dumps(
-        {"task": task, "enrichment": enrichment, "input": jsondoc.embeddable(work.value)}
-    )
+    """A successful outcome, for ``P.results``.
+
+    ``input_is_json``: the caller has decoded ``work.value`` with
+    :func:`shared.jsondoc.loads` already, so it is embedded without another decode.
+    """
+    embedded = jsondoc.embeddable(work.value, is_json=input_is_json)
+    value = jsondoc.dumps({"task": task, "enrichment": enrichment, "input": embedded})
     keep = [(n, v) for n, v in work.headers if not n.startswith("sluice.error.")]
     ours: h.HeaderList = [
         (h.OUTCOME, b"ok"),

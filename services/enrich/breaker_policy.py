@@ -10,6 +10,9 @@
                                                                        (a timeout stays a timeout)
     anything else (bad request, rate limit) . untouched; a probe       its failure
                                               counts as an answer
+    (no call: the provider paused or its .... -                        outage ``paused`` or
+    breaker open, seen before or while                                 ``breaker_open[:reason]``
+    waiting)
 
 An auth failure is the provider's problem, not the record's: retrying the
 record cannot fix a key, so the provider is taken out of service at once and
@@ -23,9 +26,18 @@ from enum import Enum
 
 from shared.kinds import FailureKind
 from shared.outcomes import Failure
-from shared.redis.breaker_logic import AUTH
+from shared.provider_state import Health
+from shared.redis.breaker_logic import AUTH, OPEN
 
-__all__ = ["AUTH", "Effect", "auth_outage", "breaker_effect", "outage_if_opened"]
+__all__ = [
+    "AUTH",
+    "Effect",
+    "auth_outage",
+    "breaker_effect",
+    "opened_for_auth",
+    "outage_if_opened",
+    "unavailable",
+]
 
 # Failures that say the provider itself is unwell (they feed the breaker's window).
 PROVIDER_SIDE = frozenset({FailureKind.TIMEOUT, FailureKind.OVERLOADED, FailureKind.PROVIDER_ERROR})
@@ -77,3 +89,20 @@ def outage_if_opened(failure: Failure, breaker_state: str) -> Failure:
             failure.retry_after_s,
         )
     return failure
+
+
+def unavailable(provider: str, health: Health | None) -> Failure:
+    """The record's failure when ``provider`` would not take the call (paused or open)."""
+    if health is not None and health.paused:
+        return Failure(FailureKind.OUTAGE, "paused", f"provider {provider} is paused")
+    reason = health.reason if health is not None else ""
+    return Failure(
+        FailureKind.OUTAGE,
+        f"breaker_open:{reason}" if reason else "breaker_open",
+        f"provider {provider}: breaker open" + (f" (reason {reason})" if reason else ""),
+    )
+
+
+def opened_for_auth(health: Health | None) -> Health:
+    """What a worker knows at once after tripping the breaker for auth (the fleet: at its refresh)."""
+    return Health(paused=health.paused if health is not None else False, breaker=OPEN, reason=AUTH)

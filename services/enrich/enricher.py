@@ -13,40 +13,45 @@ stops taking new work until one is available again. A provider that rejects
 the API key (401/403) is tripped open fleet-wide with reason ``auth`` at once
 (:mod:`services.enrich.breaker_policy`): the record goes on to the fallback,
 or is parked as ``outage``.
+
+Everything the fleet shares goes through :class:`shared.provider_state.ProviderState`
+and every call through :class:`~services.enrich.providers.base.Provider`, so
+unit tests drive this with in-memory fakes of both. The record's value is
+decoded once per attempt, whatever the number of providers tried.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
+from services.enrich import cache_entry
 from services.enrich import metrics as m
 from services.enrich.breaker_policy import (
+    AUTH,
     Effect,
     auth_outage,
     breaker_effect,
+    opened_for_auth,
     outage_if_opened,
     status_text,
+    unavailable,
 )
 from services.enrich.classify import cooldown_from_headers
 from services.enrich.providers.base import CallFailure, CallSuccess, ProviderRequest
-from services.enrich.runtime import Runtime
-from services.enrich.tasks import Answer, parse_output, render, request_hash
+from services.enrich.tasks import Answer, parse_output, record_object, render, request_hash
+from services.enrich.worker_provider import WorkerProvider
 from shared import headers as h
 from shared.config_file import TaskConfig
 from shared.kafka.concurrent import Output
 from shared.kinds import FailureKind
 from shared.logs import coords
 from shared.outcomes import Failure, Record, failure_record, ok_result, oversize, unexpected
-from shared.redis.breaker_logic import AUTH, OPEN
-from shared.redis.bucket import Reservation
-from shared.redis.cache import ResultCache
+from shared.provider_state import Reservation
 from shared.redis.errors import ProviderStateUnavailable
-from shared.redis.health import Health
 from shared.topics import Topics
 from shared.watermark import TP
 
@@ -63,36 +68,30 @@ class Enricher:
         topics: Topics,
         task_name: str,
         task: TaskConfig,
-        runtimes: dict[str, Runtime],
-        cache: ResultCache | None,
+        providers: Mapping[str, WorkerProvider],
         cache_ttl_s: float,
         max_message_bytes: int = 1_048_576,
     ) -> None:
         self.topics = topics
         self.task = task
         self.task_name = task_name
-        self.chain = [runtimes[name] for name in task.providers]
-        self.cache = cache
-        self.cache_ttl_s = cache_ttl_s
+        self.chain = [providers[name] for name in task.providers]
+        self.cache_ttl_s = cache_ttl_s  # 0: no result cache
         self.max_message_bytes = max_message_bytes
 
     # -- intake ----------------------------------------------------------------
     def accepting(self) -> bool:
-        return any(rt.available for rt in self.chain)
+        return any(wp.available for wp in self.chain)
 
     async def refresh(self, worker_id: str) -> None:
         """Read pause/breaker state of the chain; publish this worker's in-flight."""
-        for rt in self.chain:
+        for wp in self.chain:
             try:
-                rt.health = await rt.state.health()
-                await rt.state.heartbeat(worker_id, rt.active)
+                wp.health = await wp.state.health()
+                await wp.state.heartbeat(worker_id, wp.active)
             except ProviderStateUnavailable:
-                rt.health = None
-            m.PAUSED.labels(rt.name).set(1 if rt.health and rt.health.paused else 0)
-            m.BREAKER_OPEN.labels(rt.name).set(
-                1 if rt.health and rt.health.breaker == "open" else 0
-            )
-            m.CONCURRENCY_LIMIT.labels(rt.name).set(rt.aimd.current)
+                wp.health = None
+            m.observe_provider(wp.name, wp.health, wp.aimd.current)
 
     # -- one record ------------------------------------------------------------
     async def handle(self, record: Record, tp: TP, offset: int) -> Sequence[Output]:
@@ -126,26 +125,29 @@ class Enricher:
 
     async def _attempt(self, record: Record, attempt: int) -> Output:
         last: tuple[Failure, str] | None = None
-        for rt in self.chain:
-            if not rt.available:
+        doc: dict[str, Any] | Failure | None = None  # the value, decoded at the first provider
+        for wp in self.chain:
+            if not wp.available:
                 continue  # paused or open: the next provider of the chain (fallback)
-            req = render(self.task, record.value, provider=rt.name)
+            if doc is None:
+                doc = record_object(record.value)
+            req = doc if isinstance(doc, Failure) else render(self.task, doc, provider=wp.name)
             if isinstance(req, Failure):
                 return self._failed(record, attempt, req, None)
-            result = await self._call(rt, req)
+            result = await self._call(wp, req)
             if isinstance(result, Failure):
                 if result.kind is FailureKind.OUTAGE:
-                    last = (result, rt.name)
+                    last = (result, wp.name)
                     continue  # became unavailable while we waited: try the fallback
-                return self._failed(record, attempt, result, rt.name)
+                return self._failed(record, attempt, result, wp.name)
             parsed, success = result
             ok = ok_result(
-                record, self.task_name, parsed.value, rt.name, success.model, success.latency_ms,
-                success.tokens_in, success.tokens_out,
+                record, self.task_name, parsed.value, wp.name, success.model, success.latency_ms,
+                success.tokens_in, success.tokens_out, input_is_json=True,
             )  # fmt: skip
             too_large = oversize(ok, self.max_message_bytes)
             if too_large is not None:
-                return self._failed(record, attempt, too_large, rt.name)
+                return self._failed(record, attempt, too_large, wp.name)
             return Output(self.topics.results, ok)
         failure, provider = last or (
             Failure(
@@ -163,126 +165,115 @@ class Enricher:
         return Output(self.topics.failures, failure_record(record, attempt, failure, provider))
 
     async def _call(
-        self, rt: Runtime, req: ProviderRequest
+        self, wp: WorkerProvider, req: ProviderRequest
     ) -> tuple[Answer, CallSuccess] | Failure:
-        digest = request_hash(rt.config.kind, req)
+        digest = request_hash(wp.provider.kind, req)
         started = time.monotonic()
-        cached = await self._cached(rt, digest)
-        m.STEP.labels(rt.name, "cache_lookup").observe(time.monotonic() - started)
+        cached = await self._cached(wp, digest) if self.cache_ttl_s > 0 else None
+        m.STEP.labels(wp.name, "cache_lookup").observe(time.monotonic() - started)
         if cached is not None:
             return cached
-        async with rt.slot():
-            return await self._call_in_slot(rt, req, digest)
+        async with wp.slot():
+            return await self._call_in_slot(wp, req, digest)
 
     async def _call_in_slot(
-        self, rt: Runtime, req: ProviderRequest, digest: str
+        self, wp: WorkerProvider, req: ProviderRequest, digest: str
     ) -> tuple[Answer, CallSuccess] | Failure:
         estimate = req.text_chars() // 4 + 1 + req.max_tokens
         # The breaker first: no Redis round trip between taking a token and sending.
         started = time.monotonic()
-        admission = await rt.state.allow()
-        m.STEP.labels(rt.name, "breaker").observe(time.monotonic() - started)
+        admission = await wp.state.allow()
+        m.STEP.labels(wp.name, "breaker").observe(time.monotonic() - started)
         if not admission.allowed:
-            return _outage(rt)
+            return unavailable(wp.name, wp.health)
         waited = time.monotonic()
-        res = await rt.gate.acquire(req.model, estimate)  # FIFO, batched reservations
+        res = await wp.gate.acquire(req.model, estimate)  # FIFO, batched reservations
         if res is None:
-            return _outage(rt)  # paused or open while we waited
-        m.BUCKET_WAIT.labels(rt.name).observe(time.monotonic() - waited)
-        result = await rt.provider.call(req)
+            return unavailable(wp.name, wp.health)  # paused or open while we waited
+        m.BUCKET_WAIT.labels(wp.name).observe(time.monotonic() - waited)
+        result = await wp.provider.call(req)
         # The call is paid for: from here on a Redis outage delays the bookkeeping
         # but never makes us call again.
         started = time.monotonic()
         try:
             if isinstance(result, CallSuccess):
                 return await _until_redis(
-                    lambda: self._succeeded(rt, digest, res, admission.probe, result)
+                    lambda: self._succeeded(wp, digest, res, admission.probe, result)
                 )
-            return await _until_redis(lambda: self._failed_call(rt, res, admission.probe, result))
+            return await _until_redis(lambda: self._failed_call(wp, res, admission.probe, result))
         finally:
-            m.STEP.labels(rt.name, "bookkeeping").observe(time.monotonic() - started)
+            m.STEP.labels(wp.name, "bookkeeping").observe(time.monotonic() - started)
 
     async def _succeeded(
-        self, rt: Runtime, digest: str, res: Reservation, probe: bool, result: CallSuccess
+        self, wp: WorkerProvider, digest: str, res: Reservation, probe: bool, result: CallSuccess
     ) -> tuple[Answer, CallSuccess] | Failure:
         parsed = parse_output(self.task, result.content)
         # Independent Redis writes, at once: the record waits for one round trip, not three.
-        writes = [rt.state.reconcile(res, result.tokens_in + result.tokens_out),
-                  rt.state.record(True, probe)]  # fmt: skip
-        if isinstance(parsed, Answer) and self.cache is not None and self.cache_ttl_s > 0:
-            payload = {"content": result.content, "tokens_in": result.tokens_in, "tokens_out": result.tokens_out,
-                       "model": result.model, "latency_ms": result.latency_ms}  # fmt: skip
-            writes.append(self.cache.put(digest, json.dumps(payload).encode(), self.cache_ttl_s))
+        writes = [wp.state.reconcile(res, result.tokens_in + result.tokens_out),
+                  wp.state.record(True, probe)]  # fmt: skip
+        if isinstance(parsed, Answer) and self.cache_ttl_s > 0:
+            writes.append(wp.state.remember(digest, cache_entry.encode(result), self.cache_ttl_s))
         await asyncio.gather(*writes)
-        rt.aimd.on_success()
-        await rt.wake()
+        wp.aimd.on_success()
+        await wp.wake()
         cooldown = cooldown_from_headers(result.headers, time.time())
         if cooldown:
-            await rt.state.extend_cooldown(cooldown)
-            m.COOLDOWNS.labels(rt.name).inc()
-        m.LATENCY.labels(rt.name, result.model).observe(result.latency_ms / 1000)
-        m.TOKENS.labels(rt.name, result.model, "in").inc(result.tokens_in)
-        m.TOKENS.labels(rt.name, result.model, "out").inc(result.tokens_out)
-        m.CALLS.labels(rt.name, "ok" if isinstance(parsed, Answer) else "failed",
-                       "" if isinstance(parsed, Answer) else parsed.kind.value).inc()  # fmt: skip
+            await wp.state.extend_cooldown(cooldown)
+            m.COOLDOWNS.labels(wp.name).inc()
+        m.LATENCY.labels(wp.name, result.model).observe(result.latency_ms / 1000)
+        m.TOKENS.labels(wp.name, result.model, "in").inc(result.tokens_in)
+        m.TOKENS.labels(wp.name, result.model, "out").inc(result.tokens_out)
         if isinstance(parsed, Failure):
+            m.CALLS.labels(wp.name, "failed", parsed.kind.value).inc()
             return parsed
+        m.CALLS.labels(wp.name, "ok", "").inc()
         return parsed, result
 
     async def _failed_call(
-        self, rt: Runtime, res: Reservation, probe: bool, result: CallFailure
+        self, wp: WorkerProvider, res: Reservation, probe: bool, result: CallFailure
     ) -> Failure:
         f = result.failure
-        await rt.state.reconcile(res, 0)  # the request counted at the provider; its tokens did not
-        m.CALLS.labels(rt.name, "failed", f.kind.value).inc()
+        await wp.state.reconcile(res, 0)  # the request counted at the provider; its tokens did not
+        m.CALLS.labels(wp.name, "failed", f.kind.value).inc()
         if f.kind in _PUSHBACK:
-            rt.aimd.on_pushback(time.monotonic())
+            wp.aimd.on_pushback(time.monotonic())
         if f.retry_after_s:
-            await rt.state.extend_cooldown(f.retry_after_s)
-            m.COOLDOWNS.labels(rt.name).inc()
+            await wp.state.extend_cooldown(f.retry_after_s)
+            m.COOLDOWNS.labels(wp.name).inc()
         effect = breaker_effect(f)
         if effect is Effect.TRIP_AUTH:
-            return await self._auth_rejected(rt, result)
+            return await self._auth_rejected(wp, result)
         if effect is Effect.FAILURE:
             # If this failure opened the breaker, the record failed because of the outage.
-            return outage_if_opened(f, await rt.state.record(False, probe))
+            return outage_if_opened(f, await wp.state.record(False, probe))
         if probe:
-            await rt.state.record(True, probe)  # the provider answered; the request was at fault
+            await wp.state.record(True, probe)  # the provider answered; the request was at fault
         return f
 
-    async def _auth_rejected(self, rt: Runtime, result: CallFailure) -> Failure:
+    async def _auth_rejected(self, wp: WorkerProvider, result: CallFailure) -> Failure:
         """The key was refused: open the provider fleet-wide; park or reroute the record."""
-        m.AUTH_FAILURES.labels(rt.name).inc()
-        opened = await rt.state.trip(AUTH)
+        m.AUTH_FAILURES.labels(wp.name).inc()
+        opened = await wp.state.trip(AUTH)
         # This worker stops at once; the rest of the fleet at its next health refresh.
-        rt.health = Health(
-            paused=rt.health.paused if rt.health else False, breaker=OPEN, reason=AUTH
-        )
-        m.BREAKER_OPEN.labels(rt.name).set(1)
+        wp.health = opened_for_auth(wp.health)
+        m.BREAKER_OPEN.labels(wp.name).set(1)
         how = status_text(result.status)
         if opened:
             log.error("provider %s rejected the API key (%s): breaker opened fleet-wide (reason auth); "
-                      "a half-open probe tests the key again", rt.name, how)  # fmt: skip
+                      "a half-open probe tests the key again", wp.name, how)  # fmt: skip
         else:
-            log.warning("provider %s rejected the API key (%s): breaker already open", rt.name, how)
-        return auth_outage(result.failure, rt.name, result.status)
+            log.warning("provider %s rejected the API key (%s): breaker already open", wp.name, how)
+        return auth_outage(result.failure, wp.name, result.status)
 
-    async def _cached(self, rt: Runtime, digest: str) -> tuple[Answer, CallSuccess] | None:
-        if self.cache is None:
-            return None
-        raw = await self.cache.get(digest)
-        if raw is None:
-            return None
-        try:
-            doc = json.loads(raw)
-            success = CallSuccess(doc["content"], int(doc["tokens_in"]), int(doc["tokens_out"]), doc["model"],
-                                  int(doc.get("latency_ms", 0)))  # fmt: skip
-        except (ValueError, KeyError, TypeError):
-            return None  # an unreadable entry is a miss
+    async def _cached(self, wp: WorkerProvider, digest: str) -> tuple[Answer, CallSuccess] | None:
+        raw = await wp.state.cached(digest)
+        success = None if raw is None else cache_entry.decode(raw)
+        if success is None:
+            return None  # a miss, or an unreadable entry
         parsed = parse_output(self.task, success.content)
         if isinstance(parsed, Failure):
             return None
-        m.CACHE_HITS.labels(rt.name).inc()
+        m.CACHE_HITS.labels(wp.name).inc()
         return parsed, success
 
 
@@ -298,17 +289,6 @@ async def _until_redis(step: Callable[[], Awaitable[T]]) -> T:
         except ProviderStateUnavailable as exc:
             log.warning("Redis unavailable after a paid call (%s); retrying the bookkeeping", exc)
             await asyncio.sleep(REDIS_RETRY_S)
-
-
-def _outage(rt: Runtime) -> Failure:
-    if rt.health is not None and rt.health.paused:
-        return Failure(FailureKind.OUTAGE, "paused", f"provider {rt.name} is paused")
-    reason = rt.health.reason if rt.health is not None else ""
-    return Failure(
-        FailureKind.OUTAGE,
-        f"breaker_open:{reason}" if reason else "breaker_open",
-        f"provider {rt.name}: breaker open" + (f" (reason {reason})" if reason else ""),
-    )
 
 
 def _kind(record: Record) -> str:

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from shared.redis.bucket import Batch, Reservation
+from shared.provider_state import Batch, Reservation
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,10 @@
 """Prometheus metrics of the enrich service."""
 
+from __future__ import annotations
+
 from prometheus_client import Counter, Gauge, Histogram
+
+from shared.provider_state import Health
 
 LATENCY = Histogram(
     "sluice_llm_latency_seconds",
@@ -46,3 +50,10 @@ CACHE_HITS = Counter(
 OUTCOMES = Counter(
     "sluice_enrich_outcomes_total", "Records finished by outcome", ["outcome", "kind"]
 )
+
+
+def observe_provider(name: str, health: Health | None, concurrency_limit: int) -> None:
+    """A provider's state as this worker last read it (``None``: unknown)."""
+    PAUSED.labels(name).set(1 if health and health.paused else 0)
+    BREAKER_OPEN.labels(name).set(1 if health and health.breaker == "open" else 0)
+    CONCURRENCY_LIMIT.labels(name).set(concurrency_limit)

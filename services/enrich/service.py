@@ -15,10 +15,10 @@ from services.enrich.aimd import Aimd
 from services.enrich.enricher import Enricher
 from services.enrich.metrics import IN_FLIGHT
 from services.enrich.providers import build_providers
-from services.enrich.runtime import Runtime
 from services.enrich.settings import EnrichSettings
+from services.enrich.worker_provider import WorkerProvider
 from shared import looplag
-from shared.config_file import SluiceConfig, load_config
+from shared.config_file import load_config
 from shared.errors import ConfigError
 from shared.kafka.concurrent import ConcurrentConsumer, start_loop, stop_loop
 from shared.kafka.config import consumer_config, producer_config
@@ -26,30 +26,13 @@ from shared.kafka.producer import TrackedProducer
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.startup import check_topics
 from shared.metrics import lag_stats_callback
-from shared.redis.breaker_logic import BreakerConfig
-from shared.redis.bucket import Limits, ProviderLimits
-from shared.redis.cache import ResultCache
 from shared.redis.client import connect
-from shared.redis.state import ProviderState
+from shared.redis.provider_config import breaker_spec, bucket_limits
+from shared.redis.state import RedisProviderState
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _limits(cfg: SluiceConfig, name: str) -> ProviderLimits:
-    p = cfg.providers[name]
-    models = {
-        model: Limits(lim.requests_per_minute, lim.tokens_per_minute)
-        for model, lim in p.models.items()
-    }
-    return ProviderLimits(rpm=p.requests_per_minute, tpm=p.tokens_per_minute, models=models)
-
-
-def _breaker(cfg: SluiceConfig, name: str) -> BreakerConfig:
-    b = cfg.providers[name].breaker
-    return BreakerConfig(window_s=max(1, int(b.window_s)), min_requests=b.min_requests,
-                         failure_threshold=b.failure_rate, open_s=b.open_s, half_open_probes=b.half_open_probes)  # fmt: skip
 
 
 class EnrichService:
@@ -68,24 +51,22 @@ class EnrichService:
         self.loop, self._thread = start_loop()
         self.redis = connect(settings.redis_url.get_secret_value())
         self.providers = build_providers({n: self.config.providers[n] for n in self.task.providers})
-        self.runtimes = {
-            name: Runtime(
+        self.worker_providers = {
+            name: WorkerProvider(
                 name,
-                self.config.providers[name],
                 provider,
-                ProviderState(
+                RedisProviderState(
                     self.redis,
                     settings.pipeline,
                     name,
-                    _limits(self.config, name),
-                    _breaker(self.config, name),
+                    bucket_limits(self.config.providers[name]),
+                    breaker_spec(self.config.providers[name].breaker),
                 ),
                 Aimd(max_limit=settings.max_in_flight),
             )
             for name, provider in self.providers.items()
         }
-        cache = ResultCache(self.redis, settings.pipeline) if settings.cache_ttl_s > 0 else None
-        self.enricher = self._in_loop(self._make_enricher(cache))
+        self.enricher = self._in_loop(self._make_enricher())
         self.consumer = Consumer(
             consumer_config(settings, settings.group, stats_cb=lag_stats_callback(settings.group))
         )
@@ -96,14 +77,13 @@ class EnrichService:
         self._refresher: concurrent.futures.Future[None] | None = None
         self._lag_watch: concurrent.futures.Future[None] | None = None
 
-    async def _make_enricher(self, cache: ResultCache | None) -> Enricher:
+    async def _make_enricher(self) -> Enricher:
         # Clients bind to the running loop: build them inside it.
         return Enricher(
             self.topics,
             self.task_name,
             self.task,
-            self.runtimes,
-            cache,
+            self.worker_providers,
             self.settings.cache_ttl_s,
             max_message_bytes=self.settings.max_message_bytes,
         )
@@ -146,12 +126,12 @@ class EnrichService:
             stop_loop(self.loop, self._thread)
 
     async def _aclose(self) -> None:
-        for rt in self.runtimes.values():
+        for wp in self.worker_providers.values():
             try:
-                await rt.state.fleet.leave(rt.name, self.settings.worker_id)
+                await wp.state.leave(self.settings.worker_id)
             except Exception:  # Redis may be down at shutdown; the TTL expires the entry
                 log.debug("could not leave the fleet registry", exc_info=True)
-            await rt.provider.aclose()
+            await wp.provider.aclose()
         await self.redis.aclose()
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from shared.provider_state import Admission
 from shared.redis import keys
-from shared.redis.breaker_logic import Admission, BreakerConfig
+from shared.redis.breaker_logic import BreakerSpec
 from shared.redis.breaker_lua import BREAKER_LUA
 from shared.redis.client import translated
 
@@ -42,17 +43,17 @@ class Breakers:
         self,
         r: aioredis.Redis,
         pipeline: str,
-        config: BreakerConfig | Mapping[str, BreakerConfig] | None = None,
+        config: BreakerSpec | Mapping[str, BreakerSpec] | None = None,
     ) -> None:
         self.r = r
         self.pipeline = pipeline
-        self.config = config if config is not None else BreakerConfig()
+        self.config = config if config is not None else BreakerSpec()
         self._script = r.register_script(BREAKER_LUA)
 
-    def config_for(self, provider: str) -> BreakerConfig:
-        if isinstance(self.config, BreakerConfig):
+    def config_for(self, provider: str) -> BreakerSpec:
+        if isinstance(self.config, BreakerSpec):
             return self.config
-        return self.config.get(provider, BreakerConfig())
+        return self.config.get(provider, BreakerSpec())
 
     async def _run(
         self, provider: str, op: str, ok: bool = False, probe: bool = False, reason: str = ""
@@ -84,9 +85,6 @@ class Breakers:
         """Force the breaker open with ``reason``; True when this call opened it."""
         reply = await self._run(provider, "trip", reason=reason)
         return bool(int(reply[0]))
-
-    async def state(self, provider: str) -> str:
-        return (await self.view(provider)).state
 
     async def view(self, provider: str) -> BreakerView:
         _, _, state, now_ms, open_until, calls, fails, reason = await self._run(provider, "state")

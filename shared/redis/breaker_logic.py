@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Protocol
+
+from shared.provider_state import Admission
 
 CLOSED = "closed"
 OPEN = "open"
@@ -39,7 +40,9 @@ AUTH = "auth"
 
 
 @dataclass(frozen=True)
-class BreakerConfig:
+class BreakerSpec:
+    """The state machine's parameters (from YAML: :mod:`shared.redis.provider_config`)."""
+
     window_s: int = 30
     min_requests: int = 20
     failure_threshold: float = 0.5
@@ -64,38 +67,6 @@ class BreakerConfig:
         return math.ceil(self.probe_timeout_s * 1000)
 
 
-class _BreakerSettingsLike(Protocol):
-    @property
-    def failure_rate(self) -> float: ...
-    @property
-    def min_requests(self) -> int: ...
-    @property
-    def window_s(self) -> float: ...
-    @property
-    def open_s(self) -> float: ...
-    @property
-    def half_open_probes(self) -> int: ...
-
-
-def config_from(cfg: _BreakerSettingsLike, probe_timeout_s: float = 60.0) -> BreakerConfig:
-    """From the YAML provider's ``breaker`` entry (``failure_rate``, ``window_s``, ...)."""
-    return BreakerConfig(
-        window_s=max(1, math.ceil(cfg.window_s)),
-        min_requests=cfg.min_requests,
-        failure_threshold=cfg.failure_rate,
-        open_s=cfg.open_s,
-        half_open_probes=cfg.half_open_probes,
-        probe_timeout_s=probe_timeout_s,
-    )
-
-
-@dataclass(frozen=True)
-class Admission:
-    allowed: bool
-    probe: bool  # the call is a half-open probe: report it with record(..., probe=True)
-    state: str
-
-
 @dataclass
 class BreakerState:
     state: str = CLOSED
@@ -113,7 +84,7 @@ def effective_state(state: str, open_until_ms: int, now_ms: int) -> str:
     return state
 
 
-def _open(s: BreakerState, cfg: BreakerConfig, now_ms: int, reason: str) -> None:
+def _open(s: BreakerState, cfg: BreakerSpec, now_ms: int, reason: str) -> None:
     s.state, s.open_until_ms, s.probes, s.reason = OPEN, now_ms + cfg.open_ms, 0, reason
     s.window.clear()
 
@@ -123,7 +94,7 @@ def _close(s: BreakerState) -> None:
     s.window.clear()
 
 
-def window_counts(s: BreakerState, cfg: BreakerConfig, now_ms: int) -> tuple[int, int]:
+def window_counts(s: BreakerState, cfg: BreakerSpec, now_ms: int) -> tuple[int, int]:
     """(calls, failures) in the window ending now; drops buckets that fell out."""
     sec = now_ms // 1000
     for old in [k for k in s.window if k <= sec - cfg.window_s]:
@@ -131,7 +102,7 @@ def window_counts(s: BreakerState, cfg: BreakerConfig, now_ms: int) -> tuple[int
     return sum(n for n, _ in s.window.values()), sum(f for _, f in s.window.values())
 
 
-def allow(s: BreakerState, cfg: BreakerConfig, now_ms: int) -> Admission:
+def allow(s: BreakerState, cfg: BreakerSpec, now_ms: int) -> Admission:
     if s.state == CLOSED:
         return Admission(True, False, CLOSED)
     if s.state == OPEN:
@@ -147,7 +118,7 @@ def allow(s: BreakerState, cfg: BreakerConfig, now_ms: int) -> Admission:
     return Admission(False, False, HALF_OPEN)
 
 
-def record(s: BreakerState, cfg: BreakerConfig, now_ms: int, ok: bool, probe: bool) -> str:
+def record(s: BreakerState, cfg: BreakerSpec, now_ms: int, ok: bool, probe: bool) -> str:
     """Account one outcome; returns the state afterwards."""
     if s.state == CLOSED:
         sec = now_ms // 1000
@@ -164,7 +135,7 @@ def record(s: BreakerState, cfg: BreakerConfig, now_ms: int, ok: bool, probe: bo
     return effective_state(s.state, s.open_until_ms, now_ms)
 
 
-def trip(s: BreakerState, cfg: BreakerConfig, now_ms: int, reason: str) -> bool:
+def trip(s: BreakerState, cfg: BreakerSpec, now_ms: int, reason: str) -> bool:
     """Force the breaker open with ``reason``; True when this call opened it.
 
     Already open (and not past its period): only the reason changes, so a burst

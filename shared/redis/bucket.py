@@ -14,13 +14,13 @@ never charged) the request. Burst choices are explained in
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
+from shared.provider_state import Batch, Reservation
 from shared.redis import keys
 from shared.redis.bucket_lua import BUCKET_LUA
 from shared.redis.bucket_math import (
@@ -37,7 +37,7 @@ Kind = Literal["requests", "tokens"]
 
 
 @dataclass(frozen=True)
-class Limits:
+class ModelLimits:
     """Per-minute limits of one model; 0 = unlimited."""
 
     rpm: int = 0
@@ -56,34 +56,10 @@ class ProviderLimits:
 
     rpm: int = 0
     tpm: int = 0
-    models: Mapping[str, Limits] = field(default_factory=dict)
+    models: Mapping[str, ModelLimits] = field(default_factory=dict)
     request_burst_s: float = REQUEST_BURST_S
     token_burst_s: float = TOKEN_BURST_S
     stack_model_limits: bool = False
-
-
-class _LimitsLike(Protocol):
-    @property
-    def requests_per_minute(self) -> int: ...
-    @property
-    def tokens_per_minute(self) -> int: ...
-
-
-class _ProviderConfigLike(_LimitsLike, Protocol):
-    @property
-    def models(self) -> Mapping[str, _LimitsLike]: ...
-
-
-def limits_from_config(cfg: _ProviderConfigLike) -> ProviderLimits:
-    """From the YAML provider entry (``requests_per_minute``, ``tokens_per_minute``, ``models``)."""
-    return ProviderLimits(
-        rpm=cfg.requests_per_minute,
-        tpm=cfg.tokens_per_minute,
-        models={
-            m: Limits(lim.requests_per_minute, lim.tokens_per_minute)
-            for m, lim in cfg.models.items()
-        },
-    )
 
 
 @dataclass(frozen=True)
@@ -99,48 +75,23 @@ def dims_for(limits: ProviderLimits | None, model: str | None) -> list[Dim]:
     """The buckets a call to ``model`` takes from, in a fixed order (pure)."""
     if limits is None:
         return []
-    provider = ("", Limits(limits.rpm, limits.tpm))
+    provider = ("", limits.rpm, limits.tpm)
     if model is None or model not in limits.models:
-        pairs = [provider]
-    elif limits.stack_model_limits:
-        pairs = [provider, (f":{model}", limits.models[model])]
+        triples = [provider]
     else:
-        pairs = [(f":{model}", limits.models[model])]
+        own = limits.models[model]
+        triples = [(f":{model}", own.rpm, own.tpm)]
+        if limits.stack_model_limits:
+            triples.insert(0, provider)
     out: list[Dim] = []
-    for suffix, lim in pairs:
-        rs = spec_per_minute(lim.rpm, limits.request_burst_s, exact_per_second=True)
+    for suffix, rpm, tpm in triples:
+        rs = spec_per_minute(rpm, limits.request_burst_s, exact_per_second=True)
         if rs is not None:
             out.append(Dim(f"rpm{suffix}", "requests", rs))
-        ts = spec_per_minute(lim.tpm, limits.token_burst_s)
+        ts = spec_per_minute(tpm, limits.token_burst_s)
         if ts is not None:
             out.append(Dim(f"tpm{suffix}", "tokens", ts))
     return out
-
-
-@dataclass
-class Reservation:
-    granted: bool
-    wait_s: float  # 0 when granted; else how long until it could be
-    provider: str
-    model: str | None
-    tokens: int  # tokens reserved (estimated input + max_tokens)
-    requests: int  # 1 when granted, else 0
-    now_us: int  # Redis TIME of the decision
-    blocked_by: str | None = None  # "cooldown" or the bucket that waits longest ("rpm", ...)
-    levels: dict[str, float] = field(default_factory=dict)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    settled: bool = False  # reconciled or refunded (each reservation is settled once)
-
-
-@dataclass
-class Batch:
-    """What :meth:`Limiter.reserve_many` took: one reservation per granted request, in order."""
-
-    reservations: list[Reservation]
-    wait_s: float  # until the first refused request could be granted (0 if none was refused)
-    now_us: int
-    blocked_by: str | None = None
-    levels: dict[str, float] = field(default_factory=dict)
 
 
 def _args(op: str, parts: Sequence[tuple[Dim, float]]) -> list[str]:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
+from shared.provider_state import Health
 from shared.redis import keys
 from shared.redis.breaker_logic import CLOSED, effective_state
 from shared.redis.client import translated
-
-
-@dataclass(frozen=True)
-class Health:
-    paused: bool
-    breaker: str  # closed | open | half_open
-    reason: str = ""  # why the breaker last opened (e.g. auth); "" when closed
-
-    @property
-    def available(self) -> bool:
-        """True when new work may be sent to the provider (half-open lets probes through)."""
-        return not self.paused and self.breaker != "open"
 
 
 def _text(v: Any) -> str | None:

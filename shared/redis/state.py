@@ -1,58 +1,54 @@
-"""Everything the fleet shares about one provider, behind one object.
+"""The fleet's shared state about one provider, kept in Redis.
 
-state = ProviderState(connect(url), "sluice", "openai", limits=ProviderLimits(rpm=1200))
+:class:`RedisProviderState` implements :class:`shared.provider_state.ProviderState`
+over the token buckets, cooldowns, breaker, pause flag, fleet registry and
+result cache of one pipeline.
+
+The result cache: a crash, retry or replay never pays twice for one answer.
+Entries are keyed by the content hash of the request (which names the provider
+kind it was asked of, so the pipeline's providers share one cache), valued by
+the bytes the caller chose to keep, with a TTL.
+
+state = RedisProviderState(connect(url), "sluice", "openai", limits=ProviderLimits(rpm=1200))
 adm = await state.allow()
-res = await state.reserve("gpt-4o-mini", tokens=900)
+batch = await state.reserve_many("gpt-4o-mini", [900])
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-from shared.redis.breaker import Breakers, BreakerView
-from shared.redis.breaker_logic import Admission, BreakerConfig
-from shared.redis.bucket import Batch, Limiter, ProviderLimits, Reservation
+from shared.provider_state import Admission, Batch, Health, Reservation
+from shared.redis import keys
+from shared.redis.breaker import Breakers
+from shared.redis.breaker_logic import BreakerSpec
+from shared.redis.bucket import Limiter, ProviderLimits
+from shared.redis.client import translated
 from shared.redis.cooldown import Cooldowns
 from shared.redis.fleet import DEFAULT_TTL_S, Fleet
-from shared.redis.health import Health, provider_health, set_paused
+from shared.redis.health import provider_health
 
 
-@dataclass(frozen=True)
-class ProviderSnapshot:
-    """What an operator sees about a provider (admin)."""
-
-    name: str
-    paused: bool
-    breaker: BreakerView
-    cooldown_s: float
-    levels: dict[str, float]
-    inflight: int
-
-
-class ProviderState:
+class RedisProviderState:
     def __init__(
         self,
         r: aioredis.Redis,
         pipeline: str,
         provider_name: str,
         limits: ProviderLimits | None = None,
-        breaker: BreakerConfig | None = None,
+        breaker: BreakerSpec | None = None,
     ) -> None:
         self.r = r
         self.pipeline = pipeline
         self.name = provider_name
         self.limiter = Limiter(r, pipeline, {provider_name: limits} if limits is not None else {})
         self.cooldowns = Cooldowns(r, pipeline)
-        self.breakers = Breakers(r, pipeline, breaker or BreakerConfig())
+        self.breakers = Breakers(r, pipeline, breaker or BreakerSpec())
         self.fleet = Fleet(r, pipeline)
 
     # token buckets
-    async def reserve(self, model: str | None, tokens: int) -> Reservation:
-        return await self.limiter.reserve(self.name, model, tokens)
-
     async def reserve_many(self, model: str | None, tokens: Sequence[int]) -> Batch:
         return await self.limiter.reserve_many(self.name, model, tokens)
 
@@ -62,15 +58,9 @@ class ProviderState:
     async def refund(self, res: Reservation) -> bool:
         return await self.limiter.refund(res)
 
-    async def levels(self, model: str | None = None) -> dict[str, float]:
-        return await self.limiter.levels(self.name, model)
-
     # cooldown
     async def extend_cooldown(self, seconds: float) -> float:
         return await self.cooldowns.extend_cooldown(self.name, seconds)
-
-    async def cooldown_remaining(self) -> float:
-        return await self.cooldowns.cooldown_remaining(self.name)
 
     # breaker and pause
     async def allow(self) -> Admission:
@@ -80,32 +70,28 @@ class ProviderState:
         return await self.breakers.record(self.name, ok, probe)
 
     async def trip(self, reason: str) -> bool:
-        """Force the breaker open fleet-wide with ``reason``; True when this call opened it."""
         return await self.breakers.trip(self.name, reason)
 
     async def health(self) -> Health:
         return await provider_health(self.r, self.pipeline, self.name)
 
-    async def set_paused(self, paused: bool) -> None:
-        await set_paused(self.r, self.pipeline, self.name, paused)
-
     # fleet
     async def heartbeat(self, worker_id: str, inflight: int, ttl_s: float = DEFAULT_TTL_S) -> None:
         await self.fleet.heartbeat(self.name, worker_id, inflight, ttl_s)
 
-    async def fleet_inflight(self) -> int:
-        return await self.fleet.fleet_inflight(self.name)
+    async def leave(self, worker_id: str) -> None:
+        await self.fleet.leave(self.name, worker_id)
 
-    async def list_workers(self) -> dict[str, int]:
-        return await self.fleet.list_workers(self.name)
+    # result cache
+    async def cached(self, digest: str) -> bytes | None:
+        with translated("cache get"):
+            value = await self.r.get(keys.cache(self.pipeline, digest))
+        if value is None:
+            return None
+        return value if isinstance(value, bytes) else str(value).encode()
 
-    async def snapshot(self, model: str | None = None) -> ProviderSnapshot:
-        health = await self.health()
-        return ProviderSnapshot(
-            name=self.name,
-            paused=health.paused,
-            breaker=await self.breakers.view(self.name),
-            cooldown_s=await self.cooldown_remaining(),
-            levels=await self.levels(model),
-            inflight=await self.fleet_inflight(),
-        )
+    async def remember(self, digest: str, value: bytes, ttl_s: float) -> None:
+        if ttl_s <= 0:
+            return
+        with translated("cache put"):
+            await self.r.set(keys.cache(self.pipeline, digest), value, px=max(1, int(ttl_s * 1000)))

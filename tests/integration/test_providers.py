@@ -69,6 +69,17 @@ async def provider(request: pytest.FixtureRequest, url: str, control: httpx.Clie
         await p.aclose()
 
 
+@pytest.fixture(params=KINDS)
+async def hasty(request: pytest.FixtureRequest, url: str, control: httpx.Client) -> AsyncIterator[Provider]:  # fmt: skip
+    """A provider whose ``timeout_s`` is ``DEADLINE_S``."""
+    cfg = provider_config(request.param, url, api_key="sk-test", timeout_s=DEADLINE_S)
+    p = build_provider(request.param, cfg)
+    try:
+        yield p
+    finally:
+        await p.aclose()
+
+
 def ticket(text: str, fault: str | None = None) -> ProviderRequest:
     req = render(TASK, {"text": text + (f" [[fault:{fault}]]" if fault else "")})
     assert isinstance(req, ProviderRequest)
@@ -90,14 +101,14 @@ async def test_success_validates_as_sentiment(provider: Provider) -> None:
     assert out.value["sentiment"] == "positive" and "billing" in out.value["topics"]
 
 
-async def test_hang_is_a_timeout_at_the_deadline(provider: Provider) -> None:
+async def test_hang_is_a_timeout_at_the_deadline(hasty: Provider) -> None:
     started = time.monotonic()
-    f = failure(await provider.call(ticket("hello", "hang"), DEADLINE_S))
+    f = failure(await hasty.call(ticket("hello", "hang")))
     elapsed = time.monotonic() - started
     assert (f.kind, f.error_class) == (K.TIMEOUT, "timeout")
     assert DEADLINE_S - 0.05 <= elapsed < DEADLINE_S + 3  # the hang itself lasts 5 s
     # the slot is free again at once: the next call on the same pool succeeds
-    assert isinstance(await provider.call(ticket("thanks")), CallSuccess)
+    assert isinstance(await hasty.call(ticket("thanks")), CallSuccess)
 
 
 @pytest.mark.parametrize(
@@ -112,8 +123,8 @@ async def test_hang_is_a_timeout_at_the_deadline(provider: Provider) -> None:
         ("bad_request", K.BAD_REQUEST, "http_400"),
     ],
 )
-async def test_http_faults(provider: Provider, fault: str, kind: K, error_class: str) -> None:
-    f = failure(await provider.call(ticket("hello", fault), DEADLINE_S))
+async def test_http_faults(hasty: Provider, fault: str, kind: K, error_class: str) -> None:
+    f = failure(await hasty.call(ticket("hello", fault)))
     assert (f.kind, f.error_class) == (kind, error_class)
     if kind is K.RATE_LIMITED:
         assert f.retry_after_s is not None and f.retry_after_s >= 1
@@ -148,9 +159,9 @@ async def test_connection_refused(kind: str) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = build_provider("down", provider_config(kind, f"http://127.0.0.1:{port}"))
+    p = build_provider("down", provider_config(kind, f"http://127.0.0.1:{port}", timeout_s=2))
     try:
-        f = failure(await p.call(ticket("hello"), 2))
+        f = failure(await p.call(ticket("hello")))
     finally:
         await p.aclose()
     assert (f.kind, f.error_class) == (K.PROVIDER_ERROR, "connect_error")

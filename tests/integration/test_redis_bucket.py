@@ -12,9 +12,10 @@ import redis.asyncio as aioredis
 
 from devtools.stack.resolve import Stack
 from services.enrich.gate import BucketGate
+from shared.provider_state import Batch
 from shared.redis import bucket_math as bm
 from shared.redis import keys
-from shared.redis.bucket import Batch, Limiter, Limits, ProviderLimits, dims_for
+from shared.redis.bucket import Limiter, ModelLimits, ProviderLimits, dims_for
 from shared.redis.client import connect
 from shared.redis.cooldown import Cooldowns
 from shared.redis.errors import ProviderStateUnavailable
@@ -93,7 +94,7 @@ async def test_a_settle_whose_reply_was_lost_is_not_applied_twice(
 
 async def test_model_buckets_and_unlimited_dimensions(r: aioredis.Redis, pipeline: str) -> None:
     lim = Limiter(
-        r, pipeline, {"p": ProviderLimits(rpm=0, tpm=0, models={"small": Limits(rpm=60)})}
+        r, pipeline, {"p": ProviderLimits(rpm=0, tpm=0, models={"small": ModelLimits(rpm=60)})}
     )
     assert (await lim.reserve("p", "big", 10**6)).granted  # nothing configured: unlimited
     assert (await lim.reserve("unknown", None, 5)).granted
@@ -129,7 +130,7 @@ async def _stored(r: aioredis.Redis, key: str) -> bm.Bucket | None:
 
 async def test_lua_matches_the_python_reference(r: aioredis.Redis, pipeline: str) -> None:
     limits = ProviderLimits(
-        rpm=120, tpm=600, models={"m": Limits(tpm=300)}, stack_model_limits=True
+        rpm=120, tpm=600, models={"m": ModelLimits(tpm=300)}, stack_model_limits=True
     )
     lim = Limiter(r, pipeline, {"p": limits})
     dims = dims_for(limits, "m")

@@ -9,9 +9,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from devtools.stack.resolve import Stack
-from shared.redis.cache import ResultCache, request_digest
+from services.enrich.providers.base import Message, ProviderRequest
+from services.enrich.tasks import request_hash
 from shared.redis.client import connect
 from shared.redis.fleet import Fleet
+from shared.redis.state import RedisProviderState
 
 pytestmark = pytest.mark.integration
 
@@ -24,16 +26,17 @@ async def r(stack: Stack) -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_cache_get_put_and_ttl(r: aioredis.Redis, pipeline: str) -> None:
-    cache = ResultCache(r, pipeline)
-    d = request_digest({"model": "m", "messages": ["x"]})
-    assert await cache.get(d) is None
-    await cache.put(d, b'{"sentiment":"positive"}', ttl_s=0.3)
-    assert await cache.get(d) == b'{"sentiment":"positive"}'
-    assert await ResultCache(r, "other" + pipeline).get(d) is None  # scoped by pipeline
-    await cache.put("off", b"x", ttl_s=0)
-    assert await cache.get("off") is None
+    cache = RedisProviderState(r, pipeline, "p")
+    d = request_hash("openai", ProviderRequest("m", (Message("user", "x"),)))
+    assert await cache.cached(d) is None
+    await cache.remember(d, b'{"sentiment":"positive"}', ttl_s=0.3)
+    assert await cache.cached(d) == b'{"sentiment":"positive"}'
+    assert await RedisProviderState(r, pipeline, "q").cached(d) == b'{"sentiment":"positive"}'
+    assert await RedisProviderState(r, "other" + pipeline, "p").cached(d) is None  # by pipeline
+    await cache.remember("off", b"x", ttl_s=0)
+    assert await cache.cached("off") is None
     await asyncio.sleep(0.4)
-    assert await cache.get(d) is None
+    assert await cache.cached(d) is None
 
 
 async def test_fleet_inflight_sums_live_workers_and_forgets_dead_ones(

@@ -11,18 +11,18 @@ import redis.asyncio as aioredis
 from devtools.stack.resolve import Stack
 from shared.redis import keys
 from shared.redis.breaker import Breakers
-from shared.redis.breaker_logic import BreakerConfig, BreakerState
+from shared.redis.breaker_logic import BreakerSpec, BreakerState
 from shared.redis.breaker_logic import allow as ref_allow
 from shared.redis.breaker_logic import record as ref_record
 from shared.redis.breaker_logic import trip as ref_trip
 from shared.redis.client import connect
 from shared.redis.cooldown import Cooldowns
 from shared.redis.health import provider_health, set_paused
-from shared.redis.state import ProviderState
+from shared.redis.state import RedisProviderState
 
 pytestmark = pytest.mark.integration
 
-CFG = BreakerConfig(
+CFG = BreakerSpec(
     window_s=10, min_requests=4, failure_threshold=0.5, open_s=0.4, half_open_probes=2
 )
 
@@ -63,7 +63,7 @@ async def test_breaker_opens_probes_and_closes(r: aioredis.Redis, pipeline: str)
     await asyncio.sleep(0.45)
     # the open period is over: readers see half-open before any worker moved it
     assert (await provider_health(r, pipeline, "p")).breaker == "half_open"
-    assert await b.state("p") == "half_open"
+    assert (await b.view("p")).state == "half_open"
     adms = await asyncio.gather(*(b.allow("p") for _ in range(6)))
     probes = [a for a in adms if a.allowed]
     assert len(probes) == 2 and all(a.probe and a.state == "half_open" for a in probes)
@@ -83,12 +83,12 @@ async def test_probe_failure_reopens(r: aioredis.Redis, pipeline: str) -> None:
     assert await b.record("p", False, probe=True) == "open"
     view = await b.view("p")
     assert view.state == "open" and 0.3 < view.open_remaining_s <= 0.4
-    assert await b.state("other") == "closed"
+    assert (await b.view("other")).state == "closed"
 
 
 async def test_lua_breaker_follows_the_reference(r: aioredis.Redis, pipeline: str) -> None:
     """The same script of events gives the same states in Lua and in Python."""
-    cfg = BreakerConfig(
+    cfg = BreakerSpec(
         window_s=5, min_requests=3, failure_threshold=0.6, open_s=0.3, half_open_probes=1
     )
     b = Breakers(r, pipeline, cfg)
@@ -122,7 +122,7 @@ async def test_lua_breaker_follows_the_reference(r: aioredis.Redis, pipeline: st
 async def test_trip_opens_fleet_wide_with_its_reason_until_a_probe_succeeds(
     r: aioredis.Redis, pipeline: str
 ) -> None:
-    state = ProviderState(r, pipeline, "p", breaker=CFG)
+    state = RedisProviderState(r, pipeline, "p", breaker=CFG)
     assert await state.trip("auth") is True
     assert await state.trip("auth") is False  # already open: the period is not pushed back
     h = await provider_health(r, pipeline, "p")  # what the router and every worker read
@@ -138,16 +138,16 @@ async def test_trip_opens_fleet_wide_with_its_reason_until_a_probe_succeeds(
 
 
 async def test_pause_flag_and_provider_state(r: aioredis.Redis, pipeline: str) -> None:
-    state = ProviderState(r, pipeline, "p", breaker=CFG)
+    state = RedisProviderState(r, pipeline, "p", breaker=CFG)
     h = await state.health()
     assert (h.paused, h.breaker, h.available) == (False, "closed", True)
     await set_paused(r, pipeline, "p", True)
     h = await provider_health(r, pipeline, "p")
     assert h.paused and not h.available
-    assert (await ProviderState(r, pipeline, "q").health()).available  # other providers
-    await state.set_paused(False)
+    assert (await RedisProviderState(r, pipeline, "q").health()).available  # other providers
+    await set_paused(r, pipeline, "p", False)
     assert (await state.health()).available
     await state.extend_cooldown(1.0)
-    snap = await state.snapshot()
-    assert snap.name == "p" and not snap.paused and snap.breaker.state == "closed"
-    assert 0.5 < snap.cooldown_s <= 1.0 and snap.levels == {} and snap.inflight == 0
+    assert 0.5 < await Cooldowns(r, pipeline).cooldown_remaining("p") <= 1.0
+    assert (await state.breakers.view("p")).state == "closed"
+    assert await state.limiter.levels("p") == {} and await state.fleet.fleet_inflight("p") == 0

@@ -11,7 +11,7 @@ from shared.redis.bucket import ProviderLimits
 from shared.redis.bucket_lua import BUCKET_LUA
 from shared.redis.client import connect
 from shared.redis.errors import ProviderStateUnavailable
-from shared.redis.state import ProviderState
+from shared.redis.state import RedisProviderState
 
 pytestmark = pytest.mark.integration
 
@@ -21,14 +21,14 @@ async def test_outage_is_reported_and_recovered(stack: Stack, pipeline: str) -> 
         pytest.skip("Redis is not the local stack's: cannot restart it here")
     local = stack.redis
     r = connect(stack.redis_url)
-    state = ProviderState(r, pipeline, "p", limits=ProviderLimits(rpm=60_000, tpm=1_000_000))
+    state = RedisProviderState(r, pipeline, "p", limits=ProviderLimits(rpm=60_000, tpm=1_000_000))
     try:
-        assert (await state.reserve(None, 10)).granted
+        assert (await state.reserve_many(None, [10])).reservations[0].granted
         await state.extend_cooldown(0.01)
         local.stop()
         try:
             with pytest.raises(ProviderStateUnavailable):
-                await state.reserve(None, 10)
+                await state.reserve_many(None, [10])
             with pytest.raises(ProviderStateUnavailable):
                 await state.health()
             with pytest.raises(ProviderStateUnavailable):
@@ -39,7 +39,7 @@ async def test_outage_is_reported_and_recovered(stack: Stack, pipeline: str) -> 
             local.start()
         # same client: reconnects, and the scripts are loaded again (NOSCRIPT fallback)
         assert await r.script_exists(hashlib.sha1(BUCKET_LUA.encode()).hexdigest()) == [False]
-        res = await state.reserve(None, 10)
+        [res] = (await state.reserve_many(None, [10])).reservations
         assert res.granted
         assert await state.reconcile(res, 5)
         assert (await state.allow()).allowed

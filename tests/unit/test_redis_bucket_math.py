@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 from bisect import bisect_right
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
 from shared.redis import bucket_math as bm
-from shared.redis.bucket import Limits, ProviderLimits, dims_for, limits_from_config
+from shared.redis.bucket import ModelLimits, ProviderLimits, dims_for
 
 S = bm.US  # one second in microseconds
 T0 = 1_700_000_000 * S
@@ -112,7 +112,7 @@ def test_greedy_and_random_clients_never_exceed_the_rate_in_any_window(rpm: int)
 
 
 def test_dims_for_provider_and_model() -> None:
-    lim = ProviderLimits(rpm=1200, tpm=0, models={"m": Limits(rpm=60, tpm=6000)})
+    lim = ProviderLimits(rpm=1200, tpm=0, models={"m": ModelLimits(rpm=60, tpm=6000)})
     assert [d.name for d in dims_for(lim, "m")] == ["rpm:m", "tpm:m"]  # the model's own budget
     assert [d.name for d in dims_for(lim, "other")] == ["rpm"]
     assert [d.name for d in dims_for(lim, None)] == ["rpm"]
@@ -121,22 +121,6 @@ def test_dims_for_provider_and_model() -> None:
     assert [d.kind for d in dims_for(stacked, "m")] == ["requests", "requests", "tokens"]
     assert dims_for(None, "m") == []
     assert dims_for(ProviderLimits(), None) == []
-
-
-@dataclass(frozen=True)
-class _YamlLimits:
-    requests_per_minute: int = 0
-    tokens_per_minute: int = 0
-
-
-@dataclass(frozen=True)
-class _YamlProvider(_YamlLimits):
-    models: dict[str, _YamlLimits] = field(default_factory=dict)
-
-
-def test_limits_from_the_config_file_shape() -> None:
-    cfg = _YamlProvider(1200, 90_000, {"m": _YamlLimits(60, 0)})
-    assert limits_from_config(cfg) == ProviderLimits(1200, 90_000, {"m": Limits(60, 0)})
 
 
 def _rows(n: int, tokens: float = 10.0) -> list[list[float]]:

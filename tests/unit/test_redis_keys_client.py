@@ -1,4 +1,4 @@
-"""Key helpers, the cache digest and the outage translation (no Redis)."""
+"""Key helpers and the outage translation (no Redis)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import redis.exceptions
 
 from shared.errors import SluiceError
 from shared.redis import keys
-from shared.redis.cache import request_digest
 from shared.redis.client import connect, translated
 from shared.redis.errors import ProviderStateUnavailable
 
@@ -21,13 +20,6 @@ def test_inflight_pattern_matches_only_that_providers_workers() -> None:
     plain = keys.inflight_pattern("p", "openai")
     assert fnmatch.fnmatchcase(keys.inflight("p", "openai", "host-1"), plain)
     assert not fnmatch.fnmatchcase(keys.inflight("p", "openai2", "host-1"), plain)
-
-
-def test_request_digest_is_canonical() -> None:
-    a = request_digest({"model": "m", "messages": [{"role": "user", "content": "hi"}], "t": 0})
-    b = request_digest({"t": 0, "messages": [{"content": "hi", "role": "user"}], "model": "m"})
-    assert a == b and len(a) == 64
-    assert a != request_digest({"model": "m", "messages": [], "t": 0})
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,5 @@ def test_failure_kinds_know_their_path() -> None:
     assert not FailureKind.BAD_REQUEST.retryable
     assert FailureKind.TIMEOUT.dlq_suffix == "timeout"
     assert FailureKind.PROVIDER_ERROR.dlq_suffix == "error"
-    assert not FailureKind.OUTAGE.spends_attempt
     with pytest.raises(ValueError, match="unknown failure kind"):
         FailureKind.parse("nope")

@@ -38,25 +38,28 @@ def build_provider(
     environ: Mapping[str, str] | None = None,
 ) -> Provider:
     """The adapter for ``config.kind``; ConfigError when its API key variable is unset."""
+    return _adapter(name, config, _api_key(name, config, environ))
+
+
+def build_providers(
+    configs: Mapping[str, ProviderConfig], *, environ: Mapping[str, str] | None = None
+) -> dict[str, Provider]:
+    """Every configured provider, by name (every key is read before a client opens)."""
+    keys = {name: _api_key(name, cfg, environ) for name, cfg in configs.items()}
+    return {name: _adapter(name, cfg, keys[name]) for name, cfg in configs.items()}
+
+
+def _api_key(name: str, config: ProviderConfig, environ: Mapping[str, str] | None) -> str | None:
     try:
-        api_key = config.resolve_api_key(environ)
+        return config.resolve_api_key(environ)
     except ConfigError as exc:
         raise ConfigError(f"provider {name!r}: {exc}") from None
+
+
+def _adapter(name: str, config: ProviderConfig, api_key: str | None) -> Provider:
     # Imported here: the adapters import ``classify``, which imports this package.
     from services.enrich.providers.anthropic import AnthropicProvider
     from services.enrich.providers.openai import OpenAIProvider
 
     adapter = AnthropicProvider if config.kind == "anthropic" else OpenAIProvider
     return adapter(name, config, api_key)
-
-
-def build_providers(
-    configs: Mapping[str, ProviderConfig], *, environ: Mapping[str, str] | None = None
-) -> dict[str, Provider]:
-    """Every configured provider, by name (every key is checked before a client opens)."""
-    for name, cfg in configs.items():
-        try:
-            cfg.resolve_api_key(environ)
-        except ConfigError as exc:
-            raise ConfigError(f"provider {name!r}: {exc}") from None
-    return {name: build_provider(name, cfg, environ=environ) for name, cfg in configs.items()}

@@ -71,8 +71,8 @@ class Provider(Protocol):
     @property
     def kind(self) -> ProviderKind: ...
 
-    async def call(self, request: ProviderRequest, deadline_s: float | None = None) -> CallResult:
-        """One attempt, cancelled at ``min(deadline_s, timeout_s)``; never raises for provider faults."""
+    async def call(self, request: ProviderRequest) -> CallResult:
+        """One attempt, cancelled after the provider's ``timeout_s``; never raises for provider faults."""
         ...
 
     async def aclose(self) -> None: ...

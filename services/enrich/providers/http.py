@@ -133,10 +133,8 @@ class HttpProvider:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._name!r} {self._url}>"
 
-    async def call(self, request: ProviderRequest, deadline_s: float | None = None) -> CallResult:
+    async def call(self, request: ProviderRequest) -> CallResult:
         deadline = self._config.timeout_s
-        if deadline_s is not None:
-            deadline = min(deadline, deadline_s)
         payload = json.dumps(self.body(self._config, request)).encode()
         status: int | None = None
         started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""One provider as a worker sees it: adapter, shared Redis state, local limits."""
+"""One provider as a worker sees it: adapter, the fleet's shared state, local limits."""
 
 from __future__ import annotations
 
@@ -10,19 +10,16 @@ from services.enrich.aimd import Aimd
 from services.enrich.gate import BucketGate
 from services.enrich.providers.base import Provider
 from services.enrich.slots import Slots
-from shared.config_file import ProviderConfig
-from shared.redis.health import Health
-from shared.redis.state import ProviderState
+from shared.provider_state import Health, ProviderState
 
 
 @dataclass
-class Runtime:
+class WorkerProvider:
     name: str
-    config: ProviderConfig
     provider: Provider
     state: ProviderState
     aimd: Aimd
-    health: Health | None = None  # None: unknown (Redis unreachable)
+    health: Health | None = None  # None: unknown (the shared state unreachable)
     slots: Slots = field(init=False)
     # One pump per worker waits on the fleet's buckets for every queued call, in
     # order, reserving for several at once instead of each polling Redis.

@@ -1,0 +1,422 @@
+"""The Enricher over in-memory fakes of ProviderState and Provider (no servers).
+
+Fallback along the chain, breaker and pause as outages, the result cache, the
+bookkeeping retried while the shared state is down, and each failure kind's
+path: what goes out, what the fleet's state was told, and who was called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from services.enrich import cache_entry, enricher
+from services.enrich.aimd import Aimd
+from services.enrich.enricher import Enricher
+from services.enrich.providers.base import (
+    CallFailure,
+    CallResult,
+    CallSuccess,
+    ProviderKind,
+    ProviderRequest,
+)
+from services.enrich.tasks import render, request_hash
+from services.enrich.worker_provider import WorkerProvider
+from shared import headers as h
+from shared import jsondoc
+from shared.config_file import TaskConfig
+from shared.kafka.concurrent import Output
+from shared.kinds import FailureKind as K
+from shared.outcomes import Failure, Record
+from shared.provider_state import Admission, Batch, Health, Reservation
+from shared.redis.errors import ProviderStateUnavailable
+from shared.topics import Topics
+
+T = Topics("p")
+SRC = h.SourceId("src", 0, 7)
+VALUE = b'{"text": "my bill is wrong"}'
+ANSWER = '{"sentiment": "negative"}'
+TASK = TaskConfig.model_validate(
+    {
+        "prompt": "{text}",
+        "model": "m",
+        "providers": ["a", "b"],
+        "output_schema": {
+            "type": "object",
+            "required": ["sentiment"],
+            "properties": {"sentiment": {"type": "string"}},
+        },
+    }
+)
+UP = Health(paused=False, breaker="closed")
+ALLOWED = Admission(True, False, "closed")
+
+
+@dataclass
+class FakeState:
+    """An in-memory ProviderState: logs every call; outages and breaker answers are scripted."""
+
+    now: Health = UP
+    admit: Admission = ALLOWED
+    after_failure: str = "closed"  # what record(False) says the breaker is afterwards
+    down: dict[str, int] = field(default_factory=dict)  # method -> outages before it works
+    cache: dict[str, bytes] = field(default_factory=dict)
+    log: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def _step(self, *entry: Any) -> None:
+        self.log.append(entry)
+        if self.down.get(entry[0], 0) > 0:
+            self.down[entry[0]] -= 1
+            raise ProviderStateUnavailable(f"Redis unavailable ({entry[0]})")
+
+    def calls(self, method: str) -> list[tuple[Any, ...]]:
+        return [e[1:] for e in self.log if e[0] == method]
+
+    async def reserve_many(self, model: str | None, tokens: Sequence[int]) -> Batch:
+        self._step("reserve_many", model, list(tokens))
+        return Batch([Reservation(True, 0.0, "x", model, t, 1, 0) for t in tokens], 0.0, 0)
+
+    async def reconcile(self, res: Reservation, actual_tokens: int) -> bool:
+        self._step("reconcile", res.tokens, actual_tokens)
+        return True
+
+    async def refund(self, res: Reservation) -> bool:
+        self._step("refund", res.tokens)
+        return True
+
+    async def extend_cooldown(self, seconds: float) -> float:
+        self._step("extend_cooldown", seconds)
+        return seconds
+
+    async def allow(self) -> Admission:
+        self._step("allow")
+        return self.admit
+
+    async def record(self, ok: bool, probe: bool = False) -> str:
+        self._step("record", ok, probe)
+        return "closed" if ok else self.after_failure
+
+    async def trip(self, reason: str) -> bool:
+        self._step("trip", reason)
+        return True
+
+    async def health(self) -> Health:
+        self._step("health")
+        return self.now
+
+    async def heartbeat(self, worker_id: str, inflight: int) -> None:
+        self._step("heartbeat", worker_id, inflight)
+
+    async def leave(self, worker_id: str) -> None:
+        self._step("leave", worker_id)
+
+    async def cached(self, digest: str) -> bytes | None:
+        self._step("cached", digest)
+        return self.cache.get(digest)
+
+    async def remember(self, digest: str, value: bytes, ttl_s: float) -> None:
+        self._step("remember", digest, ttl_s)
+        self.cache[digest] = value
+
+
+@dataclass
+class FakeProvider:
+    """Answers each call with the next scripted result."""
+
+    name: str
+    results: list[CallResult]
+    kind: ProviderKind = "openai"
+    calls: list[ProviderRequest] = field(default_factory=list)
+
+    async def call(self, request: ProviderRequest) -> CallResult:
+        self.calls.append(request)
+        return self.results.pop(0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def ok(content: str = ANSWER, headers: dict[str, str] | None = None) -> CallSuccess:
+    return CallSuccess(content, 10, 5, "m-1", 12, headers or {})
+
+
+def failed(kind: K, error_class: str, status: int | None = None, retry_after_s: float | None = None) -> CallFailure:  # fmt: skip
+    return CallFailure(
+        Failure(kind, error_class, "provider said no", retry_after_s), 3, status=status
+    )
+
+
+def worker(name: str, *results: CallResult, state: FakeState | None = None) -> WorkerProvider:
+    return WorkerProvider(name, FakeProvider(name, list(results)), state or FakeState(), Aimd(8))
+
+
+def calls_of(wp: WorkerProvider) -> list[ProviderRequest]:
+    assert isinstance(wp.provider, FakeProvider)
+    return wp.provider.calls
+
+
+def state_of(wp: WorkerProvider) -> FakeState:
+    assert isinstance(wp.state, FakeState)
+    return wp.state
+
+
+async def run(
+    *chain: WorkerProvider,
+    value: bytes = VALUE,
+    cache_ttl_s: float = 60,
+    max_bytes: int = 1_048_576,
+) -> tuple[Output, Enricher]:
+    task = TASK.model_copy(update={"providers": [wp.name for wp in chain]})
+    e = Enricher(T, "t", task, {wp.name: wp for wp in chain}, cache_ttl_s, max_bytes)
+    await e.refresh("w1")
+    [out] = await e.handle(Record(b"k", value, h.source_headers(SRC, 5)), ("p.work", 0), 3)
+    return out, e
+
+
+def failure_of(out: Output) -> tuple[str | None, str | None, str | None]:
+    assert out.topic == T.failures
+    hs = out.record.headers
+    return h.get_str(hs, h.ERROR_KIND), h.get_str(hs, h.ERROR_CLASS), h.get_str(hs, h.PROVIDER)
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(enricher, "REDIS_RETRY_S", 0.01)
+
+
+# -- success, cache --------------------------------------------------------------------
+
+
+async def test_a_success_is_a_result_and_the_fleet_is_told() -> None:
+    a = worker("a", ok())
+    out, _ = await run(a)
+    assert out.topic == T.results
+    assert jsondoc.loads(out.record.value or b"")["enrichment"] == {"sentiment": "negative"}
+    assert h.get_str(out.record.headers, h.PROVIDER) == "a"
+    s = state_of(a)
+    [(tokens, used)] = s.calls("reconcile")
+    assert used == 15 and tokens > 0  # settled to what the call used
+    assert s.calls("record") == [(True, False)]
+    [(digest, ttl)] = s.calls("remember")
+    assert ttl == 60 and cache_entry.decode(s.cache[digest]) == ok()
+    assert s.calls("heartbeat") == [("w1", 0)]
+
+
+async def test_a_cached_answer_calls_no_provider_and_takes_nothing() -> None:
+    state = FakeState()
+    req = render(TASK, {"text": "my bill is wrong"}, provider="a")
+    assert isinstance(req, ProviderRequest)
+    state.cache[request_hash("openai", req)] = cache_entry.encode(ok())
+    a = worker("a", state=state)  # no scripted result: a call would fail the record
+    out, _ = await run(a)
+    assert out.topic == T.results and calls_of(a) == []
+    assert [e[0] for e in state.log] == ["health", "heartbeat", "cached"]
+
+
+async def test_an_unreadable_cache_entry_is_a_miss() -> None:
+    state = FakeState()
+    req = render(TASK, {"text": "my bill is wrong"}, provider="a")
+    assert isinstance(req, ProviderRequest)
+    state.cache[request_hash("openai", req)] = b"{not json"
+    a = worker("a", ok(), state=state)
+    out, _ = await run(a)
+    assert out.topic == T.results and len(calls_of(a)) == 1
+
+
+async def test_no_cache_no_lookup_no_write() -> None:
+    a = worker("a", ok())
+    out, _ = await run(a, cache_ttl_s=0)
+    assert out.topic == T.results
+    assert state_of(a).calls("cached") == [] and state_of(a).calls("remember") == []
+
+
+# -- fallback and outages --------------------------------------------------------------------
+
+
+async def test_a_paused_primary_falls_back_to_the_next_provider() -> None:
+    a = worker("a", ok(), state=FakeState(now=Health(paused=True, breaker="closed")))
+    b = worker("b", ok())
+    out, e = await run(a, b)
+    assert out.topic == T.results and h.get_str(out.record.headers, h.PROVIDER) == "b"
+    assert calls_of(a) == [] and len(calls_of(b)) == 1
+    assert e.accepting()
+
+
+async def test_a_breaker_that_refuses_the_call_falls_back() -> None:
+    refused = FakeState(admit=Admission(False, False, "open"))
+    a, b = worker("a", ok(), state=refused), worker("b", ok())
+    out, _ = await run(a, b)
+    assert h.get_str(out.record.headers, h.PROVIDER) == "b"
+    assert calls_of(a) == [] and refused.calls("reserve_many") == []  # nothing taken
+
+
+async def test_breaker_open_on_the_only_provider_is_an_outage() -> None:
+    a = worker("a", ok(), state=FakeState(admit=Admission(False, False, "open")))
+    out, _ = await run(a)
+    assert failure_of(out) == ("outage", "breaker_open", "a")
+    assert calls_of(a) == []
+
+
+async def test_no_provider_available_parks_the_record_and_stops_intake() -> None:
+    a = worker("a", state=FakeState(now=Health(paused=False, breaker="open", reason="auth")))
+    b = worker("b", state=FakeState(now=Health(paused=True, breaker="closed")))
+    out, e = await run(a, b)
+    assert failure_of(out) == ("outage", "provider_unavailable", "a")
+    assert not e.accepting()
+
+
+async def test_unknown_health_counts_as_unavailable() -> None:
+    a = worker("a", ok(), state=FakeState(down={"health": 1}))
+    out, e = await run(a)
+    assert failure_of(out) == ("outage", "provider_unavailable", "a")
+    assert a.health is None and not e.accepting()
+
+
+async def test_a_failure_that_opens_the_breaker_is_an_outage_and_the_fallback_takes_over() -> None:  # fmt: skip
+    opening = FakeState(after_failure="open")
+    a, b = worker("a", failed(K.PROVIDER_ERROR, "http_500", 500), state=opening), worker("b", ok())
+    out, _ = await run(a, b)
+    assert out.topic == T.results and h.get_str(out.record.headers, h.PROVIDER) == "b"
+    assert opening.calls("record") == [(False, False)]
+
+
+async def test_a_failure_that_opens_the_only_providers_breaker_is_the_outages() -> None:
+    a = worker(
+        "a", failed(K.PROVIDER_ERROR, "http_500", 500), state=FakeState(after_failure="open")
+    )
+    out, _ = await run(a)
+    assert failure_of(out) == ("outage", "breaker_open:http_500", "a")
+
+
+async def test_a_timeout_that_opens_the_breaker_stays_a_timeout() -> None:
+    a = worker("a", failed(K.TIMEOUT, "timeout"), state=FakeState(after_failure="open"))
+    out, _ = await run(a)
+    assert failure_of(out) == ("timeout", "timeout", "a")
+
+
+async def test_a_rejected_key_trips_the_breaker_and_the_record_goes_to_the_fallback() -> None:
+    a = worker("a", failed(K.PROVIDER_ERROR, "auth", 401))
+    b = worker("b", ok())
+    out, _ = await run(a, b)
+    assert out.topic == T.results and h.get_str(out.record.headers, h.PROVIDER) == "b"
+    assert state_of(a).calls("trip") == [("auth",)]
+    assert a.health == Health(paused=False, breaker="open", reason="auth")  # stops at once
+
+
+async def test_a_rejected_key_without_fallback_is_an_outage() -> None:
+    a = worker("a", failed(K.PROVIDER_ERROR, "auth", 401))
+    out, _ = await run(a)
+    assert failure_of(out) == ("outage", "breaker_open:auth", "a")
+
+
+# -- each failure kind ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("result", "breaker", "halved"),
+    [
+        (failed(K.RATE_LIMITED, "http_429", 429), [], True),
+        (failed(K.OVERLOADED, "http_529", 529), [(False, False)], True),
+        (failed(K.PROVIDER_ERROR, "http_500", 500), [(False, False)], False),
+        (failed(K.TIMEOUT, "timeout"), [(False, False)], False),
+        (failed(K.BAD_REQUEST, "http_400", 400), [], False),
+    ],
+)
+async def test_a_failed_call_is_the_records_failure(
+    result: CallFailure, breaker: list[tuple[bool, bool]], halved: bool
+) -> None:
+    a = worker("a", result)
+    out, _ = await run(a)
+    f = result.failure
+    assert failure_of(out) == (f.kind.value, f.error_class, "a")
+    s = state_of(a)
+    assert [used for _, used in s.calls("reconcile")] == [0]  # the request counted, no tokens
+    assert s.calls("record") == breaker
+    assert a.aimd.current == (4 if halved else 8)
+    assert s.calls("remember") == []
+
+
+async def test_retry_after_cools_the_provider_down_and_goes_with_the_failure() -> None:
+    a = worker("a", failed(K.RATE_LIMITED, "http_429", 429, retry_after_s=2.0))
+    out, _ = await run(a)
+    assert state_of(a).calls("extend_cooldown") == [(2.0,)]
+    assert h.get_str(out.record.headers, h.RETRY_AFTER) == "2.000"
+
+
+async def test_a_probe_answered_with_a_bad_request_closes_the_breaker() -> None:
+    probing = FakeState(admit=Admission(True, True, "half_open"))
+    a = worker("a", failed(K.BAD_REQUEST, "http_400", 400), state=probing)
+    out, _ = await run(a)
+    assert failure_of(out) == ("bad_request", "http_400", "a")
+    assert probing.calls("record") == [(True, True)]
+
+
+async def test_an_answer_that_is_not_the_schema_is_invalid_output_and_not_cached() -> None:
+    a = worker("a", ok('{"mood": 1}'))
+    out, _ = await run(a)
+    assert failure_of(out) == ("invalid_output", "schema", "a")
+    assert state_of(a).calls("record") == [(True, False)]  # the provider itself answered
+    assert state_of(a).calls("remember") == []
+
+
+async def test_a_record_that_is_not_json_is_a_bad_request_without_a_call() -> None:
+    a = worker("a", ok())
+    out, _ = await run(a, value=b"not json")
+    assert failure_of(out) == ("bad_request", "not_json", None)
+    assert calls_of(a) == [] and state_of(a).calls("allow") == []
+
+
+async def test_a_result_too_large_for_the_topics_is_an_oversize_failure() -> None:
+    a = worker("a", ok('{"sentiment": "' + "x" * 5000 + '"}'))
+    out, _ = await run(a, max_bytes=4096)
+    assert failure_of(out) == ("oversize", "result_too_large", "a")
+
+
+# -- the shared state down -------------------------------------------------------------------
+
+
+async def test_bookkeeping_after_a_paid_call_is_retried_never_the_call() -> None:
+    state = FakeState(down={"reconcile": 2})
+    a = worker("a", ok(), state=state)
+    out, _ = await run(a)
+    assert out.topic == T.results and len(calls_of(a)) == 1
+    assert len(state.calls("reconcile")) == 3 and len(state.calls("remember")) == 3
+
+
+async def test_a_failed_calls_bookkeeping_is_retried_too() -> None:
+    state = FakeState(down={"record": 1})
+    a = worker("a", failed(K.PROVIDER_ERROR, "http_500", 500), state=state)
+    out, _ = await run(a)
+    assert failure_of(out) == ("provider_error", "http_500", "a")
+    assert len(calls_of(a)) == 1 and state.calls("record") == [(False, False)] * 2
+
+
+async def test_no_call_without_the_fleets_limits_the_record_waits() -> None:
+    state = FakeState(down={"allow": 2})
+    a = worker("a", ok(), state=state)
+    out, _ = await run(a)
+    assert out.topic == T.results and len(calls_of(a)) == 1
+    assert len(state.calls("allow")) == 3
+
+
+# -- one decode of the record --------------------------------------------------------------
+
+
+async def test_the_record_is_decoded_once_whatever_the_providers_tried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[object] = []
+    real = jsondoc.loads
+
+    def counting(raw: Any) -> Any:
+        seen.append(raw)
+        return real(raw)
+
+    monkeypatch.setattr(jsondoc, "loads", counting)
+    refused = FakeState(admit=Admission(False, False, "open"))
+    out, _ = await run(worker("a", ok(), state=refused), worker("b", ok()))
+    assert out.topic == T.results
+    assert seen.count(VALUE) == 1
