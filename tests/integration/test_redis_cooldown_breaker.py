@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
 
 from devtools.stack.resolve import Stack
+from shared.provider_state import Health
 from shared.redis import keys
 from shared.redis.breaker import Breakers
 from shared.redis.breaker_logic import BreakerSpec, BreakerState
@@ -23,8 +24,17 @@ from shared.redis.state import RedisProviderState
 pytestmark = pytest.mark.integration
 
 CFG = BreakerSpec(
-    window_s=10, min_requests=4, failure_threshold=0.5, open_s=0.4, half_open_probes=2
+    window_s=10, min_requests=4, failure_threshold=0.5, open_s=2.0, half_open_probes=2
 )
+"""Periods of seconds, so a stalled test process cannot cross one by accident."""
+
+
+async def until_half_open(read: Callable[[], Awaitable[Health]], timeout_s: float = 10.0) -> None:
+    """Wait for the open period to end as a reader sees it (no worker moves the state)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (await read()).breaker != "half_open":
+        assert asyncio.get_running_loop().time() < deadline, "the breaker never became half-open"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -37,13 +47,13 @@ async def r(stack: Stack) -> AsyncIterator[aioredis.Redis]:
 async def test_cooldown_is_extended_never_shortened(r: aioredis.Redis, pipeline: str) -> None:
     cd = Cooldowns(r, pipeline)
     assert await cd.cooldown_remaining("p") == 0.0
-    assert 1.9 < await cd.extend_cooldown("p", 2.0) <= 2.0
-    assert 1.8 < await cd.extend_cooldown("p", 0.5) <= 2.0  # shorter: ignored
-    assert 1.8 < await cd.cooldown_remaining("p") <= 2.0
-    assert 4.9 < await cd.extend_cooldown("p", 5.0) <= 5.0  # longer: extended
+    assert 1.0 < await cd.extend_cooldown("p", 2.0) <= 2.0
+    assert 1.0 < await cd.extend_cooldown("p", 0.5) <= 2.0  # shorter: ignored
+    assert 1.0 < await cd.cooldown_remaining("p") <= 2.0
+    assert 4.0 < await cd.extend_cooldown("p", 5.0) <= 5.0  # longer: extended
     assert await cd.cooldown_remaining("other") == 0.0
     ttl = await r.pttl(keys.cooldown(pipeline, "p"))
-    assert 5000 < ttl <= 6000  # expires a second after it ends
+    assert 4000 < ttl <= 6000  # expires a second after it ends
     await cd.extend_cooldown("q", 0.2)
     await asyncio.sleep(0.25)
     assert await cd.cooldown_remaining("q") == 0.0
@@ -60,9 +70,8 @@ async def test_breaker_opens_probes_and_closes(r: aioredis.Redis, pipeline: str)
     assert not (await b.allow("p")).allowed
     assert (await provider_health(r, pipeline, "p")).breaker == "open"
     assert not (await provider_health(r, pipeline, "p")).available
-    await asyncio.sleep(0.45)
-    # the open period is over: readers see half-open before any worker moved it
-    assert (await provider_health(r, pipeline, "p")).breaker == "half_open"
+    # the open period ends: readers see half-open before any worker moved it
+    await until_half_open(lambda: provider_health(r, pipeline, "p"))
     assert (await b.view("p")).state == "half_open"
     adms = await asyncio.gather(*(b.allow("p") for _ in range(6)))
     probes = [a for a in adms if a.allowed]
@@ -77,19 +86,19 @@ async def test_probe_failure_reopens(r: aioredis.Redis, pipeline: str) -> None:
     b = Breakers(r, pipeline, CFG)
     for _ in range(4):
         await b.record("p", False)
-    await asyncio.sleep(0.45)
+    await until_half_open(lambda: provider_health(r, pipeline, "p"))
     adm = await b.allow("p")
     assert adm.probe
     assert await b.record("p", False, probe=True) == "open"
     view = await b.view("p")
-    assert view.state == "open" and 0.3 < view.open_remaining_s <= 0.4
+    assert view.state == "open" and 1.0 < view.open_remaining_s <= 2.0
     assert (await b.view("other")).state == "closed"
 
 
 async def test_lua_breaker_follows_the_reference(r: aioredis.Redis, pipeline: str) -> None:
     """The same script of events gives the same states in Lua and in Python."""
     cfg = BreakerSpec(
-        window_s=5, min_requests=3, failure_threshold=0.6, open_s=0.3, half_open_probes=1
+        window_s=5, min_requests=3, failure_threshold=0.6, open_s=1.0, half_open_probes=1
     )
     b = Breakers(r, pipeline, cfg)
     ref = BreakerState()
@@ -103,7 +112,7 @@ async def test_lua_breaker_follows_the_reference(r: aioredis.Redis, pipeline: st
               ("allow", False, False), ("rec", True, True), ("rec", False, False)]  # fmt: skip
     for op, ok, probe in events:
         if op == "sleep":
-            await asyncio.sleep(0.35)
+            await asyncio.sleep(1.4)  # 0.4 s past the open period: no step lands near its end
             continue
         sec, usec = await r.time()
         now_ms = int(sec) * 1000 + int(usec) // 1000
@@ -128,8 +137,7 @@ async def test_trip_opens_fleet_wide_with_its_reason_until_a_probe_succeeds(
     h = await provider_health(r, pipeline, "p")  # what the router and every worker read
     assert (h.breaker, h.reason, h.available) == ("open", "auth", False)
     assert not (await state.allow()).allowed
-    await asyncio.sleep(0.45)
-    assert (await state.health()).breaker == "half_open"
+    await until_half_open(state.health)
     adm = await state.allow()
     assert adm.probe
     assert await state.record(True, probe=True) == "closed"
@@ -147,7 +155,7 @@ async def test_pause_flag_and_provider_state(r: aioredis.Redis, pipeline: str) -
     assert (await RedisProviderState(r, pipeline, "q").health()).available  # other providers
     await set_paused(r, pipeline, "p", False)
     assert (await state.health()).available
-    await state.extend_cooldown(1.0)
-    assert 0.5 < await Cooldowns(r, pipeline).cooldown_remaining("p") <= 1.0
+    await state.extend_cooldown(5.0)
+    assert 2.0 < await Cooldowns(r, pipeline).cooldown_remaining("p") <= 5.0
     assert (await state.breakers.view("p")).state == "closed"
     assert await state.limiter.levels("p") == {} and await state.fleet.fleet_inflight("p") == 0
