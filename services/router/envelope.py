@@ -195,7 +195,8 @@ def failure_dlq_record(c: Consumed, failed: Failed) -> tuple[Record, int, str]:
 
 
 def malformed_dlq_record(c: Consumed, bad: Malformed) -> tuple[Record, int]:
-    errors: h.HeaderList = [
+    errors: h.HeaderList = [  # the kind replaces whatever (unreadable) kind it carried
+        (h.ERROR_KIND, FailureKind.POISON.value.encode()),
         (h.ERROR_CLASS, MALFORMED.encode()),
         (h.ERROR_MESSAGE, bad.reason.encode()[:1024]),
     ]

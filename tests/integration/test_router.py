@@ -187,6 +187,7 @@ def test_malformed_failures_go_to_the_error_dlq_and_the_router_keeps_going(
     dlq = read_all(stack.bootstrap, f"{pipeline}.dlq.error", expect=4)
     reasons = {m.key(): h.get_str(m.headers(), h.ERROR_MESSAGE) for m in dlq}
     assert all(h.get_str(m.headers(), h.ERROR_CLASS) == "malformed" for m in dlq)
+    assert all(h.get_str(m.headers(), h.ERROR_KIND) == "poison" for m in dlq)
     assert all(h.get_str(m.headers(), env.DLT_FQCN) == "sluice.malformed" for m in dlq)
     assert "sluice.src.topic is missing" in (reasons[b"k50"] or "")
     assert "gremlins" in (reasons[b"k51"] or "")

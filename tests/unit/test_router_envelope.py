@@ -141,6 +141,7 @@ def test_malformed_dlq_record_without_identity_points_at_where_it_was_read() -> 
     c = replace(failed(), sluice_src_topic=None)
     rec, ts = env.malformed_dlq_record(c, env.Malformed("no identity", None))
     assert ts == 1234
+    assert h.get_str(rec.headers, h.ERROR_KIND) == "poison"  # every DLQ record has a kind
     assert h.get_str(rec.headers, h.ERROR_CLASS) == "malformed"
     assert h.get_str(rec.headers, h.ERROR_MESSAGE) == "no identity"
     assert h.get_str(rec.headers, env.DLT_TOPIC) == "p.failures"
