@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from bisect import bisect_right
 from pathlib import Path
 
@@ -31,9 +32,9 @@ import asyncio, json, sys
 from shared.redis.bucket import Limiter, ProviderLimits
 from shared.redis.client import connect
 
-url, pipeline, start_us, end_us, rpm = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+url, pipeline, barrier, rpm = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
-async def contender(lim, grants):
+async def contender(lim, grants, end_us):
     while True:
         res = await lim.reserve("p", None, 10)
         if res.now_us >= end_us:
@@ -45,11 +46,14 @@ async def contender(lim, grants):
 
 async def main():
     r = connect(url)
+    await r.incr(barrier + ":ready")  # started; the run's times come once all are
+    _, times = await r.blpop([barrier + ":go"], timeout=60)
+    start_us, end_us = map(int, times.split())
     sec, usec = await r.time()
     await asyncio.sleep(max(0.0, (start_us - (sec * 1_000_000 + usec)) / 1e6))
     lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=rpm)})
     grants = []
-    await asyncio.gather(*(contender(lim, grants) for _ in range(4)))
+    await asyncio.gather(*(contender(lim, grants, end_us) for _ in range(4)))
     await r.aclose()
     print(json.dumps(grants))
 
@@ -63,18 +67,28 @@ def _max_in_window(times: list[int], window_us: int) -> int:
 
 
 def test_three_processes_stay_under_the_limit_and_use_it(stack: Stack, pipeline: str) -> None:
-    sync = redis.Redis.from_url(stack.redis_url)
-    sec, usec = sync.time()
-    sync.close()
-    start_us = sec * 1_000_000 + usec + 2_000_000  # time for the interpreters to start
-    end_us = start_us + DURATION_US
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    argv = [stack.redis_url, pipeline, str(start_us), str(end_us), str(RPM)]
+    barrier = f"{pipeline}:test-barrier"
+    argv = [stack.redis_url, pipeline, barrier, str(RPM)]
     procs = [
         subprocess.Popen([sys.executable, "-c", WORKER, *argv], cwd=ROOT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(3)
     ]  # fmt: skip
+    # the run starts once all three interpreters are up, however long that takes here
+    sync = redis.Redis.from_url(stack.redis_url)
+    deadline = time.monotonic() + 60
+    while int(sync.get(f"{barrier}:ready") or 0) < len(procs):
+        assert time.monotonic() < deadline, "the worker processes did not start"
+        assert all(p.poll() is None for p in procs), [
+            p.communicate() for p in procs if p.poll() is not None
+        ]
+        time.sleep(0.05)
+    sec, usec = sync.time()
+    start_us = sec * 1_000_000 + usec + 500_000
+    end_us = start_us + DURATION_US
+    sync.rpush(f"{barrier}:go", *[f"{start_us} {end_us}"] * len(procs))
+    sync.close()
     per_proc: list[list[int]] = []
     for p in procs:
         out, err = p.communicate(timeout=60)
