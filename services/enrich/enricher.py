@@ -39,6 +39,7 @@ from services.enrich.tasks import Answer, parse_output, render, request_hash
 from shared import headers as h
 from shared.config_file import TaskConfig
 from shared.kafka.concurrent import Output
+from shared.kafka.message import TP
 from shared.kinds import FailureKind
 from shared.logs import coords
 from shared.outcomes import Failure, Record, failure_record, ok_result, oversize, unexpected
@@ -48,7 +49,6 @@ from shared.redis.cache import ResultCache
 from shared.redis.errors import ProviderStateUnavailable
 from shared.redis.health import Health
 from shared.topics import Topics
-from shared.watermark import TP
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

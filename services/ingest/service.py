@@ -21,6 +21,7 @@ from services.ingest.wrap import Wrapper, unexpected
 from shared.errors import DeliveryError, PoisonRecord
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consume import consume_available
+from shared.kafka.message import TP
 from shared.kafka.producer import CheckpointProducer
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.startup import check_topics
@@ -32,8 +33,6 @@ from shared.topics import Topics
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
-
-TP = tuple[str, int]
 
 
 class Ingest:

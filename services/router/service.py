@@ -56,12 +56,12 @@ from services.router.routing import Plan, Role, Wait
 from services.router.settings import RouterSettings
 from shared.errors import DeliveryError
 from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.message import TP
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.startup import check_topics
 from shared.kafka.txn import TxnAborted, TxnProducer
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
-from shared.watermark import TP
 
 log = logging.getLogger(__name__)
 

@@ -42,6 +42,7 @@ from services.sequencer.txn import start_offset
 from shared.errors import DeliveryError
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.consume import consume_available
+from shared.kafka.message import TP
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.startup import check_topics
 from shared.kafka.txn import TxnAborted, TxnProducer
@@ -50,7 +51,6 @@ from shared.metrics import lag_stats_callback
 
 log = logging.getLogger(__name__)
 
-TP = tuple[str, int]
 READ_BATCH = 1000
 
 

@@ -34,11 +34,12 @@ from shared.errors import DeliveryError
 from shared.headers import HeaderError
 from shared.headers import read as read_headers
 from shared.kafka.consume import consume_available
+from shared.kafka.message import TP
 from shared.kafka.producer import TrackedProducer, Unit
 from shared.kafka.shutdown import StopFlag
 from shared.logs import coords
 from shared.outcomes import Record
-from shared.watermark import TP, Watermarks
+from shared.watermark import Watermarks
 
 log = logging.getLogger(__name__)
 
