@@ -40,6 +40,7 @@ from services.sequencer.reorder import Reorder
 from services.sequencer.restore import StateReader
 from services.sequencer.settings import SequencerSettings
 from services.sequencer.txn import start_offset
+from shared.kafka.clients import KAFKA, Clients
 from shared.kafka.commits import Transactions, TxnSchedule
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.loop import ConsumerLoop, Handler, Subscription, consumer_error
@@ -55,7 +56,8 @@ READ_BATCH = 1000
 
 
 class Sequencer(Handler):
-    def __init__(self, settings: SequencerSettings, stop: StopFlag | None = None) -> None:
+    def __init__(self, settings: SequencerSettings, stop: StopFlag | None = None,
+                 clients: Clients = KAFKA) -> None:  # fmt: skip
         self.settings = s = settings
         self.topics = t = settings.topics
         self.stop = stop or StopFlag()
@@ -66,11 +68,11 @@ class Sequencer(Handler):
         self.txn = TxnProducer(producer_config(settings, **{
             "transactional.id": settings.transactional_id,
             "transaction.timeout.ms": settings.transaction_timeout_ms}),
-            settings.txn_call_timeout_s, self.stop)  # fmt: skip
-        self.consumer = Consumer(consumer_config(settings, settings.group, **{
+            settings.txn_call_timeout_s, self.stop, clients.producer)  # fmt: skip
+        self.consumer = clients.consumer(consumer_config(settings, settings.group, **{
             "partition.assignment.strategy": "range", "isolation.level": "read_committed",
             "stats_cb": lag_stats_callback(settings.group)}))  # fmt: skip
-        self.reader = StateReader(settings, t.state)
+        self.reader = StateReader(settings, t.state, clients)
         schedule = TxnSchedule(
             s.txn_interval_ms / 1000, s.txn_min_interval_ms / 1000, s.txn_max_events
         )

@@ -262,6 +262,10 @@ class MemConsumer:
             )
         return off
 
+    def unassign(self) -> None:
+        self.positions.clear()
+        self.paused.clear()
+
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition(t, p) for t, p in self.positions]
 
