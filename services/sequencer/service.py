@@ -41,7 +41,7 @@ from services.sequencer.restore import StateReader
 from services.sequencer.settings import SequencerSettings
 from services.sequencer.txn import start_offset
 from shared.kafka.clients import KAFKA, Clients
-from shared.kafka.commits import Transactions, TxnSchedule
+from shared.kafka.commits import Transactions, TxnHooks, TxnSchedule
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.loop import ConsumerLoop, Handler, Subscription, consumer_error
 from shared.kafka.message import TP, Message
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 READ_BATCH = 1000
 
 
-class Sequencer(Handler):
+class Sequencer(Handler, TxnHooks):
     def __init__(self, settings: SequencerSettings, stop: StopFlag | None = None,
                  clients: Clients = KAFKA) -> None:  # fmt: skip
         self.settings = s = settings

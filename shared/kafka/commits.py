@@ -136,16 +136,20 @@ class TxnSchedule:
 
 
 class TxnHooks(Protocol):
-    """What a transactional stage does around its transactions."""
+    """What a transactional stage does around its transactions (subclass it for the no-op
+    defaults)."""
 
     def before_commit(self) -> None:
         """Last records into the open transaction (state changes)."""
+        return None
 
     def committed(self, offsets: dict[TP, int]) -> None:
         """The transaction is committed, with these offsets."""
+        return None
 
     def aborted(self) -> None:
         """The open transaction is aborted: drop what was noted for it."""
+        return None
 
     def rewind(self) -> None:
         """Back to the last commit (state and consumer positions)."""
