@@ -132,23 +132,21 @@ class Commits(Protocol):
         ...
 
 
+@dataclass(eq=False)
 class ConsumerLoop:
     """poll → :meth:`Handler.handle` → commit, until the stop flag is set."""
 
-    def __init__(self, name: str, settings: CommonSettings, consumer: Consumer,
-                 subscription: Subscription, handler: Handler, commits: Commits,
-                 stop: StopFlag, batch_size: int, wait_s: float) -> None:  # fmt: skip
-        self.name = name
-        self.settings = settings
-        self.consumer = consumer
-        self.subscription = subscription
-        self.handler = handler
-        self.commits = commits
-        self.stop = stop
-        self.batch_size = batch_size
-        self.wait_s = wait_s
-        self.failed = False
-        self.callback_error: BaseException | None = None  # raised in a rebalance callback
+    name: str
+    settings: CommonSettings
+    consumer: Consumer
+    subscription: Subscription
+    handler: Handler
+    commits: Commits
+    stop: StopFlag
+    batch_size: int
+    wait_s: float  # longest poll, unless the handler or the commit strategy say otherwise
+    failed: bool = field(default=False, init=False)
+    callback_error: BaseException | None = field(default=None, init=False)  # from a callback
 
     def run(self) -> None:
         try:
