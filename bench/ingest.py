@@ -91,20 +91,19 @@ def baseline(bootstrap: str, source: str, sink: str, n: int, stamp: bool = False
 
 def sluice_ingest(settings: IngestSettings, n: int) -> float:
     ing = Ingest(settings)
-    ing.check_topics()
-    ing.consumer.subscribe([settings.source_topic])
+    ing.loop.start()
     start = None
     try:
         while ing.acked < n:
-            ing.step()
-            if start is None and ing.consumed:
+            ing.loop.step()
+            if start is None and ing.commits.pending:
                 start = time.perf_counter()
-            if sum(ing.consumed.values()) >= n:
-                ing.checkpoint(asynchronous=True)
+            if sum(ing.commits.pending.values()) >= n:
+                ing.commits.commit()
         elapsed = time.perf_counter() - (start or time.perf_counter())
     finally:
         ing.stop.set("bench over")
-        ing.close()
+        ing.loop.close()
     return n / elapsed
 
 

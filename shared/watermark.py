@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import heapq
 
-TP = tuple[str, int]
-"""A topic-partition."""
+from shared.kafka.message import TP
 
 
 class _Partition:

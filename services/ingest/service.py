@@ -12,18 +12,20 @@ committing past it: a restart re-reads from the last checkpoint.
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException
 
 from services.ingest import metrics as m
 from services.ingest.wrap import Wrapper, unexpected
-from shared.errors import DeliveryError, PoisonRecord
+from shared.errors import PoisonRecord
+from shared.kafka.clients import KAFKA, Clients
+from shared.kafka.commits import Checkpoints
 from shared.kafka.config import consumer_config, producer_config
-from shared.kafka.consume import consume_available
+from shared.kafka.loop import ConsumerLoop, Handler, Subscription, consumer_error
+from shared.kafka.message import Message
 from shared.kafka.producer import CheckpointProducer
 from shared.kafka.shutdown import StopFlag
-from shared.kafka.startup import check_topics
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
 from shared.settings import IngestSettings
@@ -32,12 +34,12 @@ from shared.topics import Topics
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
+POLL_WAIT_S = 0.1
 
-TP = tuple[str, int]
 
-
-class Ingest:
-    def __init__(self, settings: IngestSettings, stop: StopFlag | None = None) -> None:
+class Ingest(Handler):
+    def __init__(self, settings: IngestSettings, stop: StopFlag | None = None,
+                 clients: Clients = KAFKA) -> None:  # fmt: skip
         self.settings = settings
         self.topics = Topics(settings.pipeline)
         self.stop = stop or StopFlag()
@@ -47,13 +49,10 @@ class Ingest:
             settings.source_topic,
             settings.max_message_bytes,
         )
-        self.consumed: dict[TP, int] = {}  # next offset to read, per partition
-        self.committed: dict[TP, int] = {}
         self.acked = 0  # records (work + poison) acknowledged at the last checkpoint
         self._sent = 0
-        self._last_checkpoint = time.monotonic()
-        self.producer = CheckpointProducer(producer_config(settings))
-        self.consumer = Consumer(
+        self.producer = CheckpointProducer(producer_config(settings), clients.producer)
+        self.consumer = clients.consumer(
             consumer_config(
                 settings,
                 settings.group,
@@ -64,49 +63,31 @@ class Ingest:
                 },
             )
         )
+        self.commits = Checkpoints(self.consumer, self._flush, CHECKPOINT_INTERVAL_S, m.COMMITS.inc)
+        source, t = settings.source_topic, self.topics
+        subscription = Subscription([source], [t.work, t.dlq("poison")], t.co_partitioned,
+                                    external={source})  # fmt: skip
+        self.loop = ConsumerLoop("ingest", settings, self.consumer, subscription, self,
+                                 self.commits, self.stop, settings.batch_size, POLL_WAIT_S)  # fmt: skip
 
-    # -- lifecycle ---------------------------------------------------------
     def run(self) -> None:
-        self.check_topics()
-        self.consumer.subscribe(
-            [self.settings.source_topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_lost,
-        )
+        self.loop.run()
+
+    def started(self, partitions: dict[str, int]) -> None:
         log.info("ingest %s → %s", self.settings.source_topic, self.topics.work)
-        try:
-            while not self.stop.is_set():
-                self.step()
-        finally:
-            self.close()
 
-    def step(self) -> None:
-        msgs = consume_available(self.consumer, self.settings.batch_size, 0.1)
-        if msgs:
-            self._forward(msgs)
+    def after_batch(self) -> None:
         self.producer.poll(0)
-        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_INTERVAL_S:
-            self.checkpoint(asynchronous=True)
 
-    def check_topics(self) -> None:
-        source, t = self.settings.source_topic, self.topics
-        check_topics(self.consumer, self.settings, [source, t.work, t.dlq("poison")],
-                     t.co_partitioned, external={source})  # fmt: skip
-
-    def close(self) -> None:
-        """Final checkpoint, then leave the group. A failed checkpoint commits nothing."""
-        log.info("ingest stopping (%s): flushing and committing", self.stop.reason or "error")
-        try:
-            self.checkpoint(asynchronous=False)
-        except (DeliveryError, KafkaException):
-            log.exception("final checkpoint failed; uncommitted records will be re-read")
-            raise
-        finally:
-            self.consumer.close()
+    def _flush(self) -> None:
+        """Everything sent so far is acknowledged when this returns (else DeliveryError)."""
+        sent = self._sent
+        self.producer.checkpoint()
+        m.RECORDS_OUT.inc(sent - self.acked)
+        self.acked = sent
 
     # -- forwarding ----------------------------------------------------------
-    def _forward(self, msgs: list[Message]) -> None:
+    def handle(self, msgs: Sequence[Message]) -> None:
         """One pass over the batch: wrap and send each record, note positions.
 
         A batch holds runs of partitions; the next offset to read is noted when a
@@ -114,7 +95,7 @@ class Ingest:
         """
         work = self.topics.work
         send, work_record = self.producer.send, self.wrapper.work_record
-        consumed = self.consumed
+        consumed = self.commits.pending
         topic = self.settings.source_topic
         n = 0
         part: int | None = None
@@ -122,7 +103,7 @@ class Ingest:
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                self._consumer_error(err)
+                consumer_error(err)
                 continue
             p = msg.partition() or 0
             if p != part:
@@ -154,16 +135,6 @@ class Ingest:
         self._log_poison(msg, p.reason)
         self.producer.send_at(self.topics.dlq("poison"), p.value, p.key, p.headers, p.timestamp)
 
-    def _consumer_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
-        if err.fatal() or err.code() in (
-            KafkaError.UNKNOWN_TOPIC_OR_PART,
-            KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        ):
-            raise KafkaException(err)
-        log.warning("consumer error: %s", err)
-
     def _log_poison(self, msg: Message, reason: str) -> None:
         m.POISON.labels(reason).inc()
         log.warning(
@@ -176,53 +147,6 @@ class Ingest:
                 )
             },
         )
-
-    # -- checkpoints and rebalances -------------------------------------------
-    def checkpoint(self, asynchronous: bool, only: set[TP] | None = None) -> None:
-        """Flush, then commit the positions consumed before the flush."""
-        self._last_checkpoint = time.monotonic()
-        positions = {tp: o for tp, o in self.consumed.items() if only is None or tp in only}
-        sent = self._sent
-        self.producer.checkpoint()
-        m.RECORDS_OUT.inc(sent - self.acked)
-        self.acked = sent
-        offsets = [
-            TopicPartition(t, p, o)
-            for (t, p), o in positions.items()
-            if self.committed.get((t, p)) != o
-        ]
-        if not offsets:
-            return
-        if asynchronous:
-            self.consumer.commit(offsets=offsets, asynchronous=True)
-        else:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        self.committed.update(positions)
-        m.COMMITS.inc()
-
-    def _on_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in parts])
-
-    def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        revoked = {(p.topic, p.partition) for p in parts}
-        log.info("revoked %s: checkpointing", sorted(revoked))
-        try:
-            self.checkpoint(asynchronous=False, only=revoked)
-        except (DeliveryError, KafkaException):
-            log.exception(
-                "checkpoint on revoke failed; the next owner re-reads from the last commit"
-            )
-        self._drop(revoked)
-
-    def _on_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        lost = {(p.topic, p.partition) for p in parts}
-        log.warning("partitions lost (no commit possible): %s", sorted(lost))
-        self._drop(lost)
-
-    def _drop(self, tps: set[TP]) -> None:
-        for tp in tps:
-            self.consumed.pop(tp, None)
-            self.committed.pop(tp, None)
 
 
 def run(settings: IngestSettings, stop: StopFlag | None = None) -> None:

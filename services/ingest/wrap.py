@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from operator import call
-from typing import Literal, Protocol
+from typing import Literal
 
 from orjson import JSONDecodeError, loads
 
@@ -28,6 +28,7 @@ from shared import jsondoc
 from shared.errors import BadDocument, PoisonRecord
 from shared.headers import KAFKA_MESSAGE, MESSAGE_HEADERS
 from shared.jsondoc import SHORTEST_TOO_DEEP, too_deep
+from shared.kafka.message import Message
 from shared.kafka.sizes import FRAMING, HEADROOM, record_bytes
 from shared.kinds import FailureKind
 
@@ -35,18 +36,6 @@ MAX_HEADER_BYTES = 64 * 1024
 DLQ_VALUE_MAX = 4 * 1024 * 1024
 DLQ_KEY_MAX = 64 * 1024
 _ATTEMPT_1 = (h.ATTEMPT, b"1")
-
-
-class SourceRecord(Protocol):
-    """The part of a consumed message that ingest reads (confluent-kafka's Message)."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> object: ...
-    def timestamp(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +132,7 @@ class Wrapper:
             self._prefix[(topic, partition)] = prefix
         return prefix
 
-    def source_headers(self, msg: SourceRecord) -> h.HeaderList:
+    def source_headers(self, msg: Message) -> h.HeaderList:
         """sluice's headers for ``msg``: coordinates, timestamp, attempt 1."""
         return [
             *self._prefix_for(msg.topic(), msg.partition()),
@@ -153,7 +142,7 @@ class Wrapper:
         ]
 
     def work_record(
-        self, msg: SourceRecord, part: int, offset: int
+        self, msg: Message, part: int, offset: int
     ) -> tuple[bytes | None, bytes, h.HeaderList]:
         """Key, value and headers of the work record for ``msg`` (read from partition
         ``part`` at ``offset``, which the caller has read already); PoisonRecord if it
@@ -219,7 +208,7 @@ class Wrapper:
             f"{self.max_record} (SLUICE_MAX_MESSAGE_BYTES less room for the pipeline's own)",
         )
 
-    def poison(self, msg: SourceRecord, bad: PoisonRecord) -> Poison:
+    def poison(self, msg: Message, bad: PoisonRecord) -> Poison:
         """The poison DLQ record: raw key, value and headers, cut to fit the DLQ."""
         own: h.HeaderList = []
         if bad.headers_readable:

@@ -21,9 +21,9 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from shared import headers as h
+from shared.kafka.message import Message
 from shared.kinds import FailureKind
 from shared.outcomes import Record
 
@@ -34,18 +34,6 @@ DLT_TIMESTAMP = "kafka_dlt-original-timestamp"
 DLT_FQCN = "kafka_dlt-exception-fqcn"
 DLT_MESSAGE = "kafka_dlt-exception-message"
 MALFORMED = "malformed"
-
-
-class Message(Protocol):
-    """The part of a consumed message the router reads (confluent-kafka's Message)."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> object: ...
-    def timestamp(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from shared.watermark import TP
+from shared.kafka.message import TP
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from services.router import metrics as m
 from services.router.drain import HealthCache
 from services.router.holds import Hold, Holds
 from services.router.routing import Wait
-from shared.watermark import TP
+from shared.kafka.message import TP
 
 log = logging.getLogger(__name__)
 

@@ -35,16 +35,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.router import metrics as m
 from services.router import routing
@@ -55,13 +48,15 @@ from services.router.pausing import Pauser
 from services.router.routing import Plan, Role, Wait
 from services.router.settings import RouterSettings
 from shared.errors import DeliveryError
+from shared.kafka.clients import KAFKA, Clients
+from shared.kafka.commits import Transactions, TxnHooks, TxnSchedule
 from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.loop import ConsumerLoop, Handler, Subscription, consumer_error
+from shared.kafka.message import TP, Message
 from shared.kafka.shutdown import StopFlag
-from shared.kafka.startup import check_topics
-from shared.kafka.txn import TxnAborted, TxnProducer
+from shared.kafka.txn import TxnProducer
 from shared.logs import coords
 from shared.metrics import lag_stats_callback
-from shared.watermark import TP
 
 log = logging.getLogger(__name__)
 
@@ -71,28 +66,25 @@ TUNING = {"fetch.wait.max.ms": 100, "max.partition.fetch.bytes": 262_144}
 """Consumer defaults of the router; a ``SLUICE_KAFKA_PROP_*`` of the same name wins."""
 
 
-class Router:
+class Router(Handler, TxnHooks):
     def __init__(
         self,
         settings: RouterSettings,
         stop: StopFlag | None = None,
         health: Callable[[str], bool] | None = None,
+        clients: Clients = KAFKA,
     ) -> None:
         self.settings = settings
-        self.topics = settings.topics  # ConfigError on bad rungs
-        self.roles = {self.topics.failures: Role.FAILURES, self.topics.parked: Role.PARKED}
-        self.rung_of = {self.topics.retry(r): r.label for r in self.topics.rungs}
+        self.topics = t = settings.topics  # ConfigError on bad rungs
+        self.roles = {t.failures: Role.FAILURES, t.parked: Role.PARKED}
+        self.rung_of = {t.retry(r): r.label for r in t.rungs}
         self.roles.update(dict.fromkeys(self.rung_of, Role.RETRY))
         self.stop = stop or StopFlag()
-        self.committed: dict[TP, int] = {}
+        self.committed_offsets: dict[TP, int] = {}  # by the last commit
         self.next_offset: dict[TP, int] = {}  # next record to handle, per partition
-        self.positions: dict[TP, int] = {}  # offsets to commit with the open transaction
         self.routed: list[tuple[Plan, Role, str]] = []  # in the open transaction: counted on commit
         self.errors: list[str] = []  # failed deliveries
-        self.failed = False
-        self.rewind_due = False  # a transaction was aborted in a rebalance callback
-        self.callback_error: BaseException | None = None  # raised in a rebalance callback
-        self.assignments = self.revocations = self.commits = self.aborts = 0
+        self.assignments = self.revocations = 0
         check = health or RedisHealth(settings.redis_url.get_secret_value(), settings.pipeline)
         self._check = check
         self.health = HealthCache(check, settings.health_refresh_s)
@@ -104,9 +96,9 @@ class Router:
             "transactional.id": settings.transactional_id,
             "transaction.timeout.ms": settings.transaction_timeout_ms,
             "delivery.report.only.error": True, "on_delivery": self._delivered}),
-            settings.txn_call_timeout_s, self.stop)  # fmt: skip
+            settings.txn_call_timeout_s, self.stop, clients.producer)  # fmt: skip
         tuning = {k: v for k, v in TUNING.items() if k not in settings.kafka_props}
-        self.consumer = Consumer(
+        self.consumer = clients.consumer(
             consumer_config(
                 settings, settings.group, stats_cb=lag_stats_callback(settings.group), **tuning
             )
@@ -114,90 +106,48 @@ class Router:
         self.pauser = Pauser(self.consumer, self.health, settings.min_hold_s)
         self.holds = self.pauser.holds
         self._last_depth = time.monotonic()
+        self.txns = Transactions(
+            self.consumer, self.txn, self, TxnSchedule(settings.commit_interval_s)
+        )
+        subscription = Subscription(
+            list(self.roles), [t.work, t.results, *t.dlqs], t.co_partitioned
+        )
+        self.loop = ConsumerLoop("router", settings, self.consumer, subscription, self, self.txns,
+                                 self.stop, settings.batch_size, MAX_WAIT_S)  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------
     def run(self) -> None:
-        try:
-            self.check_topics()
-            self.txn.init()  # fences an older instance with the same id, aborts its transaction
-            self.consumer.subscribe(list(self.roles), on_assign=self._on_assign,
-                                    on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip
-            log.info("router %s → %s, rungs %s", ", ".join(self.roles), self.topics.work,
-                     ",".join(r.label for r in self.topics.rungs))  # fmt: skip
-            while not self.stop.is_set():
-                self.step()
-            log.info("router stopping (%s): committing", self.stop.reason)
-            self._final_commit()
-        except BaseException as exc:
-            self.failed = True
-            self.stop.set(type(exc).__name__)  # bounds the close by the grace period
-            raise
-        finally:
-            self.close()
+        self.loop.run()
 
-    def step(self) -> None:
+    def started(self, partitions: dict[str, int]) -> None:
+        self.txn.init()  # fences an older instance with the same id, aborts its transaction
+        log.info("router %s → %s, rungs %s", ", ".join(self.roles), self.topics.work,
+                 ",".join(r.label for r in self.topics.rungs))  # fmt: skip
+
+    def before_poll(self) -> float:
+        """Resume the holds that are over; poll until the next one ends."""
         self.pauser.release(time.time())
-        try:
-            # poll() returns as soon as a record is there (consume() would wait for a full
-            # batch or the timeout, making due records late); then take what else is queued.
-            first = self.consumer.poll(self._wait())
-            self._raise_callback_error()
-            if self.rewind_due:
-                self._rewind()
-            elif first is not None:
-                self._handle_batch(
-                    [first, *self.consumer.consume(max(1, self.settings.batch_size - 1), 0)]
-                )
-            self.txn.poll(0)
-            self._raise_delivery_errors()
-            if self.txn.open and self._age() >= self.settings.commit_interval_s:
-                self.commit()
-        except TxnAborted as exc:
-            self._aborted(exc)
+        return self.pauser.timeout(MAX_WAIT_S)
+
+    def after_batch(self) -> None:
+        self.txn.poll(0)
+        self._raise_delivery_errors()
         mono = time.monotonic()
         if mono - self._last_depth >= DEPTH_INTERVAL_S:
             self._last_depth = mono
             self._measure_parked()
 
-    def _age(self) -> float:
-        return time.monotonic() - self.txn.started
-
-    def _wait(self) -> float:
-        """How long the poll may block: until the next hold ends or the commit is due."""
-        wait = self.pauser.timeout(MAX_WAIT_S)
-        if self.txn.open:
-            wait = min(wait, max(0.0, self.settings.commit_interval_s - self._age()))
-        return wait
-
-    def check_topics(self) -> None:
-        t = self.topics
-        needed = [*self.roles, t.work, t.results, *t.dlqs]
-        check_topics(self.consumer, self.settings, needed, t.co_partitioned)
-
-    def _final_commit(self) -> None:
-        try:
-            self.commit()
-        except TxnAborted as exc:
-            log.warning("%s: its records will be routed again by the next owner", exc)
-            m.TXN_ABORTS.inc()
-
     def close(self) -> None:
-        """Leave the group (the transaction is committed or aborted by now)."""
-        try:
-            if self.failed:
-                self.txn.abort_quietly()
-            self.consumer.close()
-        finally:
-            if isinstance(self._check, RedisHealth):
-                self._check.close()
+        if isinstance(self._check, RedisHealth):
+            self._check.close()
 
     # -- routing ----------------------------------------------------------------
-    def _handle_batch(self, msgs: list[Message]) -> None:
+    def handle(self, msgs: Sequence[Message]) -> None:
         now = time.time()
         for msg in msgs:
             err = msg.error()
             if err is not None:
-                self._consumer_error(err)
+                consumer_error(err)
                 continue
             tp: TP = (msg.topic() or "", msg.partition() or 0)
             offset = msg.offset() or 0
@@ -222,7 +172,7 @@ class Router:
         for s in plan.sends:
             r = s.record
             self.txn.produce(s.topic, r.value, r.key, r.headers, timestamp=s.timestamp)
-        self.positions[tp] = offset + 1
+        self.txns.pending[tp] = offset + 1
         self.routed.append((plan, role, c.topic))
 
     def _delivered(self, err: KafkaError | None, msg: Message) -> None:
@@ -246,45 +196,22 @@ class Router:
         elif plan.dlq is None:
             m.FORWARDED.labels(self.rung_of.get(source, "parked")).inc()
 
-    def _consumer_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
-            return
-        if err.fatal() or err.code() in (
-            KafkaError.UNKNOWN_TOPIC_OR_PART,
-            KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        ):
-            raise KafkaException(err)
-        log.warning("consumer error: %s", err)
-
-    # -- transactions, rebalances, depth -----------------------------------------
-    def commit(self) -> None:
-        """The open transaction's offsets into it, then commit it (TxnAborted if aborted)."""
-        if not self.txn.open:
-            return
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
-        self.txn.commit(offsets, self.consumer.consumer_group_metadata() if offsets else None)
+    # -- transactions (TxnHooks) ---------------------------------------------------
+    def committed(self, offsets: dict[TP, int]) -> None:
         self._raise_delivery_errors()
-        self.committed.update(self.positions)
-        self.positions.clear()
+        self.committed_offsets.update(offsets)
         for routed in self.routed:
             self._count(*routed)
         self.routed.clear()
-        self.commits += 1
         m.COMMITS.inc()
 
-    def _aborted(self, exc: TxnAborted) -> None:
-        """Nothing of the open transaction is visible: read again from the committed offsets."""
-        log.warning("%s: rewinding to the last commit", exc)
+    def aborted(self) -> None:
         m.TXN_ABORTS.inc()
-        self.aborts += 1
-        self.positions.clear()
         self.routed.clear()
-        self._raise_delivery_errors()
-        self._rewind()
 
-    def _rewind(self) -> None:
+    def rewind(self) -> None:
         """Seek every assigned partition back to its committed offset, holds dropped."""
-        self.rewind_due = False
+        self._raise_delivery_errors()
         parts = self.consumer.assignment()
         if not parts:
             return
@@ -300,60 +227,23 @@ class Router:
         except KafkaException as exc:
             raise DeliveryError(f"could not rewind after an aborted transaction: {exc}") from exc
 
-    def _raise_callback_error(self) -> None:
-        """Errors of rebalance callbacks surface here, as themselves (not via librdkafka)."""
-        if self.callback_error is not None:
-            exc, self.callback_error = self.callback_error, None
-            raise exc
-
-    def _on_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+    # -- rebalances, depth -----------------------------------------------------------
+    def assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         if parts:
             self.assignments += 1
             m.REBALANCES.labels("assign").inc()
             self.pauser.fresh.extend(parts)
-            log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in parts])
 
-    def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        revoked = {(p.topic, p.partition) for p in parts}
-        if not revoked:
-            return
-        self.revocations += 1
-        m.REBALANCES.labels("revoke").inc()
-        log.info("revoked %s: committing", sorted(revoked))
-        if self.txn.open and not self.failed:
-            try:
-                self.commit()
-            except TxnAborted as exc:
-                log.warning("%s on revoke: the next owner re-reads from the last commit", exc)
-                self._abandon()
-            except Exception as exc:
-                self.failed = True
-                self.callback_error = exc
-        self._drop(revoked)
-
-    def _on_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        lost = {(p.topic, p.partition) for p in parts}
-        m.REBALANCES.labels("lost").inc()
-        log.warning("partitions lost (no commit possible): %s", sorted(lost))
-        if self.txn.open:
-            self.txn.abort_quietly()
-            self._abandon()
-        self._drop(lost)
-
-    def _abandon(self) -> None:
-        """The open transaction was aborted in a callback: rewind the rest in the loop."""
-        m.TXN_ABORTS.inc()
-        self.aborts += 1
-        self.positions.clear()
-        self.routed.clear()
-        self.rewind_due = True
-
-    def _drop(self, tps: set[TP]) -> None:
+    def forget(self, tps: set[TP], lost: bool) -> None:
+        if lost:
+            m.REBALANCES.labels("lost").inc()
+        else:
+            self.revocations += 1
+            m.REBALANCES.labels("revoke").inc()
         self.holds.drop(tps)
         for tp in tps:
-            self.committed.pop(tp, None)
+            self.committed_offsets.pop(tp, None)
             self.next_offset.pop(tp, None)
-            self.positions.pop(tp, None)
             if tp[0] == self.topics.parked:
                 with contextlib.suppress(KeyError):
                     m.PARKED_DEPTH.remove(str(tp[1]))
@@ -368,7 +258,7 @@ class Router:
             for p in parts:
                 tp = (p.topic, p.partition)
                 lo, hi = self.consumer.get_watermark_offsets(p, timeout=1.0, cached=False)
-                start = self.next_offset.get(tp, self.committed.get(tp, group.get(tp, -1)))
+                start = self.next_offset.get(tp, self.committed_offsets.get(tp, group.get(tp, -1)))
                 m.PARKED_DEPTH.labels(str(p.partition)).set(
                     max(0, hi - (start if start >= 0 else lo))
                 )

@@ -23,28 +23,23 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from services.sequencer.model import Announcement, Emit, Kind, Outcome
 from shared import headers as h
 from shared import jsondoc
 from shared.errors import BadDocument
+from shared.kafka.message import Message
 from shared.kafka.sizes import fits, record_bytes
 
 KINDS: dict[str, Kind] = {"ok": "ok", "dead": "dead", "release": "release"}
-
-
-class Msg(Protocol):
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def headers(self) -> object: ...
 
 
 class Malformed(ValueError):
     """A record the sequencer cannot place (missing or broken sluice headers)."""
 
 
-def announcement(msg: Msg) -> Announcement | None:
+def announcement(msg: Message) -> Announcement | None:
     """The announcement a work record makes, or None for a later attempt."""
     try:
         hs = h.read(msg)
@@ -55,7 +50,7 @@ def announcement(msg: Msg) -> Announcement | None:
         raise Malformed(str(exc)) from None
 
 
-def outcome(msg: Msg) -> Outcome:
+def outcome(msg: Message) -> Outcome:
     try:
         hs = h.read(msg)
         ident = h.source_id(hs)

@@ -35,6 +35,7 @@ from confluent_kafka import (
 from services.sequencer.changelog import Change, Changelog, restore
 from services.sequencer.reorder import Reorder
 from services.sequencer.settings import SequencerSettings
+from shared.kafka.clients import KAFKA, Clients
 from shared.kafka.rdlog import rdkafka_logger
 from shared.settings import CommonSettings
 
@@ -91,13 +92,13 @@ def watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple
 class StateReader:
     """Reads partitions of the changelog topic from the beginning to their end."""
 
-    def __init__(self, settings: CommonSettings, topic: str) -> None:
+    def __init__(self, settings: CommonSettings, topic: str, clients: Clients = KAFKA) -> None:
         self.topic = topic
         base = {"group.id": f"{settings.pipeline}.sequencer.restore.{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False, "logger": rdkafka_logger()}  # fmt: skip
-        self.reader = Consumer(settings.kafka_config(**base, **{
+        self.reader = clients.consumer(settings.kafka_config(**base, **{
             "isolation.level": "read_committed", "enable.partition.eof": True}))  # fmt: skip
-        self.probe = Consumer(
+        self.probe = clients.consumer(
             settings.kafka_config(**base, **{"isolation.level": "read_uncommitted"})
         )
 

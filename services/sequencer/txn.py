@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-TP = tuple[str, int]
+from shared.kafka.message import TP
 
 
 def start_offset(offsets: dict[TP, int], p: TopicPartition) -> TopicPartition:

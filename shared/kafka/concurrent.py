@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -34,11 +34,12 @@ from shared.errors import DeliveryError
 from shared.headers import HeaderError
 from shared.headers import read as read_headers
 from shared.kafka.consume import consume_available
+from shared.kafka.message import TP
 from shared.kafka.producer import TrackedProducer, Unit
 from shared.kafka.shutdown import StopFlag
 from shared.logs import coords
 from shared.outcomes import Record
-from shared.watermark import TP, Watermarks
+from shared.watermark import Watermarks
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,8 @@ class _Done:
 
 @dataclass
 class Stats:
-    consumed: int = 0
-    completed: int = 0
     rebalances: int = 0
     paused: bool = False
-    in_flight_by_tp: dict[TP, int] = field(default_factory=dict)
 
 
 class ConcurrentConsumer:
@@ -159,7 +157,6 @@ class ConcurrentConsumer:
         record = Record(msg.key(), msg.value(), hs)
         fut = asyncio.run_coroutine_threadsafe(self._run_one(record, tp, offset), self.loop)
         self._futures[(tp, offset)] = fut
-        self.stats.consumed += 1
 
     async def _run_one(self, record: Record, tp: TP, offset: int) -> None:
         try:
@@ -188,7 +185,6 @@ class ConcurrentConsumer:
                 r = out.record
                 self.producer.produce(out.topic, r.value, r.key, r.headers, unit)
             unit.seal()
-            self.stats.completed += 1
 
     def _acked(self, unit: Unit) -> None:
         tp, offset = unit.payload

@@ -63,8 +63,9 @@ class Unit:
 
 
 class _Base:
-    def __init__(self, config: dict[str, Any]) -> None:
-        self._producer = Producer(config)
+    def __init__(self, config: dict[str, Any],
+                 make: Callable[[dict[str, Any]], Producer] = Producer) -> None:  # fmt: skip
+        self._producer = make(config)
 
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None,
                  **kwargs: Any) -> None:  # fmt: skip
@@ -114,10 +115,11 @@ class TrackedProducer(_Base):
 class CheckpointProducer(_Base):
     """Producer with failure-only delivery reports and flushing checkpoints."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any],
+                 make: Callable[[dict[str, Any]], Producer] = Producer) -> None:  # fmt: skip
         self.errors: list[KafkaError] = []
         super().__init__(
-            {**config, "delivery.report.only.error": True, "on_delivery": self._failed}
+            {**config, "delivery.report.only.error": True, "on_delivery": self._failed}, make
         )
 
     def _failed(self, err: KafkaError | None, msg: Any) -> None:

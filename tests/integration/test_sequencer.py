@@ -132,7 +132,7 @@ def test_order_duplicates_early_outcomes_and_unkeyed(
                                       "task": "sentiment", "outcome": "ok"}  # fmt: skip
     assert m0.key() == b"key0" and h.get_str(m0.headers(), h.PROVIDER) == "fakeprov"
     assert h.get_str(m0.headers(), h.OUTCOME) == "ok"
-    wait_for(lambda: running.seq.commits > 0 and not running.seq.in_txn, 10, what="idle")
+    wait_for(lambda: running.seq.txns.commits > 0 and not running.seq.txn.open, 10, what="idle")
     assert sum(r.pending_scopes for r in running.seq.states.values()) == 0
 
 
@@ -225,7 +225,7 @@ def test_abortable_error_rewinds_to_the_last_commit(
             produce(stack.bootstrap, f"{pipeline}.results", outs)
             time.sleep(0.5)
         out = read_all(stack.bootstrap, f"{pipeline}.output", expect=n, timeout_s=60, idle_s=2)
-        assert running.seq.aborts == 1
+        assert running.seq.txns.aborts == 1
     assert sorted(ident(m) for m in out) == list(range(n))
     check_order(out)
     everything = read_all(stack.bootstrap, f"{pipeline}.output", idle_s=1, committed_only=False)

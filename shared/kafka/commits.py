@@ -1,0 +1,244 @@
+"""How offsets move: the two commit strategies of :class:`shared.kafka.loop.ConsumerLoop`.
+
+Both keep ``pending``: the next offset to read per partition, for records
+handled since the last commit (the stage notes it once a record's outputs are
+produced). Neither ever commits an offset before what was produced for the
+records below it is durable:
+
+* :class:`Checkpoints` (ingest: forwards in order at high rates): about once a
+  second, and on revoke and stop, flush the producer (everything produced
+  before is acknowledged, or :class:`~shared.errors.DeliveryError`) and then
+  commit the offsets noted before the flush;
+* :class:`Transactions` (router, sequencer: consume → produce exactly once):
+  the records and the offsets go into one Kafka transaction
+  (:class:`shared.kafka.txn.TxnProducer`), committed on a
+  :class:`TxnSchedule`, on revoke and on stop. An aborted transaction rewinds
+  the stage to the last commit (:meth:`TxnHooks.rewind`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from shared.errors import DeliveryError
+from shared.kafka.message import TP
+from shared.kafka.txn import TxnAborted, TxnProducer
+
+log = logging.getLogger(__name__)
+
+
+def _offsets(positions: dict[TP, int]) -> list[TopicPartition]:
+    return [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+
+
+class Checkpoints:
+    """Commit the offsets noted before a flush, once the flush returned."""
+
+    rewind_due = False  # nothing is ever rolled back
+
+    def __init__(self, consumer: Consumer, flush: Callable[[], None], interval_s: float,
+                 on_commit: Callable[[], None] | None = None) -> None:  # fmt: skip
+        self.consumer = consumer
+        self.flush = flush  # returns once everything produced is acknowledged; else raises
+        self.interval_s = interval_s
+        self.on_commit = on_commit
+        self.pending: dict[TP, int] = {}
+        self.committed: dict[TP, int] = {}
+        self.last = time.monotonic()
+
+    def wait(self, default: float) -> float:
+        return default
+
+    def due(self, caught_up: bool) -> bool:
+        return time.monotonic() - self.last >= self.interval_s
+
+    def commit(self) -> None:
+        self.checkpoint(asynchronous=True)
+
+    def checkpoint(self, asynchronous: bool, only: set[TP] | None = None) -> None:
+        """Flush, then commit the positions noted before the flush."""
+        self.last = time.monotonic()
+        positions = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
+        self.flush()
+        offsets = [tp for tp in _offsets(positions)
+                   if self.committed.get((tp.topic, tp.partition)) != tp.offset]  # fmt: skip
+        if not offsets:
+            return
+        if asynchronous:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        self.committed.update(positions)
+        if self.on_commit is not None:
+            self.on_commit()
+
+    def aborted(self, exc: TxnAborted, rewind: bool) -> None:
+        raise exc  # no transactions here
+
+    def rewind(self) -> None:
+        return
+
+    def final(self) -> None:
+        """Flush and commit; a failure commits nothing (the records are read again)."""
+        try:
+            self.checkpoint(asynchronous=False)
+        except (DeliveryError, KafkaException):
+            log.exception("final checkpoint failed; uncommitted records will be re-read")
+            raise
+
+    def revoke(self, tps: set[TP]) -> None:
+        try:
+            self.checkpoint(asynchronous=False, only=tps)
+        except (DeliveryError, KafkaException):
+            log.exception(
+                "checkpoint on revoke failed; the next owner re-reads from the last commit"
+            )
+
+    def lose(self, tps: set[TP]) -> None:
+        for tp in tps:
+            self.pending.pop(tp, None)
+            self.committed.pop(tp, None)
+
+    def close(self, failed: bool) -> None:
+        if failed:  # what was acknowledged before the error may still be committed
+            self.final()
+
+
+@dataclass(frozen=True)
+class TxnSchedule:
+    """When an open transaction commits (pure).
+
+    Every ``interval_s``, or after ``max_events`` handled records; with
+    ``min_interval_s``, as soon as output waits (``urgent``) and nothing more is
+    queued, but not within ``min_interval_s`` of the transaction's start.
+    """
+
+    interval_s: float
+    min_interval_s: float | None = None
+    max_events: int | None = None
+
+    def due(self, age: float, events: int, urgent: bool, caught_up: bool) -> bool:
+        if age >= self.interval_s or (self.max_events is not None and events >= self.max_events):
+            return True
+        early = self.min_interval_s
+        return early is not None and caught_up and urgent and age >= early
+
+    def wait(self, age: float, urgent: bool, default: float) -> float:
+        """How long a poll may wait for more input before the commit is due."""
+        due = self.min_interval_s if urgent and self.min_interval_s is not None else self.interval_s
+        return max(0.0, min(default, due - age))
+
+
+class TxnHooks(Protocol):
+    """What a transactional stage does around its transactions (subclass it for the no-op
+    defaults)."""
+
+    def before_commit(self) -> None:
+        """Last records into the open transaction (state changes)."""
+        return None
+
+    def committed(self, offsets: dict[TP, int]) -> None:
+        """The transaction is committed, with these offsets."""
+        return None
+
+    def aborted(self) -> None:
+        """The open transaction is aborted: drop what was noted for it."""
+        return None
+
+    def rewind(self) -> None:
+        """Back to the last commit (state and consumer positions)."""
+
+
+class Transactions:
+    """Records and offsets in one Kafka transaction; an abort rewinds to the last commit."""
+
+    def __init__(self, consumer: Consumer, txn: TxnProducer, hooks: TxnHooks,
+                 schedule: TxnSchedule) -> None:  # fmt: skip
+        self.consumer = consumer
+        self.txn = txn
+        self.hooks = hooks
+        self.schedule = schedule
+        self.pending: dict[TP, int] = {}
+        self.events = 0  # records handled in the open transaction
+        self.urgent = False  # output waits in the open transaction
+        self.rewind_due = False  # an abort in a rebalance callback left partitions to rewind
+        self.commits = self.aborts = 0
+
+    def age(self) -> float:
+        return time.monotonic() - self.txn.started
+
+    def wait(self, default: float) -> float:
+        if not self.txn.open:
+            return default
+        return self.schedule.wait(self.age(), self.urgent, default)
+
+    def due(self, caught_up: bool) -> bool:
+        return self.txn.open and self.schedule.due(self.age(), self.events, self.urgent, caught_up)
+
+    def commit(self) -> None:
+        """Offsets into the open transaction, then commit it (TxnAborted if aborted)."""
+        if not self.txn.open:
+            return
+        self.hooks.before_commit()
+        offsets = _offsets(self.pending)
+        self.txn.commit(offsets, self.consumer.consumer_group_metadata() if offsets else None)
+        self.commits += 1
+        self.hooks.committed(self.pending)
+        self._reset()
+
+    def aborted(self, exc: TxnAborted, rewind: bool) -> None:
+        """Nothing of the open transaction is visible; with ``rewind``, read it again."""
+        log.warning("%s: %s", exc, "rewinding to the last commit" if rewind
+                    else "its records are read again from the last commit")  # fmt: skip
+        self.aborts += 1
+        self.hooks.aborted()
+        self._reset()
+        if rewind:
+            self.rewind()
+
+    def rewind(self) -> None:
+        self.rewind_due = False
+        self.hooks.rewind()
+
+    def final(self) -> None:
+        try:
+            self.commit()
+        except TxnAborted as exc:
+            self.aborted(exc, rewind=False)
+
+    def revoke(self, tps: set[TP]) -> None:
+        if not self.txn.open:
+            return
+        try:
+            self.commit()
+        except TxnAborted as exc:
+            self._abandon(tps)
+            self.aborted(exc, rewind=False)
+
+    def lose(self, tps: set[TP]) -> None:
+        if not self.txn.open:
+            return
+        self._abandon(tps)
+        self.txn.abort_quietly()
+        self.aborts += 1
+        self.hooks.aborted()
+        self._reset()
+
+    def _abandon(self, gone: set[TP]) -> None:
+        """Partitions of the aborted transaction that stay ours are rewound in the loop."""
+        self.rewind_due = self.rewind_due or bool(set(self.pending) - gone)
+
+    def close(self, failed: bool) -> None:
+        if failed:
+            self.txn.abort_quietly()
+
+    def _reset(self) -> None:
+        self.pending.clear()
+        self.events = 0
+        self.urgent = False

@@ -1,0 +1,236 @@
+"""One consumer loop for every stage: poll, hand the batch to the stage, commit what is durable.
+
+:class:`ConsumerLoop` owns what every poll loop of sluice does the same way:
+
+* the topic check at start (:func:`shared.kafka.startup.check_topics`);
+* the subscription and its rebalance callbacks (assign, revoke, lost); an error
+  raised in a callback is kept and raised by the loop, as itself;
+* polling (:func:`shared.kafka.consume.consume_available`), with a timeout the
+  stage and the commit strategy agree on;
+* consumer errors (:func:`consumer_error`: fatal ones stop the stage);
+* the stop flag: the loop runs until it is set, then makes a last commit; an
+  error sets it too, so that the close is bounded by the grace period
+  (``SLUICE_SHUTDOWN_GRACE_S``, :mod:`shared.kafka.shutdown`); a
+  ``KafkaException`` leaves the loop as a one-line :class:`DeliveryError`;
+* committing, through a :class:`Commits` strategy (:mod:`shared.kafka.commits`):
+  offsets after a flush (ingest) or inside Kafka transactions (router,
+  sequencer). Either way no offset passes a record without a durable next hop.
+
+A stage supplies a :class:`Handler`: what to do with a batch of records (and
+the next offset of each handled record, noted in ``commits.pending``), what
+to do before each poll, and what to forget on revoke.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from shared.errors import DeliveryError
+from shared.kafka.consume import consume_available
+from shared.kafka.message import TP, Message
+from shared.kafka.shutdown import StopFlag
+from shared.kafka.startup import check_topics
+from shared.kafka.txn import TxnAborted
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+FATAL_CODES = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED})
+"""Consumer errors that stop a stage besides fatal ones: a topic it reads vanished or is refused."""
+
+
+def consumer_error(err: KafkaError) -> None:
+    """A message carrying an error: the end of a partition is none; a fatal error, a
+    topic that vanished or a refused authorisation raise ``KafkaException``; anything
+    else is transient (librdkafka retries) and logged."""
+    code = err.code()
+    if code == KafkaError._PARTITION_EOF:
+        return
+    if err.fatal() or code in FATAL_CODES:
+        raise KafkaException(err)
+    log.warning("consumer error: %s", err)
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """What a stage reads, and what must exist before it starts."""
+
+    topics: Sequence[str]
+    need: Sequence[str] = ()  # besides ``topics``: topics it writes
+    co_partitioned: Sequence[str] = ()
+    external: Collection[str] = field(default_factory=frozenset)  # not the pipeline's own
+
+
+class Handler(Protocol):
+    """What a stage supplies to the loop. Subclass it to inherit the no-op defaults."""
+
+    def started(self, partitions: dict[str, int]) -> None:
+        """After the topic check (partition counts of every needed topic), before subscribing."""
+        return None
+
+    def before_poll(self) -> float | None:
+        """Work due before each poll; how long the poll may wait (None: the loop's default)."""
+        return None
+
+    def handle(self, msgs: Sequence[Message]) -> None:
+        """Handle a batch (errors go to :func:`consumer_error`); note the next offset of
+        each handled record in ``commits.pending`` once its outputs are produced."""
+        ...
+
+    def after_batch(self) -> None:
+        """After each poll (and the batch's handling), before a due commit."""
+        return None
+
+    def assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        """Partitions assigned (may ``consumer.assign`` them at chosen offsets)."""
+        return None
+
+    def forget(self, tps: set[TP], lost: bool) -> None:
+        """Partitions revoked (or ``lost``): drop what is kept about them."""
+        return None
+
+    def close(self) -> None:
+        """The loop is over (the consumer is closed)."""
+        return None
+
+
+class Commits(Protocol):
+    """How a stage makes its offsets move: see :mod:`shared.kafka.commits`."""
+
+    pending: dict[TP, int]
+    """Next offset to read per partition, handled since the last commit."""
+
+    rewind_due: bool
+
+    def wait(self, default: float) -> float:
+        """How long the poll may wait, at most ``default``: until the next commit is due."""
+        ...
+
+    def due(self, caught_up: bool) -> bool: ...
+    def commit(self) -> None: ...
+    def aborted(self, exc: TxnAborted, rewind: bool) -> None: ...
+    def rewind(self) -> None: ...
+    def final(self) -> None:
+        """The last commit of a clean stop."""
+        ...
+
+    def revoke(self, tps: set[TP]) -> None:
+        """Commit what is safe of ``tps`` before they go."""
+        ...
+
+    def lose(self, tps: set[TP]) -> None:
+        """``tps`` are gone: nothing of them may be committed any more."""
+        ...
+
+    def close(self, failed: bool) -> None:
+        """Before the consumer closes; ``failed``: the loop ended on an error."""
+        ...
+
+
+@dataclass(eq=False)
+class ConsumerLoop:
+    """poll → :meth:`Handler.handle` → commit, until the stop flag is set."""
+
+    name: str
+    settings: CommonSettings
+    consumer: Consumer
+    subscription: Subscription
+    handler: Handler
+    commits: Commits
+    stop: StopFlag
+    batch_size: int
+    wait_s: float  # longest poll, unless the handler or the commit strategy say otherwise
+    failed: bool = field(default=False, init=False)
+    callback_error: BaseException | None = field(default=None, init=False)  # from a callback
+
+    def run(self) -> None:
+        try:
+            self.start()
+            while not self.stop.is_set():
+                self.step()
+            log.info("%s stopping (%s): committing", self.name, self.stop.reason)
+            self.commits.final()
+        except BaseException as exc:
+            self.failed = True
+            self.stop.set(type(exc).__name__)  # bounds the close by the grace period
+            if isinstance(exc, KafkaException):
+                raise DeliveryError(f"{self.name} stopped: {exc}") from exc
+            raise
+        finally:
+            self.close()
+
+    def start(self) -> None:
+        sub = self.subscription
+        need = [*sub.topics, *sub.need]
+        counts = check_topics(self.consumer, self.settings, need, sub.co_partitioned, sub.external)
+        self.handler.started(counts)
+        self.consumer.subscribe(list(sub.topics), on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)  # fmt: skip
+
+    def step(self) -> None:
+        commits = self.commits
+        try:
+            wait = self.handler.before_poll()
+            wait = commits.wait(self.wait_s if wait is None else wait)
+            msgs = consume_available(self.consumer, self.batch_size, wait)
+            self.raise_callback_error()
+            if commits.rewind_due:
+                commits.rewind()  # the batch was fetched before the seek: read again
+            elif msgs:
+                self.handler.handle(msgs)
+            self.handler.after_batch()
+            if commits.due(len(msgs) < self.batch_size):
+                commits.commit()
+        except TxnAborted as exc:
+            commits.aborted(exc, rewind=True)
+
+    def close(self) -> None:
+        try:
+            try:
+                self.commits.close(self.failed)
+            finally:
+                self.consumer.close()  # revoke: commits (or aborts, after a failure) what is open
+        finally:
+            self.handler.close()
+
+    # -- rebalances ------------------------------------------------------------------
+    def raise_callback_error(self) -> None:
+        """Errors of rebalance callbacks surface here, as themselves (not via librdkafka)."""
+        if self.callback_error is not None:
+            exc, self.callback_error = self.callback_error, None
+            raise exc
+
+    def _failed_in_callback(self, exc: BaseException) -> None:
+        self.failed = True
+        self.callback_error = exc
+
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        log.info("assigned %s", [f"{p.topic}[{p.partition}]" for p in parts])
+        try:
+            self.handler.assigned(consumer, parts)
+        except Exception as exc:
+            self._failed_in_callback(exc)
+
+    def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        tps = {(p.topic, p.partition) for p in parts}
+        if not tps:
+            return
+        log.info("revoked %s: committing", sorted(tps))
+        if not self.failed:
+            try:
+                self.commits.revoke(tps)
+            except Exception as exc:
+                self._failed_in_callback(exc)
+        self.commits.lose(tps)  # whatever could not be committed
+        self.handler.forget(tps, lost=False)
+
+    def _on_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+        tps = {(p.topic, p.partition) for p in parts}
+        log.warning("partitions lost (no commit possible): %s", sorted(tps))
+        self.commits.lose(tps)
+        self.handler.forget(tps, lost=True)

@@ -1,0 +1,287 @@
+"""The consumer loop and its commit strategies, on the in-memory double (no servers)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from shared.errors import DeliveryError, TransactionError
+from shared.kafka.commits import Checkpoints, Transactions, TxnSchedule
+from shared.kafka.loop import ConsumerLoop, Handler, Subscription
+from shared.kafka.loop import consumer_error as check_error
+from shared.kafka.message import TP, Message
+from shared.kafka.producer import CheckpointProducer
+from shared.kafka.shutdown import StopFlag
+from shared.kafka.txn import TxnProducer
+from shared.settings import CommonSettings
+from tests.support.memkafka import MemBroker, MemConsumer
+
+SETTINGS = CommonSettings(pipeline="t")
+SUB = Subscription(["in"], ["out"])
+
+
+class Forward(Handler):
+    """Copies every record of ``in`` to ``out``, noting its next offset once produced."""
+
+    def __init__(self, broker: MemBroker, stop: StopFlag, transactional: bool) -> None:
+        self.broker, self.stop = broker, stop
+        self.consumer: MemConsumer = broker.consumer(
+            {"group.id": "g", "auto.offset.reset": "earliest"}
+        )
+        self.forgotten: list[tuple[set[TP], bool]] = []
+        self.committed_when_forgotten: list[int] = []
+        self.aborts = self.rewinds = 0
+        self.fail_on_assign: Exception | None = None
+        if transactional:
+            self.txn: TxnProducer | None = TxnProducer(
+                {"transactional.id": "t.w"}, 5.0, stop, broker.producer
+            )
+            self.commits: Checkpoints | Transactions = Transactions(
+                self.consumer, self.txn, self, TxnSchedule(0.05)
+            )  # type: ignore[arg-type]
+        else:
+            self.txn = None
+            self.producer = CheckpointProducer({}, broker.producer)
+            self.commits = Checkpoints(self.consumer, self.producer.checkpoint, 0.05)  # type: ignore[arg-type]
+        self.loop = ConsumerLoop(
+            "test", SETTINGS, self.consumer, SUB, self, self.commits, stop, 100, 0.02
+        )  # type: ignore[arg-type]
+
+    def started(self, partitions: dict[str, int]) -> None:
+        if self.txn is not None:
+            self.txn.init()
+
+    def handle(self, msgs: Sequence[Message]) -> None:
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                check_error(err)
+                continue
+            if self.txn is not None:
+                self.txn.begin()
+                self.txn.produce("out", msg.value(), msg.key())
+            else:
+                self.producer.send("out", msg.value(), msg.key(), None)
+            self.commits.pending[(msg.topic() or "", msg.partition() or 0)] = (
+                msg.offset() or 0
+            ) + 1
+
+    def assigned(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        if self.fail_on_assign is not None:
+            raise self.fail_on_assign
+
+    def forget(self, tps: set[TP], lost: bool) -> None:
+        self.forgotten.append((tps, lost))
+        self.committed_when_forgotten.append(committed(self.broker))
+
+    # TxnHooks
+    def before_commit(self) -> None:
+        return None
+
+    def committed(self, offsets: dict[TP, int]) -> None:
+        return None
+
+    def aborted(self) -> None:
+        self.aborts += 1
+
+    def rewind(self) -> None:
+        self.rewinds += 1
+        parts = self.consumer.assignment()
+        for p in self.consumer.committed(parts):
+            self.consumer.seek(
+                TopicPartition(
+                    p.topic, p.partition, p.offset if p.offset >= 0 else OFFSET_BEGINNING
+                )
+            )
+
+
+@pytest.fixture
+def broker() -> MemBroker:
+    b = MemBroker()
+    b.create_topic("in", 2)
+    b.create_topic("out", 2)
+    return b
+
+
+def records(n: int, start: int = 0) -> list[tuple[bytes, bytes, None]]:
+    return [(b"k%d" % (i % 5), b"v%d" % i, None) for i in range(start, start + n)]
+
+
+def committed(broker: MemBroker) -> int:
+    return sum(o for (t, _), o in broker.groups.get("g", {}).items() if t == "in")
+
+
+def run_until(f: Forward, cond: object, timeout_s: float = 10.0) -> BaseException | None:
+    """Run the loop in a thread until ``cond()`` (or it ends); the error it ended with."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            f.loop.run()
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    deadline = threading.Event()
+    for _ in range(int(timeout_s / 0.01)):
+        if not t.is_alive() or cond():  # type: ignore[operator]
+            break
+        deadline.wait(0.01)
+    f.stop.set("test over")
+    t.join(timeout_s)
+    assert not t.is_alive(), "the loop did not stop"
+    return errors[0] if errors else None
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_a_stop_commits_everything_handled(broker: MemBroker, transactional: bool) -> None:
+    f = Forward(broker, StopFlag(), transactional)
+    broker.produce("in", records(50))
+    assert run_until(f, lambda: len(broker.read_all("out")) == 50) is None
+    assert committed(broker) == 50 and len(broker.read_all("out")) == 50
+    assert f.consumer.closed
+
+
+def test_a_failed_delivery_stops_the_loop_and_nothing_past_it_is_committed(
+    broker: MemBroker,
+) -> None:
+    f = Forward(broker, StopFlag(), transactional=False)
+    broker.produce("in", records(20))
+    err = run_until(f, lambda: committed(broker) == 20)
+    assert err is None and committed(broker) == 20
+    broker.failing_topics.add("out")
+    f = Forward(broker, StopFlag(), transactional=False)
+    broker.produce("in", records(20, start=20))
+    err = run_until(f, lambda: False, timeout_s=5)
+    assert isinstance(err, DeliveryError)
+    assert committed(broker) == 20, "offsets moved past records that were never delivered"
+    assert f.stop.is_set() and f.stop.reason == "DeliveryError"
+
+
+def test_an_aborted_transaction_rewinds_and_every_record_is_out_once(broker: MemBroker) -> None:
+    broker.abort_commits = 1
+    f = Forward(broker, StopFlag(), transactional=True)
+    broker.produce("in", records(40))
+    assert run_until(f, lambda: committed(broker) == 40) is None
+    assert f.aborts >= 1 and f.rewinds == 1 and f.commits.aborts >= 1  # type: ignore[union-attr]
+    assert sorted(m.value() or b"" for m in broker.read_all("out")) == sorted(
+        b"v%d" % i for i in range(40)
+    )
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_revoke_commits_what_was_handled_then_forgets(
+    broker: MemBroker, transactional: bool
+) -> None:
+    f = Forward(broker, StopFlag(), transactional)
+    broker.produce("in", records(30))
+    f.commits.interval_s = 3600 if not transactional else 0  # type: ignore[union-attr]
+    if transactional:
+        f.commits.schedule = TxnSchedule(3600)  # type: ignore[union-attr]
+    state = {"done": False}
+
+    def revoke_once() -> bool:
+        if not state["done"] and len(f.commits.pending) and sum(f.commits.pending.values()) == 30:
+            f.consumer.rebalance()
+            state["done"] = True
+        return state["done"] and bool(f.forgotten)
+
+    assert run_until(f, revoke_once) is None
+    assert f.forgotten[0] == ({("in", 0), ("in", 1)}, False)
+    assert f.committed_when_forgotten[0] == 30, "revoked before what was handled was committed"
+
+
+def test_lost_partitions_commit_nothing_and_abort_the_open_transaction(broker: MemBroker) -> None:
+    f = Forward(broker, StopFlag(), transactional=True)
+    f.commits.schedule = TxnSchedule(3600)  # type: ignore[union-attr]
+    broker.produce("in", records(30))
+    state = {"lost": False}
+
+    def lose_once() -> bool:
+        if not state["lost"] and sum(f.commits.pending.values()) == 30:
+            f.consumer.lose()
+            state["lost"] = True
+        return state["lost"] and bool(f.forgotten)
+
+    f.stop = f.loop.stop = StopFlag()
+    err = run_until(f, lose_once)
+    assert err is None
+    assert f.forgotten[0] == ({("in", 0), ("in", 1)}, True)
+    assert f.aborts >= 1
+    # after the loss the records were read again and the stop committed them once
+    assert sorted(m.value() or b"" for m in broker.read_all("out")) == sorted(
+        b"v%d" % i for i in range(30)
+    )
+
+
+def test_an_abort_in_a_callback_rewinds_the_partitions_that_stay(broker: MemBroker) -> None:
+    f = Forward(broker, StopFlag(), transactional=True)
+    f.commits.schedule = TxnSchedule(3600)  # type: ignore[union-attr]
+    broker.produce("in", records(30))
+    state = {"lost": False}
+
+    def lose_one() -> bool:
+        if not state["lost"] and set(f.commits.pending) == {("in", 0), ("in", 1)} and sum(
+            f.commits.pending.values()) == 30:  # fmt: skip
+            f.consumer.lose([("in", 0)])
+            state["lost"] = True
+        return state["lost"] and f.rewinds > 0
+
+    assert run_until(f, lose_one) is None
+    assert f.forgotten[0] == ({("in", 0)}, True) and f.rewinds == 1
+    assert sorted(m.value() or b"" for m in broker.read_all("out")) == sorted(
+        b"v%d" % i for i in range(30)
+    )
+
+
+def test_consumer_errors_transient_go_on_fatal_stop(broker: MemBroker) -> None:
+    f = Forward(broker, StopFlag(), transactional=False)
+    broker.inject_error(KafkaError(KafkaError._PARTITION_EOF, "eof"))
+    broker.inject_error(KafkaError(KafkaError._TRANSPORT, "blip"))
+    broker.produce("in", records(10))
+    assert run_until(f, lambda: committed(broker) == 10) is None
+    f = Forward(broker, StopFlag(), transactional=False)
+    broker.inject_error(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "gone"))
+    err = run_until(f, lambda: False, timeout_s=5)
+    assert isinstance(err, DeliveryError) and "test stopped" in str(err)
+
+
+def test_an_error_in_a_rebalance_callback_stops_the_loop_as_itself(broker: MemBroker) -> None:
+    f = Forward(broker, StopFlag(), transactional=True)
+    f.fail_on_assign = RuntimeError("restore failed")
+    err = run_until(f, lambda: False, timeout_s=5)
+    assert isinstance(err, RuntimeError) and str(err) == "restore failed"
+    assert f.loop.failed and f.stop.reason == "RuntimeError"
+
+
+def test_a_stop_bounds_the_last_commit_by_the_grace_period(broker: MemBroker) -> None:
+    stop = StopFlag(grace_s=4.0)
+    f = Forward(broker, stop, transactional=True)
+    assert f.txn is not None
+    f.txn.call_timeout_s = 120.0  # without the grace, a stuck commit would be waited for this long
+    broker.produce("in", records(10))
+    f.commits.schedule = TxnSchedule(3600)  # type: ignore[union-attr]
+    broker.hang_commits_s = 30.0
+    t0 = time.monotonic()
+    err = run_until(f, lambda: sum(f.commits.pending.values()) == 10, timeout_s=20)
+    assert isinstance(err, TransactionError), err
+    assert time.monotonic() - t0 < 10, "the last commit outlived the grace period"
+    assert committed(broker) == 0
+
+
+def test_the_transaction_schedule() -> None:
+    s = TxnSchedule(interval_s=0.1, min_interval_s=0.02, max_events=10)
+    assert s.due(0.1, 0, False, False) and s.due(0.0, 10, False, False)
+    assert not s.due(0.05, 3, urgent=False, caught_up=True)
+    assert not s.due(0.01, 3, urgent=True, caught_up=True)
+    assert s.due(0.03, 3, urgent=True, caught_up=True)
+    assert not s.due(0.03, 3, urgent=True, caught_up=False)
+    assert s.wait(0.0, urgent=True, default=1.0) == pytest.approx(0.02)
+    assert s.wait(0.05, urgent=False, default=1.0) == pytest.approx(0.05)
+    assert s.wait(0.5, urgent=False, default=1.0) == 0.0
+    assert TxnSchedule(0.1).wait(0.0, urgent=True, default=0.25) == pytest.approx(0.1)
