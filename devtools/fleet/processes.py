@@ -29,7 +29,10 @@ class Processes:
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.running: dict[str, subprocess.Popen[bytes]] = {}
-        self._killed: set[str] = set()  # SIGKILLed on purpose since their last start
+        # Processes SIGKILLed on purpose, by object, not by name: a check in another thread
+        # may hold the killed process while the name is already started again.
+        self._killed: set[subprocess.Popen[bytes]] = set()
+        self.launcher: list[str] = [sys.executable, "-m", "services.cli"]
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def log_path(self, name: str) -> Path:
@@ -44,11 +47,10 @@ class Processes:
             raise SluiceError(f"{name} is already running")
         with open(self.log_path(name), "ab") as log:  # the child keeps its own descriptor
             p = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", *argv],
+                [*self.launcher, *argv],
                 env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         self.running[name] = p
-        self._killed.discard(name)
         return p
 
     def exited(self, name: str) -> bool:
@@ -57,14 +59,14 @@ class Processes:
     def check(self) -> None:
         """Raise :class:`ProcessExited` if a process exited that was not killed on purpose."""
         for name, p in list(self.running.items()):  # another thread may (re)start a process
-            if p.poll() is not None and name not in self._killed:
+            if p.poll() is not None and p not in self._killed:
                 raise ProcessExited(f"{name} exited with {p.returncode}; see {self.log_path(name)}")
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name``: no goodbye (no commit, no leave-group, an open transaction)."""
         p = self.running[name]
         # marked before the signal: check() in another thread must never see the exit first
-        self._killed.add(name)
+        self._killed.add(p)
         if p.poll() is None:
             p.kill()
         p.wait(10)
@@ -90,8 +92,9 @@ class Processes:
                     print(f"{n} (pid {self.running[n].pid}) did not stop in {grace_s:.0f} s: "
                           "SIGKILL", file=sys.stderr, flush=True)  # fmt: skip
                     self.kill(n)
-                codes[n] = self.running.pop(n).returncode
-                self._killed.discard(n)
+                p = self.running.pop(n)
+                codes[n] = p.returncode
+                self._killed.discard(p)
         except BaseException:
             for n in chosen:
                 if n in self.running:
