@@ -107,7 +107,7 @@ class FakeState:
         self._step("health")
         return self.now
 
-    async def heartbeat(self, worker_id: str, inflight: int) -> None:
+    async def heartbeat(self, worker_id: str, inflight: int, calls: Any = None) -> None:
         self._step("heartbeat", worker_id, inflight)
 
     async def leave(self, worker_id: str) -> None:
