@@ -42,7 +42,9 @@ from shared.redis.errors import ProviderStateUnavailable
 log = logging.getLogger(__name__)
 
 REQUESTS = Counter(
-    "sluice_admin_requests_total", "Admin API requests", ["method", "route", "status"]
+    "sluice_admin_requests_total",
+    "Admin API requests by endpoint (the route's name) and status",
+    ["method", "endpoint", "status"],
 )
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -127,8 +129,8 @@ def _every_request(insecure_dev: bool) -> Callable[[Request, Handler], Awaitable
         response.headers["X-Request-ID"] = rid
         if insecure_dev:
             response.headers[INSECURE_HEADER] = INSECURE_HEADER_VALUE
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        REQUESTS.labels(request.method, route, str(response.status_code)).inc()
+        endpoint = getattr(request.scope.get("route"), "name", None) or "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
         principal = getattr(request.state, "principal", None)
         log.info("%s %s %d %.0f ms", request.method, request.url.path, response.status_code,
                  (time.monotonic() - started) * 1000,
