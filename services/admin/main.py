@@ -40,12 +40,8 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--insecure-dev", action="store_true",
                         help="no authentication at all (no token may be set); loopback only")  # fmt: skip
     args = parser.parse_args(argv)
-    overrides: dict[str, object] = {}
-    if args.host:
-        overrides["admin_host"] = args.host
-    if args.port is not None:
-        overrides["admin_port"] = args.port
-    settings = load(AdminSettings, **overrides)
+    given = {"admin_host": args.host, "admin_port": args.port}
+    settings = load(AdminSettings, **{k: v for k, v in given.items() if v is not None})
     check_props(settings.kafka_props)
     app = create_app(settings, insecure_dev=args.insecure_dev)
     if args.insecure_dev:
