@@ -1,6 +1,6 @@
 """The ``sluice`` command: run a service, provision topics, drive the local stack.
 
-    sluice ingest | enrich | router | sequencer | fakellm    run one service
+    sluice ingest | enrich | router | sequencer | admin | fakellm    run one service
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
     sluice demo                         end-to-end run with live progress and a summary
@@ -41,6 +41,12 @@ def _enrich(argv: list[str]) -> int:
 
 def _sequencer(argv: list[str]) -> int:
     from services.sequencer.main import run
+
+    return run(argv)
+
+
+def _admin(argv: list[str]) -> int:
+    from services.admin.main import run
 
     return run(argv)
 
@@ -93,6 +99,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "router": (_router, "run the router: retry ladder, DLQs, parking"),
     "enrich": (_enrich, "run an enrich worker"),
     "sequencer": (_sequencer, "run the sequencer: per-key order, exactly once to P.output"),
+    "admin": (_admin, "run the admin API: providers, audit log, health"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),

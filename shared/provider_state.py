@@ -10,7 +10,8 @@ reached; callers never call a provider without the fleet's limits.
     cooldown   extend_cooldown                      no call starts before it ends
     breaker    allow / record / trip                failure-rate circuit breaker
     health     health                               pause flag + breaker state
-    fleet      heartbeat / leave                    this worker's calls in flight
+    fleet      heartbeat / leave                    this worker's calls in flight, and
+                                                    the calls it counted (call statistics)
     cache      cached / remember                    answers by request digest
 
 The value types that cross the seam live here too, so this module imports no
@@ -23,6 +24,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from shared.call_stats import CallTally
 
 
 @dataclass
@@ -105,8 +108,11 @@ class ProviderState(Protocol):
         """Pause flag and breaker state."""
         ...
 
-    async def heartbeat(self, worker_id: str, inflight: int) -> None:
-        """Publish this worker's calls in flight (expires unless refreshed)."""
+    async def heartbeat(
+        self, worker_id: str, inflight: int, calls: CallTally | None = None
+    ) -> None:
+        """Publish this worker's calls in flight (expires unless refreshed), and add the
+        calls counted in ``calls`` to the fleet's statistics (emptying it once stored)."""
         ...
 
     async def leave(self, worker_id: str) -> None:

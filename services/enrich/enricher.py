@@ -84,11 +84,11 @@ class Enricher:
         return any(wp.available for wp in self.chain)
 
     async def refresh(self, worker_id: str) -> None:
-        """Read pause/breaker state of the chain; publish this worker's in-flight."""
+        """Read pause/breaker state of the chain; publish this worker's in-flight and calls."""
         for wp in self.chain:
             try:
                 wp.health = await wp.state.health()
-                await wp.state.heartbeat(worker_id, wp.active)
+                await wp.state.heartbeat(worker_id, wp.active, wp.calls)
             except ProviderStateUnavailable:
                 wp.health = None
             m.observe_provider(wp.name, wp.health, wp.aimd.current)
@@ -192,6 +192,7 @@ class Enricher:
             return unavailable(wp.name, wp.health)  # paused or open while we waited
         m.BUCKET_WAIT.labels(wp.name).observe(time.monotonic() - waited)
         result = await wp.provider.call(req)
+        wp.calls.add(result.latency_ms, not result.ok)  # reaches Redis with the next heartbeat
         # The call is paid for: from here on a Redis outage delays the bookkeeping
         # but never makes us call again.
         started = time.monotonic()

@@ -10,6 +10,7 @@ from services.enrich.aimd import Aimd
 from services.enrich.gate import BucketGate
 from services.enrich.providers.base import Provider
 from services.enrich.slots import Slots
+from shared.call_stats import CallTally
 from shared.provider_state import Health, ProviderState
 
 
@@ -24,6 +25,8 @@ class WorkerProvider:
     # One pump per worker waits on the fleet's buckets for every queued call, in
     # order, reserving for several at once instead of each polling Redis.
     gate: BucketGate = field(init=False)
+    # Calls that ended since the last heartbeat, which hands them to the fleet's statistics.
+    calls: CallTally = field(default_factory=CallTally)
 
     def __post_init__(self) -> None:
         self.slots = Slots(lambda: self.aimd.current)

@@ -45,8 +45,10 @@ async def provider_health(r: aioredis.Redis, pipeline: str, name: str) -> Health
 
 
 async def set_paused(r: aioredis.Redis, pipeline: str, name: str, paused: bool) -> None:
+    """Set or clear the bare flag (tests, scripts); the admin pauses with who/why/since
+    through :class:`shared.redis.pause.Pauses`."""
     with translated(f"pause {name}"):
         if paused:
             await r.set(keys.paused(pipeline, name), "1")
         else:
-            await r.delete(keys.paused(pipeline, name))
+            await r.delete(keys.paused(pipeline, name), keys.pause_info(pipeline, name))

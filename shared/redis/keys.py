@@ -1,12 +1,15 @@
 """Redis key names (pure). Every key is scoped by pipeline and provider.
 
 sluice:{P}:provider:{name}:paused        "1" while an operator paused it
+sluice:{P}:provider:{name}:pause         hash: by, reason, since_ms of that pause (admin)
 sluice:{P}:provider:{name}:cooldown      ms timestamp (Redis TIME) until which no call may start
 sluice:{P}:provider:{name}:breaker       hash: state (closed|open|half_open), opened_ms, ...
 sluice:{P}:provider:{name}:window        hash: breaker's rolling counts
 sluice:{P}:provider:{name}:bucket:{dim}  hash: token bucket (dim = rpm[:model] | tpm[:model])
 sluice:{P}:provider:{name}:inflight:{worker}  in-flight count of one worker (TTL heartbeat)
 sluice:{P}:provider:{name}:settled:{id}  "1": reservation {id} was reconciled or refunded (TTL)
+sluice:{P}:provider:{name}:calls:{sec}   hash: the fleet's calls that ended in second {sec}
+                                         (Redis TIME): counts + latency histogram (TTL)
 sluice:{P}:cache:{sha256}                 cached LLM answer (TTL)
 """
 
@@ -19,6 +22,19 @@ def provider(pipeline: str, name: str, what: str) -> str:
 
 def paused(pipeline: str, name: str) -> str:
     return provider(pipeline, name, "paused")
+
+
+def pause_info(pipeline: str, name: str) -> str:
+    return provider(pipeline, name, "pause")
+
+
+def calls_prefix(pipeline: str, name: str) -> str:
+    """A second's call statistics are at this prefix + the second (Redis TIME)."""
+    return provider(pipeline, name, "calls:")
+
+
+def calls(pipeline: str, name: str, second: int) -> str:
+    return calls_prefix(pipeline, name) + str(second)
 
 
 def cooldown(pipeline: str, name: str) -> str:

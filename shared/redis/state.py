@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 
+from shared.call_stats import CallTally
 from shared.provider_state import Admission, Batch, Health, Reservation
 from shared.redis import keys
 from shared.redis.breaker import Breakers
@@ -76,8 +77,14 @@ class RedisProviderState:
         return await provider_health(self.r, self.pipeline, self.name)
 
     # fleet
-    async def heartbeat(self, worker_id: str, inflight: int, ttl_s: float = DEFAULT_TTL_S) -> None:
-        await self.fleet.heartbeat(self.name, worker_id, inflight, ttl_s)
+    async def heartbeat(
+        self,
+        worker_id: str,
+        inflight: int,
+        calls: CallTally | None = None,
+        ttl_s: float = DEFAULT_TTL_S,
+    ) -> None:
+        await self.fleet.heartbeat(self.name, worker_id, inflight, ttl_s, calls)
 
     async def leave(self, worker_id: str) -> None:
         await self.fleet.leave(self.name, worker_id)

@@ -25,6 +25,7 @@ ENTRIES = (
     "services.router.main",
     "services.sequencer.main",
     "services.fakellm.main",
+    "services.admin.main",
     "services.cli",
 )
 PROBE = """

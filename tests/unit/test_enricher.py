@@ -107,7 +107,7 @@ class FakeState:
         self._step("health")
         return self.now
 
-    async def heartbeat(self, worker_id: str, inflight: int) -> None:
+    async def heartbeat(self, worker_id: str, inflight: int, calls: Any = None) -> None:
         self._step("heartbeat", worker_id, inflight)
 
     async def leave(self, worker_id: str) -> None:
@@ -214,6 +214,20 @@ async def test_a_cached_answer_calls_no_provider_and_takes_nothing() -> None:
     out, _ = await run(a)
     assert out.topic == T.results and calls_of(a) == []
     assert [e[0] for e in state.log] == ["health", "heartbeat", "cached"]
+
+
+async def test_each_call_is_counted_for_the_fleets_statistics_and_a_cache_hit_is_not() -> None:
+    a = worker("a", ok(), failed(K.PROVIDER_ERROR, "http_500", 500))
+    await run(a, cache_ttl_s=0)
+    await run(a, cache_ttl_s=0)
+    assert dict(a.calls.fields()) == {"n": 2, "e": 1, "h0": 2}  # 12 ms and 3 ms: the first bucket
+    state = FakeState()
+    req = render(TASK, {"text": "my bill is wrong"}, provider="b")
+    assert isinstance(req, ProviderRequest)
+    state.cache[request_hash("openai", req)] = cache_entry.encode(ok())
+    b = worker("b", state=state)
+    await run(b)
+    assert b.calls.fields() == []
 
 
 async def test_an_unreadable_cache_entry_is_a_miss() -> None:

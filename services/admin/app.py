@@ -1,0 +1,140 @@
+"""The admin API: ``create_app(settings)`` builds it, routers from elsewhere mount on it.
+
+    app = create_app(settings, routers=[lag.router])   # each mounted under /v1, token required
+
+Without an operator token it refuses to exist (ConfigError), unless
+``insecure_dev``: then nobody is asked for a token, it must listen on
+loopback, and every answer carries ``X-Sluice-Insecure-Dev``. No cookies are
+set or read; CORS headers only for ``SLUICE_ADMIN_CORS_ORIGINS``. Every
+answer carries ``X-Request-ID`` (the caller's, if it is a plain id, else a
+new one): the audit record of a mutation has the same id.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter
+
+from services.admin import audit_api, probes, providers
+from services.admin.auth import (
+    INSECURE_HEADER,
+    INSECURE_HEADER_VALUE,
+    Authenticator,
+    require_viewer,
+)
+from services.admin.context import AdminContext
+from services.admin.settings import AdminSettings
+from services.admin.tokens import load_tokens
+from shared.config_file import load_config
+from shared.errors import ConfigError
+from shared.redis.errors import ProviderStateUnavailable
+
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter(
+    "sluice_admin_requests_total",
+    "Admin API requests by endpoint (the route's name) and status",
+    ["method", "endpoint", "status"],
+)
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _authenticator(settings: AdminSettings, insecure_dev: bool) -> Authenticator:
+    tokens = load_tokens(settings)
+    if insecure_dev:
+        if tokens.operator is not None:
+            raise ConfigError("--insecure-dev runs without authentication: "
+                              "unset SLUICE_ADMIN_TOKEN(_FILE) to use it")  # fmt: skip
+        if not is_loopback(settings.admin_host):
+            raise ConfigError(f"--insecure-dev listens on loopback only, not "
+                              f"{settings.admin_host} (SLUICE_ADMIN_HOST / --host)")  # fmt: skip
+    elif tokens.operator is None:
+        raise ConfigError("no operator token: set SLUICE_ADMIN_TOKEN or SLUICE_ADMIN_TOKEN_FILE "
+                          "(or, for local development only, start with --insecure-dev)")  # fmt: skip
+    return Authenticator(tokens, insecure_dev)
+
+
+def create_app(
+    settings: AdminSettings,
+    *,
+    insecure_dev: bool = False,
+    routers: Sequence[APIRouter] = (),
+) -> FastAPI:
+    """The app; every router of ``routers`` is mounted under ``/v1`` behind a token."""
+    auth = _authenticator(settings, insecure_dev)
+    config = load_config(settings.config_file)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = AdminContext.build(settings, config)
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            await ctx.aclose()
+
+    app = FastAPI(
+        title="sluice admin",
+        description="Providers, audit log, health of one sluice pipeline. "
+        "`/v1` needs `Authorization: Bearer <token>`; mutations the operator token.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.auth = auth
+    app.include_router(probes.router)
+    for router in (providers.router, audit_api.router, *routers):
+        app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)])
+    app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)
+    app.middleware("http")(_every_request(insecure_dev))
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_credentials=False, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-Request-ID"])  # fmt: skip
+    return app
+
+
+async def _redis_unavailable(_request: Request, exc: Exception) -> Response:
+    return JSONResponse({"detail": str(exc)}, status_code=503)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _every_request(insecure_dev: bool) -> Callable[[Request, Handler], Awaitable[Response]]:
+    async def middleware(request: Request, call_next: Handler) -> Response:
+        given = request.headers.get("x-request-id", "")
+        rid = given if _PLAIN_ID.match(given) else uuid.uuid4().hex
+        request.state.request_id = rid
+        started = time.monotonic()
+        response = await call_next(request)
+        response.headers["X-Request-ID"] = rid
+        if insecure_dev:
+            response.headers[INSECURE_HEADER] = INSECURE_HEADER_VALUE
+        endpoint = getattr(request.scope.get("route"), "name", None) or "unmatched"
+        REQUESTS.labels(request.method, endpoint, str(response.status_code)).inc()
+        principal = getattr(request.state, "principal", None)
+        log.info("%s %s %d %.0f ms", request.method, request.url.path, response.status_code,
+                 (time.monotonic() - started) * 1000,
+                 extra={"request_id": rid, "who": principal.who if principal else None})  # fmt: skip
+        return response
+
+    return middleware

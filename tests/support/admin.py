@@ -1,0 +1,79 @@
+"""Helpers for admin tests: the app in a thread, a client with tokens, what must not change."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import redis
+from confluent_kafka import KafkaException
+
+from services.admin.app import create_app
+from services.admin.server import serve_in_thread
+from services.admin.settings import AdminSettings
+from shared.settings import load
+from tests.support.kafka import end_offsets
+
+OP = "operator-token-5f1c0a9e7b3d"
+VIEW = "viewer-token-9a7e3c5b1d0f"
+
+
+@contextmanager
+def serve_admin(**overrides: Any) -> Iterator[Client]:
+    """The admin app (operator + viewer tokens unless overridden) on a free loopback port."""
+    overrides = {"admin_token": OP, "admin_viewer_token": VIEW, **overrides}
+    insecure = overrides.pop("insecure_dev", False)
+    settings = load(AdminSettings, **overrides)
+    app = create_app(settings, insecure_dev=insecure)
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        yield Client(http)
+
+
+class Client:
+    def __init__(self, http: httpx.Client) -> None:
+        self.http = http
+
+    @staticmethod
+    def _headers(token: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def get(self, path: str, token: str | None = OP, **kw: Any) -> httpx.Response:
+        return self.http.get(path, headers=self._headers(token), **kw)
+
+    def post(self, path: str, token: str | None = OP, **kw: Any) -> httpx.Response:
+        return self.http.post(path, headers={**self._headers(token), **kw.pop("headers", {})}, **kw)
+
+    def provider(self, name: str, token: str | None = OP) -> dict[str, Any]:
+        r = self.get("/v1/providers", token)
+        assert r.status_code == 200, r.text
+        [p] = [p for p in r.json()["providers"] if p["name"] == name]
+        return p  # type: ignore[no-any-return]
+
+
+def redis_snapshot(url: str, pipeline: str) -> dict[bytes, bytes | None]:
+    """Every key of the pipeline with its serialized value."""
+    r = redis.Redis.from_url(url)
+    try:
+        return {k: r.dump(k) for k in sorted(r.scan_iter(match=f"sluice:{pipeline}:*"))}
+    finally:
+        r.close()
+
+
+def audit_end(bootstrap: str, pipeline: str) -> dict[int, int]:
+    """End offsets of P.audit (retried while a new topic has no leader yet)."""
+    for _ in range(50):
+        try:
+            return end_offsets(bootstrap, f"{pipeline}.audit")
+        except KafkaException:
+            time.sleep(0.2)
+    return end_offsets(bootstrap, f"{pipeline}.audit")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
