@@ -336,6 +336,7 @@ class Watermarked:
     def final(self) -> None:
         """Records in flight get what the grace period leaves; then commit what is safe."""
         self.drain(None, drain_budget(self.stop.deadline(), time.monotonic()))
+        self.committed.clear()  # an asynchronous commit may have failed unseen (in a rebalance)
         self._commit(asynchronous=False)
 
     def revoke(self, tps: set[TP]) -> None:
