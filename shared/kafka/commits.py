@@ -49,18 +49,14 @@ def _offsets(positions: dict[TP, int]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o) for (t, p), o in positions.items()]
 
 
-class Checkpoints:
-    """Commit the offsets noted before a flush, once the flush returned."""
+class _ConsumerCommits:
+    """Offsets committed by the consumer about every ``interval_s`` (no transactions)."""
 
     rewind_due = False  # nothing is ever rolled back
 
-    def __init__(self, consumer: Consumer, flush: Callable[[], None], interval_s: float,
-                 on_commit: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(self, consumer: Consumer, interval_s: float) -> None:
         self.consumer = consumer
-        self.flush = flush  # returns once everything produced is acknowledged; else raises
         self.interval_s = interval_s
-        self.on_commit = on_commit
-        self.pending: dict[TP, int] = {}
         self.committed: dict[TP, int] = {}
         self.last = time.monotonic()
 
@@ -70,6 +66,36 @@ class Checkpoints:
     def due(self, caught_up: bool) -> bool:
         return time.monotonic() - self.last >= self.interval_s
 
+    def aborted(self, exc: TxnAborted, rewind: bool) -> None:
+        raise exc  # no transactions here
+
+    def rewind(self) -> None:
+        return
+
+    def _send(self, positions: dict[TP, int], asynchronous: bool) -> bool:
+        """Commit the positions not committed yet (False: there were none)."""
+        offsets = [tp for tp in _offsets(positions)
+                   if self.committed.get((tp.topic, tp.partition)) != tp.offset]  # fmt: skip
+        if not offsets:
+            return False
+        if asynchronous:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        self.committed.update(positions)
+        return True
+
+
+class Checkpoints(_ConsumerCommits):
+    """Commit the offsets noted before a flush, once the flush returned."""
+
+    def __init__(self, consumer: Consumer, flush: Callable[[], None], interval_s: float,
+                 on_commit: Callable[[], None] | None = None) -> None:  # fmt: skip
+        super().__init__(consumer, interval_s)
+        self.flush = flush  # returns once everything produced is acknowledged; else raises
+        self.on_commit = on_commit
+        self.pending: dict[TP, int] = {}
+
     def commit(self) -> None:
         self.checkpoint(asynchronous=True)
 
@@ -78,23 +104,8 @@ class Checkpoints:
         self.last = time.monotonic()
         positions = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
         self.flush()
-        offsets = [tp for tp in _offsets(positions)
-                   if self.committed.get((tp.topic, tp.partition)) != tp.offset]  # fmt: skip
-        if not offsets:
-            return
-        if asynchronous:
-            self.consumer.commit(offsets=offsets, asynchronous=True)
-        else:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        self.committed.update(positions)
-        if self.on_commit is not None:
+        if self._send(positions, asynchronous) and self.on_commit is not None:
             self.on_commit()
-
-    def aborted(self, exc: TxnAborted, rewind: bool) -> None:
-        raise exc  # no transactions here
-
-    def rewind(self) -> None:
-        return
 
     def final(self) -> None:
         """Flush and commit; a failure commits nothing (the records are read again)."""
@@ -275,63 +286,36 @@ Drain = Callable[[set[TP] | None, float], None]
 seconds, have their outcomes acknowledged, and give up the rest."""
 
 
-class Watermarked:
+class Watermarked(_ConsumerCommits):
     """Commit, per partition, the watermark below which every outcome was acknowledged.
 
     The stage tracks each record it starts and finishes it once its outcome is
     acknowledged, in :attr:`marks`; ``drain`` waits for records in flight.
     """
 
-    rewind_due = False  # nothing is ever rolled back
-
     def __init__(self, consumer: Consumer, drain: Drain, stop: StopFlag, interval_s: float,
                  revoke_grace_s: float) -> None:  # fmt: skip
-        self.consumer = consumer
+        super().__init__(consumer, interval_s)
         self.drain = drain
         self.stop = stop
-        self.interval_s = interval_s
         self.revoke_grace_s = revoke_grace_s
         self.marks = Watermarks()
-        self.committed: dict[TP, int] = {}
-        self.last = time.monotonic()
-
-    def wait(self, default: float) -> float:
-        return default
-
-    def due(self, caught_up: bool) -> bool:
-        return time.monotonic() - self.last >= self.interval_s
 
     def commit(self) -> None:
         self._commit(asynchronous=True)
 
     def _commit(self, asynchronous: bool, only: set[TP] | None = None) -> None:
         self.last = time.monotonic()
-        marks, committed = self.marks, self.committed
-        offsets = []
+        marks = self.marks
+        positions = {}
         for tp in marks.partitions():
-            if only is not None and tp not in only:
-                continue
             safe = marks.committable(tp)
-            if safe is not None and safe != committed.get(tp):
-                offsets.append(TopicPartition(tp[0], tp[1], safe))
-        if not offsets:
-            return
+            if safe is not None and (only is None or tp in only):
+                positions[tp] = safe
         try:
-            if asynchronous:
-                self.consumer.commit(offsets=offsets, asynchronous=True)
-            else:
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+            self._send(positions, asynchronous)
         except KafkaException as exc:
             log.warning("commit failed (will retry): %s", exc)
-            return
-        for tpo in offsets:
-            committed[(tpo.topic, tpo.partition)] = tpo.offset
-
-    def aborted(self, exc: TxnAborted, rewind: bool) -> None:
-        raise exc  # no transactions here
-
-    def rewind(self) -> None:
-        return
 
     def final(self) -> None:
         """Records in flight get what the grace period leaves; then commit what is safe."""

@@ -8,7 +8,6 @@ until the test releases it, so the tests decide the order in which records finis
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -24,6 +23,7 @@ from shared.kafka.shutdown import StopFlag
 from shared.outcomes import Record
 from shared.settings import CommonSettings, load
 from tests.support.bus import Bus, bus_fixture
+from tests.support.running import InThread
 
 bus = bus_fixture()
 
@@ -100,30 +100,17 @@ class Echo(Dispatcher):
             super().close()
 
 
-class Running:
+class Running(InThread[Echo]):
     def __init__(self, echo: Echo) -> None:
-        self.echo = echo
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(echo, echo.stop, "echo")
 
-    def _run(self) -> None:
-        try:
-            self.echo.run()
-        except BaseException as exc:
-            self.error = exc
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self, join_s: float = 60) -> None:
-        self.echo.stop.set("test over")
-        self.thread.join(join_s)
+    def stopped_in(self) -> float:
+        """Stop now; how long the loop took to end."""
+        t0 = time.monotonic()
+        self.stop.set("test over")
+        self.thread.join(60)
         assert not self.thread.is_alive(), "the loop did not stop"
-        assert self.error is None, repr(self.error)
+        return time.monotonic() - t0
 
 
 def wait_for(cond: object, what: str, timeout_s: float = 60) -> None:
@@ -223,9 +210,7 @@ def test_a_revoke_drains_in_flight_records_and_commits_what_is_safe(
             assert committed, "no partition was revoked"
             for tp, offset in committed.items():
                 assert offset == min(3, ends[tp]), (tp, offset)
-        t0 = time.monotonic()
-        running.stop()
-        assert time.monotonic() - t0 < 8.0, "the stop outlived its grace period"
+        assert running.stopped_in() < 8.0, "the stop outlived its grace period"
     final = bus.committed(echo.group, src)
     assert final == {p: min(3, o) for (_, p), o in ends.items() if o}, "committed past a hang"
     done = set(sources(bus.read(out, expect=n - len(final))))
@@ -241,9 +226,7 @@ def test_a_stop_with_every_record_hanging_ends_within_the_grace_uncommitted(
     bus.produce(src, values(20))
     with Running(echo) as running:
         wait_for(lambda: len(gated.started) == 20, "every record in flight")
-        t0 = time.monotonic()
-        running.stop()
-        took = time.monotonic() - t0
+        took = running.stopped_in()
     assert 5.0 - 3.0 - 1.0 < took < 5.0, f"the stop took {took:.1f}s with a grace of 5s"
     assert bus.committed(echo.group, src) == {}
     assert bus.read(out, expect=0, idle_s=0.5) == []
