@@ -1,4 +1,4 @@
-"""What enrich does with one work record (the ConcurrentConsumer's handler).
+"""What enrich does with one work record (the record handler of enrich's Dispatcher).
 
 For the task's provider chain (primary, then fallbacks): skip a provider that
 is paused or whose breaker is open; serve a cached answer if this exact

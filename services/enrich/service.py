@@ -1,4 +1,9 @@
-"""The enrich service: wiring of consumer, producer, providers and Redis state."""
+"""The enrich service: wiring of consumer, producer, providers and Redis state.
+
+It is the :class:`~shared.kafka.concurrent.Dispatcher` of its consumer loop:
+records of ``P.work`` go to the :class:`~services.enrich.enricher.Enricher` on
+the asyncio thread, their outcomes to ``P.results`` / ``P.failures``.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,6 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer
-
 from services.enrich.aimd import Aimd
 from services.enrich.enricher import Enricher
 from services.enrich.metrics import IN_FLIGHT
@@ -20,11 +23,12 @@ from services.enrich.worker_provider import WorkerProvider
 from shared import looplag
 from shared.config_file import load_config
 from shared.errors import ConfigError
-from shared.kafka.concurrent import ConcurrentConsumer, start_loop, stop_loop
+from shared.kafka.clients import KAFKA, Clients
+from shared.kafka.concurrent import Dispatcher, start_loop, stop_loop
 from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.loop import Subscription
 from shared.kafka.producer import TrackedProducer
 from shared.kafka.shutdown import StopFlag
-from shared.kafka.startup import check_topics
 from shared.metrics import lag_stats_callback
 from shared.redis.client import connect
 from shared.redis.provider_config import breaker_spec, bucket_limits
@@ -35,11 +39,11 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class EnrichService:
-    def __init__(self, settings: EnrichSettings, stop: StopFlag | None = None) -> None:
+class EnrichService(Dispatcher):
+    def __init__(self, settings: EnrichSettings, stop: StopFlag | None = None,
+                 clients: Clients = KAFKA) -> None:  # fmt: skip
         self.settings = settings
-        self.stop = stop or StopFlag()
-        self.topics = Topics(settings.pipeline)
+        self.topics = t = Topics(settings.pipeline)
         self.config = load_config(settings.config_file)
         try:
             self.task_name = (
@@ -48,7 +52,7 @@ class EnrichService:
             self.task = self.config.task(self.task_name)
         except (KeyError, StopIteration) as exc:
             raise ConfigError(f"task {settings.task!r} is not configured") from exc
-        self.loop, self._thread = start_loop()
+        self.event_loop, self._thread = start_loop()
         self.redis = connect(settings.redis_url.get_secret_value())
         self.providers = build_providers({n: self.config.providers[n] for n in self.task.providers})
         self.worker_providers = {
@@ -67,13 +71,14 @@ class EnrichService:
             for name, provider in self.providers.items()
         }
         self.enricher = self._in_loop(self._make_enricher())
-        self.consumer = Consumer(
+        consumer = clients.consumer(
             consumer_config(settings, settings.group, stats_cb=lag_stats_callback(settings.group))
         )
-        self.runner = ConcurrentConsumer(
-            self.consumer, TrackedProducer(producer_config(settings)), self.enricher, self.loop,
-            settings.max_in_flight, self.stop, settings.revoke_grace_s,
-        )  # fmt: skip
+        producer = TrackedProducer(producer_config(settings), clients.producer)
+        subscription = Subscription([t.work], [t.results, t.failures], t.co_partitioned)
+        super().__init__("enrich", settings, consumer, producer, self.enricher, self.event_loop,
+                         subscription, settings.max_in_flight, stop or StopFlag(),
+                         settings.revoke_grace_s)  # fmt: skip
         self._refresher: concurrent.futures.Future[None] | None = None
         self._lag_watch: concurrent.futures.Future[None] | None = None
 
@@ -89,41 +94,34 @@ class EnrichService:
         )
 
     def _in_loop(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+        return asyncio.run_coroutine_threadsafe(coro, self.event_loop).result(30)
 
     async def _refresh_forever(self) -> None:
         while True:
             await self.enricher.refresh(self.settings.worker_id)
-            IN_FLIGHT.set(self.runner.in_flight())
+            IN_FLIGHT.set(self.in_flight())
             await asyncio.sleep(self.settings.health_refresh_s)
 
-    def run(self) -> None:
-        t = self.topics
-        check_topics(
-            self.consumer, self.settings, [t.work, t.results, t.failures], t.co_partitioned
-        )
+    def started(self, partitions: dict[str, int]) -> None:
+        """Topics checked: read the providers' state, then start the background tasks."""
         self._in_loop(self.enricher.refresh(self.settings.worker_id))
         _freeze_startup_heap()
-        self._refresher = asyncio.run_coroutine_threadsafe(self._refresh_forever(), self.loop)
-        self._lag_watch = asyncio.run_coroutine_threadsafe(looplag.watch(), self.loop)
-        self.runner.subscribe([self.topics.work])
+        self._refresher = asyncio.run_coroutine_threadsafe(self._refresh_forever(), self.event_loop)
+        self._lag_watch = asyncio.run_coroutine_threadsafe(looplag.watch(), self.event_loop)
         log.info("enrich: task %s via %s, up to %d in flight", self.task_name, " → ".join(self.task.providers),
                  self.settings.max_in_flight)  # fmt: skip
-        try:
-            self.runner.run()
-        finally:
-            self.close()
 
     def close(self) -> None:
+        """The loop is over (the consumer is closed): stop the asyncio side."""
         log.info("enrich stopping (%s)", self.stop.reason or "error")
         try:
-            self.consumer.close()
-        finally:
             for task in (self._refresher, self._lag_watch):
                 if task is not None:
                     task.cancel()
             self._in_loop(self._aclose())
-            stop_loop(self.loop, self._thread)
+            stop_loop(self.event_loop, self._thread)
+        finally:
+            super().close()
 
     async def _aclose(self) -> None:
         for wp in self.worker_providers.values():

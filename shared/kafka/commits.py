@@ -1,9 +1,9 @@
-"""How offsets move: the two commit strategies of :class:`shared.kafka.loop.ConsumerLoop`.
+"""How offsets move: the three commit strategies of :class:`shared.kafka.loop.ConsumerLoop`.
 
-Both keep ``pending``: the next offset to read per partition, for records
-handled since the last commit (the stage notes it once a record's outputs are
-produced). Neither ever commits an offset before what was produced for the
-records below it is durable:
+None ever commits an offset before what was produced for the records below it
+is durable. The first two keep ``pending``: the next offset to read per
+partition, for records handled since the last commit (the stage notes it once
+a record's outputs are produced):
 
 * :class:`Checkpoints` (ingest: forwards in order at high rates): about once a
   second, and on revoke and stop, flush the producer (everything produced
@@ -14,6 +14,16 @@ records below it is durable:
   (:class:`shared.kafka.txn.TxnProducer`), committed on a
   :class:`TxnSchedule`, on revoke and on stop. An aborted transaction rewinds
   the stage to the last commit (:meth:`TxnHooks.rewind`).
+
+The third keeps a :class:`~shared.watermark.Watermarks` instead, for records
+that finish out of order (enrich, :mod:`shared.kafka.concurrent`):
+
+* :class:`Watermarked`: about once a second commit, per partition, the offset
+  below which every record's outcome was acknowledged. On revoke, the records
+  in flight of those partitions get ``revoke_grace_s`` to finish before what is
+  safe is committed; on stop, every record gets what the grace period leaves
+  (:func:`drain_budget`). What does not finish stays uncommitted: the next
+  owner reads it again.
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from shared.errors import DeliveryError
 from shared.kafka.message import TP
+from shared.kafka.shutdown import StopFlag
 from shared.kafka.txn import TxnAborted, TxnProducer
+from shared.watermark import Watermarks
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +49,14 @@ def _offsets(positions: dict[TP, int]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o) for (t, p), o in positions.items()]
 
 
-class Checkpoints:
-    """Commit the offsets noted before a flush, once the flush returned."""
+class _ConsumerCommits:
+    """Offsets committed by the consumer about every ``interval_s`` (no transactions)."""
 
     rewind_due = False  # nothing is ever rolled back
 
-    def __init__(self, consumer: Consumer, flush: Callable[[], None], interval_s: float,
-                 on_commit: Callable[[], None] | None = None) -> None:  # fmt: skip
+    def __init__(self, consumer: Consumer, interval_s: float) -> None:
         self.consumer = consumer
-        self.flush = flush  # returns once everything produced is acknowledged; else raises
         self.interval_s = interval_s
-        self.on_commit = on_commit
-        self.pending: dict[TP, int] = {}
         self.committed: dict[TP, int] = {}
         self.last = time.monotonic()
 
@@ -58,6 +66,36 @@ class Checkpoints:
     def due(self, caught_up: bool) -> bool:
         return time.monotonic() - self.last >= self.interval_s
 
+    def aborted(self, exc: TxnAborted, rewind: bool) -> None:
+        raise exc  # no transactions here
+
+    def rewind(self) -> None:
+        return
+
+    def _send(self, positions: dict[TP, int], asynchronous: bool) -> bool:
+        """Commit the positions not committed yet (False: there were none)."""
+        offsets = [tp for tp in _offsets(positions)
+                   if self.committed.get((tp.topic, tp.partition)) != tp.offset]  # fmt: skip
+        if not offsets:
+            return False
+        if asynchronous:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        else:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        self.committed.update(positions)
+        return True
+
+
+class Checkpoints(_ConsumerCommits):
+    """Commit the offsets noted before a flush, once the flush returned."""
+
+    def __init__(self, consumer: Consumer, flush: Callable[[], None], interval_s: float,
+                 on_commit: Callable[[], None] | None = None) -> None:  # fmt: skip
+        super().__init__(consumer, interval_s)
+        self.flush = flush  # returns once everything produced is acknowledged; else raises
+        self.on_commit = on_commit
+        self.pending: dict[TP, int] = {}
+
     def commit(self) -> None:
         self.checkpoint(asynchronous=True)
 
@@ -66,23 +104,8 @@ class Checkpoints:
         self.last = time.monotonic()
         positions = {tp: o for tp, o in self.pending.items() if only is None or tp in only}
         self.flush()
-        offsets = [tp for tp in _offsets(positions)
-                   if self.committed.get((tp.topic, tp.partition)) != tp.offset]  # fmt: skip
-        if not offsets:
-            return
-        if asynchronous:
-            self.consumer.commit(offsets=offsets, asynchronous=True)
-        else:
-            self.consumer.commit(offsets=offsets, asynchronous=False)
-        self.committed.update(positions)
-        if self.on_commit is not None:
+        if self._send(positions, asynchronous) and self.on_commit is not None:
             self.on_commit()
-
-    def aborted(self, exc: TxnAborted, rewind: bool) -> None:
-        raise exc  # no transactions here
-
-    def rewind(self) -> None:
-        return
 
     def final(self) -> None:
         """Flush and commit; a failure commits nothing (the records are read again)."""
@@ -242,3 +265,74 @@ class Transactions:
         self.pending.clear()
         self.events = 0
         self.urgent = False
+
+
+DEFAULT_DRAIN_S = 15.0
+"""How long records in flight may finish after a stop without a grace period (made in code)."""
+CLOSE_RESERVE_S = 3.0
+"""What a stop's grace period keeps, after the drain, for the last flush and commit."""
+
+
+def drain_budget(deadline: float | None, now: float) -> float:
+    """How long records in flight may still finish after a stop (pure): the stop's grace
+    period (``SLUICE_SHUTDOWN_GRACE_S``) less :data:`CLOSE_RESERVE_S`, or :data:`DEFAULT_DRAIN_S`."""
+    if deadline is None:
+        return DEFAULT_DRAIN_S
+    return max(0.0, deadline - now - CLOSE_RESERVE_S)
+
+
+Drain = Callable[[set[TP] | None, float], None]
+"""Let the records in flight of these partitions (None: all) finish for up to so many
+seconds, have their outcomes acknowledged, and give up the rest."""
+
+
+class Watermarked(_ConsumerCommits):
+    """Commit, per partition, the watermark below which every outcome was acknowledged.
+
+    The stage tracks each record it starts and finishes it once its outcome is
+    acknowledged, in :attr:`marks`; ``drain`` waits for records in flight.
+    """
+
+    def __init__(self, consumer: Consumer, drain: Drain, stop: StopFlag, interval_s: float,
+                 revoke_grace_s: float) -> None:  # fmt: skip
+        super().__init__(consumer, interval_s)
+        self.drain = drain
+        self.stop = stop
+        self.revoke_grace_s = revoke_grace_s
+        self.marks = Watermarks()
+
+    def commit(self) -> None:
+        self._commit(asynchronous=True)
+
+    def _commit(self, asynchronous: bool, only: set[TP] | None = None) -> None:
+        self.last = time.monotonic()
+        marks = self.marks
+        positions = {}
+        for tp in marks.partitions():
+            safe = marks.committable(tp)
+            if safe is not None and (only is None or tp in only):
+                positions[tp] = safe
+        try:
+            self._send(positions, asynchronous)
+        except KafkaException as exc:
+            log.warning("commit failed (will retry): %s", exc)
+
+    def final(self) -> None:
+        """Records in flight get what the grace period leaves; then commit what is safe."""
+        self.drain(None, drain_budget(self.stop.deadline(), time.monotonic()))
+        self.committed.clear()  # an asynchronous commit may have failed unseen (in a rebalance)
+        self._commit(asynchronous=False)
+
+    def revoke(self, tps: set[TP]) -> None:
+        log.info("draining %s for up to %.0fs", sorted(tps), self.revoke_grace_s)
+        self.drain(tps, self.revoke_grace_s)
+        self._commit(asynchronous=False, only=tps)
+
+    def lose(self, tps: set[TP]) -> None:
+        for tp in tps:
+            self.marks.forget(tp)
+            self.committed.pop(tp, None)
+
+    def close(self, failed: bool) -> None:
+        if failed:  # what was acknowledged before the error may still be committed
+            self.final()

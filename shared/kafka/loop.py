@@ -13,12 +13,13 @@
   (``SLUICE_SHUTDOWN_GRACE_S``, :mod:`shared.kafka.shutdown`); a
   ``KafkaException`` leaves the loop as a one-line :class:`DeliveryError`;
 * committing, through a :class:`Commits` strategy (:mod:`shared.kafka.commits`):
-  offsets after a flush (ingest) or inside Kafka transactions (router,
-  sequencer). Either way no offset passes a record without a durable next hop.
+  offsets after a flush (ingest), inside Kafka transactions (router,
+  sequencer) or below the acknowledged outcomes of records that finish out of
+  order (enrich). Either way no offset passes a record without a durable next hop.
 
 A stage supplies a :class:`Handler`: what to do with a batch of records (and
-the next offset of each handled record, noted in ``commits.pending``), what
-to do before each poll, and what to forget on revoke.
+how it notes them for its commit strategy), what to do before each poll, how
+many records the next poll may bring, and what to forget on revoke.
 """
 
 from __future__ import annotations
@@ -77,9 +78,15 @@ class Handler(Protocol):
         """Work due before each poll; how long the poll may wait (None: the loop's default)."""
         return None
 
+    def max_batch(self, default: int) -> int:
+        """At most how many records the next poll may bring (at least 1), after
+        :meth:`before_poll`."""
+        return default
+
     def handle(self, msgs: Sequence[Message]) -> None:
-        """Handle a batch (errors go to :func:`consumer_error`); note the next offset of
-        each handled record in ``commits.pending`` once its outputs are produced."""
+        """Handle a batch (errors go to :func:`consumer_error`); note each handled record
+        for the commit strategy (the next offset in ``commits.pending`` once its outputs
+        are produced; with :class:`~shared.kafka.commits.Watermarked`, its watermarks)."""
         ...
 
     def after_batch(self) -> None:
@@ -101,9 +108,6 @@ class Handler(Protocol):
 
 class Commits(Protocol):
     """How a stage makes its offsets move: see :mod:`shared.kafka.commits`."""
-
-    pending: dict[TP, int]
-    """Next offset to read per partition, handled since the last commit."""
 
     rewind_due: bool
 
@@ -177,14 +181,15 @@ class ConsumerLoop:
         try:
             wait = self.handler.before_poll()
             wait = commits.wait(self.wait_s if wait is None else wait)
-            msgs = consume_available(self.consumer, self.batch_size, wait)
+            batch = self.handler.max_batch(self.batch_size)
+            msgs = consume_available(self.consumer, batch, wait)
             self.raise_callback_error()
             if commits.rewind_due:
                 commits.rewind()  # the batch was fetched before the seek: read again
             elif msgs:
                 self.handler.handle(msgs)
             self.handler.after_batch()
-            if commits.due(len(msgs) < self.batch_size):
+            if commits.due(len(msgs) < batch):
                 commits.commit()
         except TxnAborted as exc:
             commits.aborted(exc, rewind=True)

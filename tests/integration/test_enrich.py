@@ -219,7 +219,7 @@ def test_a_30s_latency_spike_causes_no_rebalance(stack: Stack, topics: str, tmp_
         try:
             with Worker(config_file=cfg, max_in_flight=8) as w:
                 got = outcomes(stack, topics, 8, timeout_s=60)
-                rebalances = w.service.runner.stats.rebalances
+                rebalances = w.service.stats.rebalances
         finally:
             del os.environ["SLUICE_KAFKA_PROP_MAX_POLL_INTERVAL_MS"]
             del os.environ["SLUICE_KAFKA_PROP_SESSION_TIMEOUT_MS"]

@@ -4,6 +4,7 @@ it runs once per kind, ``memory`` in milliseconds and ``kafka`` on the session's
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
@@ -32,6 +33,9 @@ class Bus(Protocol):
     def read(self, topic: str, expect: int, idle_s: float = 1.0) -> list[Message]: ...
     def committed(self, group: str, topic: str) -> dict[int, int]: ...
     def end_offsets(self, topic: str) -> dict[int, int]: ...
+    def rebalance(self, group: str, topic: str) -> contextlib.AbstractContextManager[None]:
+        """Inside the block the group's member has had partitions of ``topic`` revoked."""
+        ...
 
 
 class MemoryBus:
@@ -65,6 +69,14 @@ class MemoryBus:
     def end_offsets(self, topic: str) -> dict[int, int]:
         return {p: len(log) for p, log in enumerate(self.broker.topics[topic].partitions)}
 
+    @contextlib.contextmanager
+    def rebalance(self, group: str, topic: str) -> Iterator[None]:
+        """The double has one member per group: it loses every partition and gets them back."""
+        for c in self.broker.consumers:
+            if c.group == group and not c.closed:
+                c.rebalance()
+        yield
+
 
 class KafkaBus:
     kind = "kafka"
@@ -95,6 +107,22 @@ class KafkaBus:
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         return kafka.end_offsets(self.bootstrap, topic)
+
+    @contextlib.contextmanager
+    def rebalance(self, group: str, topic: str) -> Iterator[None]:
+        """A second member joins the group (it reads nothing it commits) until the block ends."""
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group,
+                      "enable.auto.commit": False,
+                      "partition.assignment.strategy": "cooperative-sticky"})  # fmt: skip
+        try:
+            c.subscribe([topic])
+            deadline = time.monotonic() + 60
+            while not c.assignment() and time.monotonic() < deadline:
+                c.poll(0.1)
+            assert c.assignment(), "the second member got no partition"
+            yield
+        finally:
+            c.close()
 
 
 def bus_fixture() -> Any:
