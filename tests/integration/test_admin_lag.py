@@ -110,14 +110,43 @@ def admin(stack: Stack, pipeline: str) -> Iterator[Admin]:
         sampler.stop()
 
 
-def member(stack: Stack, group: str, topic: str, **conf: Any) -> Consumer:
-    """A consumer of ``group`` subscribed to ``topic``, once it holds its partitions."""
+@dataclass
+class Member:
+    """A consumer of one group, subscribed (a live member) once it holds its partitions."""
+
+    consumer: Consumer
+    early: list[Message]  # records returned while waiting for the assignment
+
+    def consume(self, n: int) -> list[Message]:
+        got = self.early
+        wait_for(
+            lambda: bool(got.extend(m for m in self.consumer.consume(n, 0.2) if m.error() is None))
+            or len(got) >= n,
+            30, 0, f"{n} records")  # fmt: skip
+        return got
+
+    def commit(self, topic: str, partition: int, offset: int) -> None:
+        self.consumer.commit(offsets=[TopicPartition(topic, partition, offset)], asynchronous=False)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def member(stack: Stack, group: str, topic: str, **conf: Any) -> Member:
     c = Consumer({
         "bootstrap.servers": stack.bootstrap, "group.id": group, "enable.auto.commit": False,
         "auto.offset.reset": "earliest", "isolation.level": "read_committed", **conf})  # fmt: skip
     c.subscribe([topic])
-    wait_for(lambda: bool(c.poll(0.2) or c.assignment()), 30, 0, f"{group} assignment")
-    return c
+    early: list[Message] = []
+
+    def assigned() -> bool:
+        m = c.poll(0.2)
+        if m is not None and m.error() is None:
+            early.append(m)
+        return bool(c.assignment())
+
+    wait_for(assigned, 30, 0, f"{group} assignment")
+    return Member(c, early)
 
 
 def produce(stack: Stack, topic: str, n: int, partition: int = 0) -> None:
@@ -127,18 +156,11 @@ def produce(stack: Stack, topic: str, n: int, partition: int = 0) -> None:
     assert p.flush(30) == 0
 
 
-def consume(c: Consumer, n: int) -> list[Message]:
-    got: list[Message] = []
-    wait_for(
-        lambda: bool(got.extend(m for m in c.consume(n - len(got), 0.2) if m.error() is None))
-        or len(got) >= n,
-        30, 0, f"{n} records")  # fmt: skip
-    return got
-
-
 def test_ok_caught_up_on_a_transactional_topic(stack: Stack, admin: Admin) -> None:
     """Caught up: committed sits on the last commit marker, an open transaction is not lag."""
-    txn = Producer({"bootstrap.servers": stack.bootstrap, "transactional.id": f"{admin.pipeline}.t"})
+    txn = Producer(
+        {"bootstrap.servers": stack.bootstrap, "transactional.id": f"{admin.pipeline}.t"}
+    )
     txn.init_transactions(30)
     txn.begin_transaction()
     for i in range(10):
@@ -147,8 +169,8 @@ def test_ok_caught_up_on_a_transactional_topic(stack: Stack, admin: Admin) -> No
     group = f"{admin.pipeline}.enrich"
     c = member(stack, group, admin.work)
     try:
-        last = consume(c, 10)[-1]
-        c.commit(message=last, asynchronous=False)  # committed 10, one short of the end
+        assert c.consume(10)[-1].offset() == 9
+        c.commit(admin.work, 0, 10)  # committed 10, one short of the end
         txn.begin_transaction()  # open, never committed: beyond the last stable offset
         for i in range(5):
             txn.produce(admin.work, f"open{i}".encode(), b"k", partition=0)
@@ -172,7 +194,7 @@ def test_stalled_a_live_member_that_does_not_commit(stack: Stack, admin: Admin) 
     group = f"{admin.pipeline}.sequencer"
     c = member(stack, group, admin.work)
     try:
-        c.commit(offsets=[TopicPartition(admin.work, 0, 5)], asynchronous=False)
+        c.commit(admin.work, 0, 5)
         p = admin.wait_status(group, admin.work, 0, "stalled")
         assert (p["committed"], p["lag_records"]) == (5, 15)
         assert p["lag_seconds"] is not None and p["lag_seconds"] >= 0
@@ -189,7 +211,8 @@ def test_stopped_a_closed_consumer_while_records_arrive(stack: Stack, admin: Adm
     produce(stack, admin.work, 10)
     group = f"{admin.pipeline}.enrich"
     c = member(stack, group, admin.work)
-    c.commit(message=consume(c, 10)[-1], asynchronous=False)
+    assert c.consume(10)[-1].offset() == 9
+    c.commit(admin.work, 0, 10)
     c.close()  # leaves the group
     produce(stack, admin.work, 7)
     p = admin.wait_status(group, admin.work, 0, "stopped")
@@ -200,9 +223,7 @@ def test_stopped_a_closed_consumer_while_records_arrive(stack: Stack, admin: Adm
     assert m["sluice_lag_records"] == 7.0
 
 
-def test_growing_a_consumer_that_commits_slower_than_producing(
-    stack: Stack, admin: Admin
-) -> None:
+def test_growing_a_consumer_that_commits_slower_than_producing(stack: Stack, admin: Admin) -> None:
     """ingest's group on the source topic (read_uncommitted), falling behind."""
     group = f"{admin.pipeline}.ingest"
     c = member(stack, group, admin.source, **{"isolation.level": "read_uncommitted"})
@@ -216,7 +237,7 @@ def test_growing_a_consumer_that_commits_slower_than_producing(
                 p.produce(admin.source, f"r{i}".encode(), b"k", partition=0)
             p.flush(10)
             committed += 3
-            c.commit(offsets=[TopicPartition(admin.source, 0, committed)], asynchronous=False)
+            c.commit(admin.source, 0, committed)
             stop.wait(0.1)
 
     t = threading.Thread(target=busy, daemon=True)

@@ -12,8 +12,9 @@ router     ``P.failures``, ``P.parked``, ``P.retry.<rung>``   read_committed
 sequencer  ``P.work``, ``P.results``                          read_committed
 =========  ================================================  ===============
 
-The topics a group has committed offsets for are added when read (ingest's
-source topic is found that way when ``SLUICE_SOURCE_TOPIC`` is not set).
+The topics a group's live members hold are added when read (without
+``SLUICE_SOURCE_TOPIC``, ingest's source topic is known that way, while an
+ingest instance runs).
 The end offset of a ``read_committed`` group is the last stable offset.
 """
 

@@ -1,11 +1,12 @@
 """One lag reading of the pipeline's groups from the broker (I/O, bounded).
 
-Per group and partition: the committed offset (``list_consumer_group_offsets``,
-not ``require_stable``: a pending transactional commit is not waited for), the
+Per group and partition: the committed offset (a consumer of the group that
+never joins it; a pending transactional commit is not waited for), the
 end offset (``list_offsets`` latest, at the group's isolation level: the last
 stable offset for ``read_committed`` groups, so records of an open
 transaction are not lag yet), whether a live member holds the partition
-(``describe_consumer_groups``), and for a lagging partition the timestamp of
+(``describe_consumer_groups``; the topics its members hold join the group's
+own), and for a lagging partition the timestamp of
 its oldest unconsumed record (:mod:`services.admin.lag.probe`).
 
 Every broker call is bounded by ``SLUICE_ADMIN_LAG_TIMEOUT_S``; a failure or
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from confluent_kafka import (
-    ConsumerGroupTopicPartitions,
+    Consumer,
     IsolationLevel,
     KafkaError,
     KafkaException,
@@ -35,6 +36,7 @@ from services.admin.lag.groups import GroupSpec
 from services.admin.lag.probe import DRAINED, Ask, Found, Head, Probe
 from services.admin.lag.settings import LagSettings
 from shared.errors import BrokerError
+from shared.kafka.config import consumer_config
 from shared.kafka.provision import admin_client, partition_counts
 from shared.kafka.startup import kafka_reason
 
@@ -80,7 +82,9 @@ class LagReader:
         self.groups = tuple(groups)
         self.timeout_s = settings.admin_lag_timeout_s
         self.clock = clock
+        self.settings = settings
         self.admin = admin_client(settings)
+        self._offset_readers: dict[str, Consumer] = {}
         self.probes = {rc: Probe(settings, rc, settings.admin_lag_probe_s) for rc in (True, False)}
 
     def read(self) -> Reading:
@@ -89,27 +93,19 @@ class LagReader:
             counts = partition_counts(self.admin, self.timeout_s)
         except KafkaException as exc:
             raise BrokerError(f"lag: reading topic metadata failed: {kafka_reason(exc)}") from exc
-        committed_f = {
-            g.name: self.admin.list_consumer_group_offsets(
-                [ConsumerGroupTopicPartitions(g.name)], request_timeout=self.timeout_s
-            )[g.name]
-            for g in self.groups
-        }
         described_f = self.admin.describe_consumer_groups(
             sorted({g.name for g in self.groups}), request_timeout=self.timeout_s
         )
-        committed = {
-            n: _offsets(self._unless_absent(f, f"offsets of group {n}"))
-            for n, f in committed_f.items()
-        }
         described = {n: self._unless_absent(f, f"group {n}") for n, f in described_f.items()}
-        layouts = {g.name: _layout(g, committed[g.name], counts) for g in self.groups}
+        members = {n: _membership(d) for n, d in described.items()}
+        layouts = {g.name: _layout(g, members[g.name][1], counts) for g in self.groups}
+        committed = {g.name: self._committed(g.name, layouts[g.name][0]) for g in self.groups}
         ends = self._ends(layouts)
         heads = self._heads(layouts, committed, ends)
         out = []
         for g in self.groups:
             tps, missing = layouts[g.name]
-            state, owned = _membership(described[g.name])
+            state, owned = members[g.name]
             parts = []
             for tp in tps:
                 c = committed[g.name].get(tp)
@@ -120,6 +116,37 @@ class LagReader:
                     oldest_ts=head.ts if isinstance(head, Head) else None))  # fmt: skip
             out.append(GroupReading(g, state, tuple(parts), missing))
         return Reading(at, tuple(out))
+
+    def _committed(self, group: str, tps: list[TP]) -> dict[TP, int]:
+        """The group's committed offsets of ``tps`` (none: not there).
+
+        Read by a consumer of the group that never joins it (no ``subscribe``,
+        no commits): the AdminClient's ``list_consumer_group_offsets`` crashes
+        the process in librdkafka when the coordinator answers NOT_COORDINATOR
+        (librdkafka issue 5040). ``read_uncommitted``: the last committed offsets,
+        without waiting for a transaction that holds new ones (``require_stable``).
+        """
+        if not tps:
+            return {}
+        reader = self._offset_readers.get(group)
+        if reader is None:
+            reader = self._offset_readers[group] = Consumer(
+                consumer_config(self.settings, group, **{
+                    "isolation.level": "read_uncommitted", "statistics.interval.ms": 0})
+            )  # fmt: skip
+        try:
+            got = reader.committed([TopicPartition(t, p) for t, p in tps], timeout=self.timeout_s)
+        except KafkaException as exc:
+            raise BrokerError(
+                f"lag: reading offsets of group {group} failed: {kafka_reason(exc)}"
+            ) from exc
+        for tp in got:
+            if tp.error is not None:
+                raise BrokerError(
+                    f"lag: reading offsets of group {group} failed for {tp.topic}[{tp.partition}]: "
+                    f"{tp.error.str()}"
+                )
+        return {(tp.topic, tp.partition): tp.offset for tp in got if tp.offset >= 0}
 
     def _ends(self, layouts: Mapping[str, tuple[list[TP], tuple[str, ...]]]) -> dict[bool, dict[TP, int]]:  # fmt: skip
         """End offsets per isolation level (True: read_committed)."""
@@ -181,18 +208,16 @@ class LagReader:
     def close(self) -> None:
         for probe in self.probes.values():
             probe.close()
-
-
-def _offsets(result: ConsumerGroupTopicPartitions | None) -> dict[TP, int]:
-    parts = (result.topic_partitions if result is not None else None) or []
-    return {(tp.topic, tp.partition): tp.offset for tp in parts if tp.offset >= 0}
+        for reader in self._offset_readers.values():
+            reader.close()
+        self._offset_readers.clear()
 
 
 def _layout(
-    g: GroupSpec, committed: Iterable[TP], counts: Mapping[str, int]
+    g: GroupSpec, assigned: Iterable[TP], counts: Mapping[str, int]
 ) -> tuple[list[TP], tuple[str, ...]]:
-    """The group's partitions (its topics and any it committed for), and its missing topics."""
-    topics = dict.fromkeys(g.topics) | dict.fromkeys(t for t, _ in sorted(committed))
+    """The group's partitions (its topics and any its members hold), and its missing topics."""
+    topics = dict.fromkeys(g.topics) | dict.fromkeys(t for t, _ in sorted(assigned))
     tps = [(t, p) for t in topics if t in counts for p in range(counts[t])]
     return tps, tuple(t for t in g.topics if t not in counts)
 

@@ -8,7 +8,7 @@
 ``SLUICE_ADMIN_LAG_GROUPS``            {}       group names that differ from the default
                                                 (``P.<stage>``), e.g. ``{"enrich": "x"}``
 ``SLUICE_SOURCE_TOPIC``                unset    ingest's source topic (without it, the topics
-                                                ingest's group has committed offsets for)
+                                                ingest's live members hold)
 =====================================  =======  ==============================================
 """
 
