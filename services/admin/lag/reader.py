@@ -42,6 +42,9 @@ from shared.kafka.startup import kafka_reason
 
 T = TypeVar("T")
 TP = tuple[str, int]
+COORDINATOR_MOVING = frozenset({
+    KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS})  # fmt: skip
 LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 
@@ -92,12 +95,8 @@ class LagReader:
         try:
             counts = partition_counts(self.admin, self.timeout_s)
         except KafkaException as exc:
-            raise BrokerError(f"lag: reading topic metadata failed: {kafka_reason(exc)}") from exc
-        described_f = self.admin.describe_consumer_groups(
-            sorted({g.name for g in self.groups}), request_timeout=self.timeout_s
-        )
-        described = {n: self._unless_absent(f, f"group {n}") for n, f in described_f.items()}
-        members = {n: _membership(d) for n, d in described.items()}
+            raise BrokerError(f"lag: reading topic metadata failed: {_why(exc)}") from exc
+        members = {n: _membership(d) for n, d in self._describe().items()}
         layouts = {g.name: _layout(g, members[g.name][1], counts) for g in self.groups}
         committed = {g.name: self._committed(g.name, layouts[g.name][0]) for g in self.groups}
         ends = self._ends(layouts)
@@ -137,9 +136,7 @@ class LagReader:
         try:
             got = reader.committed([TopicPartition(t, p) for t, p in tps], timeout=self.timeout_s)
         except KafkaException as exc:
-            raise BrokerError(
-                f"lag: reading offsets of group {group} failed: {kafka_reason(exc)}"
-            ) from exc
+            raise BrokerError(f"lag: reading offsets of group {group} failed: {_why(exc)}") from exc
         for tp in got:
             if tp.error is not None:
                 raise BrokerError(
@@ -191,19 +188,36 @@ class LagReader:
         try:
             return fut.result(timeout=self.timeout_s + 1)
         except KafkaException as exc:
-            raise BrokerError(f"lag: reading {what} failed: {kafka_reason(exc)}") from exc
+            raise BrokerError(f"lag: reading {what} failed: {_why(exc)}") from exc
         except FutureTimeout as exc:
             raise BrokerError(f"lag: reading {what} took over {self.timeout_s:.0f}s") from exc
 
-    def _unless_absent(self, fut: Future[T], what: str) -> T | None:
-        """``_wait``, with None for a group the broker does not know (never committed)."""
-        try:
-            return self._wait(fut, what)
-        except BrokerError as exc:
-            err = exc.__cause__.args[0] if isinstance(exc.__cause__, KafkaException) else None
-            if isinstance(err, KafkaError) and err.code() == KafkaError.GROUP_ID_NOT_FOUND:
-                return None
-            raise
+    def _describe(self) -> dict[str, ConsumerGroupDescription | None]:
+        """Each group's description (None: the broker does not know it).
+
+        A coordinator that is moving or loading (NOT_COORDINATOR after a broker
+        restart or a new group) is asked again until the timeout.
+        """
+        names = sorted({g.name for g in self.groups})
+        deadline = time.monotonic() + self.timeout_s
+        out: dict[str, ConsumerGroupDescription | None] = {}
+        while names:
+            futures = self.admin.describe_consumer_groups(names, request_timeout=self.timeout_s)
+            names = []
+            for name, fut in futures.items():
+                try:
+                    out[name] = self._wait(fut, f"group {name}")
+                except BrokerError as exc:
+                    code = _code(exc)
+                    if code == KafkaError.GROUP_ID_NOT_FOUND:
+                        out[name] = None
+                    elif code in COORDINATOR_MOVING and time.monotonic() < deadline:
+                        names.append(name)
+                    else:
+                        raise
+            if names:
+                time.sleep(0.1)
+        return out
 
     def close(self) -> None:
         for probe in self.probes.values():
@@ -231,3 +245,16 @@ def _membership(desc: ConsumerGroupDescription | None) -> tuple[str, set[TP]]:
         for tp in (m.assignment.topic_partitions if m.assignment else None) or []
     }
     return str(getattr(desc.state, "name", desc.state)).lower(), owned
+
+
+def _code(exc: BrokerError) -> int | None:
+    cause = exc.__cause__
+    err = cause.args[0] if isinstance(cause, KafkaException) and cause.args else None
+    return err.code() if isinstance(err, KafkaError) else None
+
+
+def _why(exc: KafkaException) -> str:
+    """librdkafka's text and the error's name (the text alone may be empty)."""
+    err = exc.args[0] if exc.args else None
+    name = err.name() if isinstance(err, KafkaError) else type(exc).__name__
+    return f"{kafka_reason(exc)} ({name})"
