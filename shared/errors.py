@@ -4,6 +4,8 @@
     ├── ConfigError            bad settings or YAML; raised at start-up
     ├── StackError             no Kafka / Redis could be had (says what is missing)
     ├── TopicError             a topic is missing or conflicts with the pipeline
+    ├── BrokerError            a read of broker state (offsets, groups, metadata)
+    │                          failed or did not answer within its bound
     ├── DeliveryError          the broker refused or lost a produced record
     │   └── TransactionError   a transaction could not be completed in time, or the
     │                          producer was fenced: the process exits, a restart resumes
@@ -33,6 +35,10 @@ class StackError(SluiceError):
 
 class TopicError(SluiceError):
     """A topic is missing or its layout conflicts with the pipeline's."""
+
+
+class BrokerError(SluiceError):
+    """Reading offsets, groups or metadata from Kafka failed or timed out (the message says which)."""
 
 
 class DeliveryError(SluiceError):

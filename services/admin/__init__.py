@@ -1,0 +1,1 @@
+"""The admin service: providers, dead letters, lag and blocked keys over HTTP."""
