@@ -1,6 +1,10 @@
 """The admin API: ``create_app(settings)`` builds it, routers from elsewhere mount on it.
 
-    app = create_app(settings, routers=[lag.router])   # each mounted under /v1, token required
+    app = create_app(settings, routers=[other.router])   # each mounted under /v1, token required
+
+The lag sampler (:mod:`services.admin.lag`) runs while the app does: started
+in its lifespan, stopped when it ends; ``/v1/lag`` and the ``sluice_lag_*``
+gauges read its latest sample.
 
 Without an operator token it refuses to exist (ConfigError), unless
 ``insecure_dev``: then nobody is asked for a token, it must listen on
@@ -12,6 +16,7 @@ new one): the audit record of a mutation has the same id.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
@@ -23,7 +28,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from prometheus_client import Counter
+from prometheus_client import REGISTRY, Counter
 
 from services.admin import audit_api, probes, providers
 from services.admin.auth import (
@@ -33,6 +38,11 @@ from services.admin.auth import (
     require_viewer,
 )
 from services.admin.context import AdminContext
+from services.admin.lag.groups import pipeline_groups
+from services.admin.lag.metrics import LagCollector
+from services.admin.lag.reader import LagReader
+from services.admin.lag.routes import lag_router
+from services.admin.lag.sampler import LagSampler
 from services.admin.settings import AdminSettings
 from services.admin.tokens import load_tokens
 from shared.config_file import load_config
@@ -47,6 +57,9 @@ REQUESTS = Counter(
     ["method", "endpoint", "status"],
 )
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+LAG_GAUGES = LagCollector(lambda: None)
+"""The ``sluice_lag_*`` gauges of ``/metrics``: registered once, reading the running app's sampler."""
+REGISTRY.register(LAG_GAUGES)
 
 
 def is_loopback(host: str) -> bool:
@@ -82,25 +95,33 @@ def create_app(
     """The app; every router of ``routers`` is mounted under ``/v1`` behind a token."""
     auth = _authenticator(settings, insecure_dev)
     config = load_config(settings.config_file)
+    sampler = LagSampler(LagReader(settings, pipeline_groups(settings)),
+                         settings.admin_lag_interval_s, settings.admin_lag_window_s)  # fmt: skip
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ctx = AdminContext.build(settings, config)
         app.state.ctx = ctx
+        LAG_GAUGES.latest = sampler.latest
+        sampler.start()
         try:
             yield
         finally:
-            await ctx.aclose()
+            try:
+                await asyncio.to_thread(sampler.stop, settings.shutdown_grace_s)
+            finally:
+                await ctx.aclose()
 
     app = FastAPI(
         title="sluice admin",
-        description="Providers, audit log, health of one sluice pipeline. "
+        description="Providers, consumer lag, audit log, health of one sluice pipeline. "
         "`/v1` needs `Authorization: Bearer <token>`; mutations the operator token.",
         version="1",
         lifespan=lifespan,
     )
     app.state.auth = auth
     app.include_router(probes.router)
+    app.include_router(lag_router(require_viewer, sampler))  # its own /v1 prefix and token check
     for router in (providers.router, audit_api.router, *routers):
         app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)])
     app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from shared.settings import CommonSettings
+from services.admin.lag.settings import LagSettings
 
 
-class AdminSettings(CommonSettings):
+class AdminSettings(LagSettings):
     """``admin_token`` / ``admin_viewer_token`` or their ``*_file`` twins (a mounted
-    secret); see :mod:`services.admin.tokens` for how they are read and checked."""
+    secret); see :mod:`services.admin.tokens` for how they are read and checked. The lag
+    sampler's settings (``SLUICE_ADMIN_LAG_*``) come from :class:`LagSettings`."""
 
     admin_host: str = Field("127.0.0.1", min_length=1)
     admin_port: int = Field(8700, ge=0, le=65535)

@@ -89,6 +89,26 @@ def test_probes_docs_and_metrics(stack: Stack, topics: str, config: Path) -> Non
         assert "access-control-allow-origin" not in {k.lower() for k in ready.headers}
 
 
+def test_the_app_samples_lag_and_serves_it_behind_the_token(
+    stack: Stack, topics: str, config: Path
+) -> None:
+    with serve_admin(config_file=config, admin_lag_interval_s=0.5, admin_lag_window_s=2.0) as admin:
+        assert admin.get("/v1/lag", None).status_code == 401
+        deadline = time.monotonic() + 60
+        while (lag := admin.get("/v1/lag", VIEW)).status_code == 503:  # no sample yet
+            assert time.monotonic() < deadline, lag.text
+            time.sleep(0.2)
+        assert lag.status_code == 200, lag.text
+        report = lag.json()
+        assert report["error"] is None, report
+        assert {g["group"] for g in report["groups"]} == {
+            f"{topics}.{stage}" for stage in ("ingest", "enrich", "router", "sequencer")
+        }
+        assert admin.get("/v1/lag", VIEW, params={"group": "nope"}).status_code == 404
+        assert "/v1/lag" in admin.get("/openapi.json", None).json()["paths"]
+        assert "sluice_lag_sampled_at_seconds " in admin.get("/metrics", None).text
+
+
 def test_readyz_names_the_dependency_that_failed(stack: Stack, topics: str, config: Path) -> None:
     with serve_admin(config_file=config, redis_url="redis://:s3cret-pw@127.0.0.1:1/0") as admin:
         r = admin.get("/readyz", None)
