@@ -1,6 +1,8 @@
 """The ``sluice`` command: run a service, provision topics, drive the local stack.
 
     sluice ingest | enrich | router | sequencer | admin | fakellm    run one service
+    sluice providers list | pause | resume   providers over the admin API
+    sluice lag | audit                  consumer lag, audit log over the admin API
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
     sluice demo                         end-to-end run with live progress and a summary
@@ -49,6 +51,24 @@ def _admin(argv: list[str]) -> int:
     from services.admin.main import run
 
     return run(argv)
+
+
+def _providers(argv: list[str]) -> int:
+    from services.admin.ctl import providers
+
+    return providers(argv)
+
+
+def _lag(argv: list[str]) -> int:
+    from services.admin.ctl import lag
+
+    return lag(argv)
+
+
+def _audit(argv: list[str]) -> int:
+    from services.admin.ctl import audit
+
+    return audit(argv)
 
 
 def _fakellm(argv: list[str]) -> int:
@@ -100,6 +120,9 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "enrich": (_enrich, "run an enrich worker"),
     "sequencer": (_sequencer, "run the sequencer: per-key order, exactly once to P.output"),
     "admin": (_admin, "run the admin API: providers, audit log, health"),
+    "providers": (_providers, "providers over the admin API: list | pause | resume"),
+    "lag": (_lag, "consumer lag per partition, over the admin API"),
+    "audit": (_audit, "the admin API's audit log, newest first"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),

@@ -6,6 +6,8 @@
     ├── TopicError             a topic is missing or conflicts with the pipeline
     ├── BrokerError            a read of broker state (offsets, groups, metadata)
     │                          failed or did not answer within its bound
+    ├── AdminApiError          the admin API refused a request or could not be
+    │                          reached (``sluice providers|lag|audit``)
     ├── DeliveryError          the broker refused or lost a produced record
     │   └── TransactionError   a transaction could not be completed in time, or the
     │                          producer was fenced: the process exits, a restart resumes
@@ -39,6 +41,10 @@ class TopicError(SluiceError):
 
 class BrokerError(SluiceError):
     """Reading offsets, groups or metadata from Kafka failed or timed out (the message says which)."""
+
+
+class AdminApiError(SluiceError):
+    """The admin API answered an error (the message carries its ``detail``) or did not answer."""
 
 
 class DeliveryError(SluiceError):
