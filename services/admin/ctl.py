@@ -69,7 +69,10 @@ def lag(argv: list[str]) -> int:
     parser.add_argument("--group", help="one consumer group of the pipeline")
     args = parser.parse_args(argv)
     with AdminClient.from_env(args.url) as api:
-        return _emit(args, api.lag(args.group), tables.lag_records, tables.lag_table)
+        doc = api.lag(args.group)
+    if warning := tables.lag_warning(doc):
+        print(f"sluice lag: warning: {warning}", file=sys.stderr)
+    return _emit(args, doc, tables.lag_records, tables.lag_table)
 
 
 def audit(argv: list[str]) -> int:

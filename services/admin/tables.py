@@ -70,25 +70,36 @@ def pause_table(doc: dict[str, Any]) -> list[str]:
 
 
 def lag_records(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """One object per partition of each group, with its group's name, stage and state."""
+    """One object per partition of each group, with its group's name, stage and state.
+
+    A group without partitions (its topics do not exist yet) still gets one, with
+    ``partition`` null and its ``missing_topics``: no group goes unseen.
+    """
     out = []
     for g in doc["groups"]:
         group = {"group": g["group"], "stage": g["stage"], "state": g["state"]}
-        out += [{**group, **p} for p in g["partitions"]]
+        out += [{**group, **p} for p in g["partitions"]] or [
+            {**group, **dict.fromkeys(_PARTITION_KEYS), "missing_topics": g["missing_topics"]}
+        ]
     return out
 
 
+_PARTITION_KEYS = ("topic", "partition", "committed", "end", "lag_records", "lag_seconds", "status")
+
+
 def lag_table(doc: dict[str, Any]) -> list[str]:
-    rows = [(r["group"], r["state"], r["topic"], str(r["partition"]), _cell(r["committed"]),
-             _cell(r["end"]), _cell(r["lag_records"]), _cell(r["lag_seconds"]), r["status"])
+    rows = [(r["group"], r["state"], *(_cell(r[k]) for k in _PARTITION_KEYS))
             for r in lag_records(doc)]  # fmt: skip
     lines = table(LAG_HEAD, rows)
     for g in doc["groups"]:
         if g.get("missing_topics"):
             lines.append(f"{g['group']}: missing topics {', '.join(g['missing_topics'])}")
-    if doc.get("error"):
-        lines.append(f"the latest sample failed: {doc['error']}")
     return lines
+
+
+def lag_warning(doc: dict[str, Any]) -> str | None:
+    """Why the latest sample failed (the answer then holds the last good one, or nothing)."""
+    return f"the latest lag sample failed: {doc['error']}" if doc.get("error") else None
 
 
 def audit_records(doc: dict[str, Any]) -> list[dict[str, Any]]:

@@ -81,15 +81,19 @@ def test_a_pause_answer_is_one_row_and_its_json_is_the_answer() -> None:
 def test_lag_records_are_one_per_partition_with_their_group() -> None:
     records = tables.lag_records(LAG)
     assert [(r["group"], r["stage"], r["partition"]) for r in records] == [
-        ("p.enrich", "enrich", 0), ("p.enrich", "enrich", 1)]  # fmt: skip
+        ("p.enrich", "enrich", 0), ("p.enrich", "enrich", 1), ("p.router", "router", None)]  # fmt: skip
     assert records[0]["lag_records"] == 4 and records[1]["committed"] is None
+    assert records[2]["missing_topics"] == ["p.retry"] and records[2]["status"] is None
 
 
 def test_the_lag_table_says_what_is_missing_and_that_a_sample_failed() -> None:
-    _head, first, second, *notes = tables.lag_table(LAG)
+    _head, first, second, router, *notes = tables.lag_table(LAG)
     assert first.split() == ["p.enrich", "stable", "p.work", "0", "5", "9", "4", "2.2", "ok"]
     assert second.split() == ["p.enrich", "stable", "p.work", "1", "-", "0", "-", "-", "idle"]
-    assert notes == ["p.router: missing topics p.retry", "the latest sample failed: broker slow"]
+    assert router.split() == ["p.router", "dead", *["-"] * 7]
+    assert notes == ["p.router: missing topics p.retry"]
+    assert tables.lag_warning(LAG) == "the latest lag sample failed: broker slow"
+    assert tables.lag_warning({**LAG, "error": None}) is None
 
 
 def test_the_audit_table_keeps_newest_first_and_shows_the_params() -> None:
