@@ -53,22 +53,16 @@ def _admin(argv: list[str]) -> int:
     return run(argv)
 
 
-def _providers(argv: list[str]) -> int:
-    from services.admin.ctl import providers
+def _over_the_api(command: str) -> Callable[[list[str]], int]:
+    """``sluice providers|lag|audit``: ``services.admin.ctl.<command>``, imported when run."""
 
-    return providers(argv)
+    def run(argv: list[str]) -> int:
+        from services.admin import ctl
 
+        code: int = getattr(ctl, command)(argv)
+        return code
 
-def _lag(argv: list[str]) -> int:
-    from services.admin.ctl import lag
-
-    return lag(argv)
-
-
-def _audit(argv: list[str]) -> int:
-    from services.admin.ctl import audit
-
-    return audit(argv)
+    return run
 
 
 def _fakellm(argv: list[str]) -> int:
@@ -120,9 +114,12 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "enrich": (_enrich, "run an enrich worker"),
     "sequencer": (_sequencer, "run the sequencer: per-key order, exactly once to P.output"),
     "admin": (_admin, "run the admin API: providers, audit log, health"),
-    "providers": (_providers, "providers over the admin API: list | pause | resume"),
-    "lag": (_lag, "consumer lag per partition, over the admin API"),
-    "audit": (_audit, "the admin API's audit log, newest first"),
+    "providers": (
+        _over_the_api("providers"),
+        "providers over the admin API: list | pause | resume",
+    ),
+    "lag": (_over_the_api("lag"), "consumer lag per partition, over the admin API"),
+    "audit": (_over_the_api("audit"), "the admin API's audit log, newest first"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),
