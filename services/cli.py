@@ -113,7 +113,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "router": (_router, "run the router: retry ladder, DLQs, parking"),
     "enrich": (_enrich, "run an enrich worker"),
     "sequencer": (_sequencer, "run the sequencer: per-key order, exactly once to P.output"),
-    "admin": (_admin, "run the admin API: providers, audit log, health"),
+    "admin": (_admin, "run the admin API: providers, lag, audit log, health"),
     "providers": (
         _over_the_api("providers"),
         "providers over the admin API: list | pause | resume",
