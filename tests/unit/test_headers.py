@@ -1,6 +1,7 @@
 import pytest
 
 from shared import headers as h
+from tests.support.memkafka import MemMessage
 
 
 def test_source_headers_round_trip() -> None:
@@ -53,29 +54,9 @@ def test_source_id_reports_what_is_missing() -> None:
 def test_a_header_name_with_a_literal_replacement_character_is_valid_everywhere() -> None:
     from services.ingest.wrap import Wrapper
 
-    class Msg:
-        def topic(self) -> str:
-            return "src"
-
-        def partition(self) -> int:
-            return 0
-
-        def offset(self) -> int:
-            return 3
-
-        def key(self) -> bytes:
-            return b"k"
-
-        def value(self) -> bytes:
-            return b'{"text": "x"}'
-
-        def headers(self) -> object:
-            return [("caf\ufffd", b"v")]
-
-        def timestamp(self) -> tuple[int, int]:
-            return (1, 5)
-
-    _, _, hs = Wrapper("json", 1000).work_record(Msg(), 0, 3)
+    _, _, hs = Wrapper("json", 1000).work_record(
+        MemMessage("src", 0, 3, b"k", b'{"text": "x"}', [("caf\ufffd", b"v")], 5), 0, 3
+    )
     # what ingest forwarded, every later stage reads back whole: identity included
     assert h.check_headers(hs) == hs
     assert h.source_id(hs) == h.SourceId("src", 0, 3)

@@ -8,6 +8,7 @@ from services.router import envelope as env
 from shared import headers as h
 from shared.kinds import FailureKind
 from shared.outcomes import Failure, Record, failure_record
+from tests.support.memkafka import MemMessage
 
 SRC = h.SourceId("orders", 2, 41)
 
@@ -26,32 +27,6 @@ def replace(c: env.Consumed, **hs: bytes | None) -> env.Consumed:
     kept = [(n, v) for n, v in c.headers if n not in names]
     added = [(n, v) for n, v in names.items() if v is not None]
     return env.Consumed(c.topic, c.partition, c.offset, c.timestamp, c.key, c.value, kept + added)
-
-
-class Msg:
-    def __init__(self, headers: object) -> None:
-        self._headers = headers
-
-    def topic(self) -> str:
-        return "p.failures"
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return 3
-
-    def key(self) -> bytes:
-        return b"k"
-
-    def value(self) -> bytes:
-        return b"v"
-
-    def headers(self) -> object:
-        return self._headers
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 555)
 
 
 def test_parse_reads_the_routing_facts() -> None:
@@ -86,12 +61,12 @@ def test_malformed_failures_say_why(
 
 
 def test_unreadable_headers_are_malformed_without_identity() -> None:
-    c = env.Consumed.of(Msg([("ok", b"1"), ("bad", 42)]))
+    c = env.Consumed.of(msg([("ok", b"1"), ("bad", 42)]))
     assert c.headers == [] and c.broken
     with pytest.raises(env.Malformed, match="unreadable headers") as info:
         env.parse(c)
     assert info.value.src is None
-    assert env.Consumed.of(Msg(None)).headers == []
+    assert env.Consumed.of(msg(None)).headers == []
 
 
 @pytest.mark.parametrize(("text", "value"), [(b"2.5", 2.5), (b"0", 0.0), (b"-1", None), (b"nan", None),
@@ -153,3 +128,8 @@ def test_original_timestamp_falls_back_to_the_consumed_one() -> None:
     c = replace(failed(), sluice_src_ts=b"garbage")
     assert env.original_timestamp(c) == 99_999
     assert env.decode_dlt_int(None) is None and env.decode_dlt_int(b"abc") is None
+
+
+def msg(headers: object) -> MemMessage:
+    """A failure record as the router's consumer returns it, with these headers as given."""
+    return MemMessage("p.failures", 0, 3, b"k", b"v", headers, 555)  # type: ignore[arg-type]
