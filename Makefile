@@ -10,7 +10,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean
+.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean browser-deps
 
 setup: $(STAMP) system-deps
 
@@ -25,6 +25,10 @@ $(STAMP): pyproject.toml
 system-deps:
 	@bash scripts/system-deps.sh
 
+# Debian's chromium + chromium-driver for the admin page's browser test.
+browser-deps:
+	@bash scripts/browser-deps.sh
+
 demo: setup
 	@$(BIN)/sluice demo
 
@@ -36,7 +40,7 @@ lint: $(STAMP)
 unit: $(STAMP)
 	@$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
-test: setup lint
+test: setup browser-deps lint
 	@$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 bench-ingest: setup

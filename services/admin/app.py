@@ -43,6 +43,7 @@ from services.admin.lag.metrics import LagCollector
 from services.admin.lag.reader import LagReader
 from services.admin.lag.routes import lag_router
 from services.admin.lag.sampler import LagSampler
+from services.admin.page.routes import mount_page
 from services.admin.settings import AdminSettings
 from services.admin.tokens import load_tokens
 from shared.config_file import load_config
@@ -122,6 +123,7 @@ def create_app(
     app.state.auth = auth
     app.include_router(probes.router)
     app.include_router(lag_router(require_viewer, sampler))  # its own /v1 prefix and token check
+    mount_page(app, require_viewer, sampler)  # the operator page at /
     for router in (providers.router, audit_api.router, *routers):
         app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)])
     app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)

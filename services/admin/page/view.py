@@ -1,0 +1,163 @@
+"""What the operator page shows, rendered from the admin API's models (pure: no I/O, no clock).
+
+Every template is autoescaped: a provider name, a pause reason or a key with
+HTML in it is shown as text. Times are shown in UTC; ``now`` (unix seconds)
+is passed in, so ages ("3 s ago") are testable.
+
+Lag is drawn as a heat strip: one row per group and topic, one cell per
+partition, coloured by its :class:`~services.admin.lag.status.Status`, with
+the records behind in the cell and the rest in its tooltip.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from services.admin import models as m
+from services.admin.auth import Principal
+from services.admin.lag.models import GroupLag, LagReport, PartitionLag
+from services.admin.lag.status import Status
+from services.admin.tokens import Role
+
+HTMX = "htmx-2.0.11.min.js"
+"""The vendored htmx (``static/VENDORED.md`` records its source and sha256)."""
+REFRESH_S = 5
+"""Every fragment of the page is fetched again this often."""
+
+ALERTING = (Status.STALLED, Status.STOPPED, Status.GROWING)
+"""Lag statuses the page counts in its lag heading (the ones an operator acts on)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LagCell:
+    partition: int
+    status: str
+    text: str  # what the cell shows: the records behind, or "-" without a commit
+    title: str  # the tooltip: everything known about the partition
+
+
+@dataclass(frozen=True, slots=True)
+class LagRow:
+    group: str
+    stage: str
+    state: str  # the broker's group state
+    topic: str
+    cells: tuple[LagCell, ...]
+
+
+def lag_cell(p: PartitionLag) -> LagCell:
+    parts = [f"{p.topic} [{p.partition}]: {p.status.value}"]
+    if p.lag_records is None:
+        parts.append("no committed offset")
+    else:
+        parts.append(f"{p.lag_records} records behind (committed {p.committed}, end {p.end})")
+    if p.lag_seconds is not None:
+        parts.append(f"oldest unconsumed {p.lag_seconds:.1f} s old")
+    text = "-" if p.lag_records is None else str(p.lag_records)
+    return LagCell(p.partition, p.status.value, text, "; ".join(parts))
+
+
+def lag_rows(groups: Sequence[GroupLag]) -> list[LagRow]:
+    """One row per group and topic (topics in the order met), cells by partition.
+
+    A group without partitions (its topics do not exist, or none is known) gets
+    one row without a topic or cells: no group goes unseen.
+    """
+    rows: list[LagRow] = []
+    for g in groups:
+        if not g.partitions:
+            rows.append(LagRow(g.group, g.stage, g.state, "", ()))
+        topics: dict[str, list[PartitionLag]] = {}
+        for p in g.partitions:
+            topics.setdefault(p.topic, []).append(p)
+        rows += [
+            LagRow(g.group, g.stage, g.state, topic,
+                   tuple(lag_cell(p) for p in sorted(ps, key=lambda p: p.partition)))
+            for topic, ps in topics.items()
+        ]  # fmt: skip
+    return rows
+
+
+def alerting(groups: Sequence[GroupLag]) -> list[tuple[str, int]]:
+    """How many partitions are in each alerting status, in :data:`ALERTING` order (none: [])."""
+    counts = Counter(p.status for g in groups for p in g.partitions)
+    return [(s.value, counts[s]) for s in ALERTING if counts[s]]
+
+
+def segment(value: str) -> str:
+    """``value`` as one URL path segment (a ``/`` in it is escaped too)."""
+    return quote(value, safe="")
+
+
+def utc(value: datetime | None) -> str:
+    """``2024-05-01 14:03:22 UTC``; ``-`` for none."""
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(seconds: float) -> str:
+    """An age for people: ``4 s``, ``12 min``, ``3 h``, ``2 d``."""
+    s = max(0.0, seconds)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if s >= 2 * size:
+            return f"{int(s // size)} {unit}"
+    return f"{int(s)} s"
+
+
+def since(value: datetime | None, now: float) -> str:
+    """``3 min ago``; ``-`` for none."""
+    return "-" if value is None else f"{ago(now - value.timestamp())} ago"
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=PackageLoader("services.admin", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(segment=segment, utc=utc, ago=ago)
+    env.globals.update(since=since, HTMX=HTMX, REFRESH_S=REFRESH_S)
+    return env
+
+
+ENV = _env()
+
+
+def _render(template: str, **context: Any) -> str:
+    return ENV.get_template(template).render(**context)
+
+
+def shell(insecure_dev: bool) -> str:
+    """The page itself: no data, no token; it asks for the token and loads the fragments."""
+    return _render("page.html", insecure_dev=insecure_dev)
+
+
+def session(who: Principal, pipeline: str) -> str:
+    return _render("session.html", who=who.who, viewer=who.role is Role.VIEWER, pipeline=pipeline)
+
+
+def providers(doc: m.Providers, who: Principal, now: float) -> str:
+    return _render("providers.html", providers=doc.providers,
+                   read_only=who.role is Role.VIEWER, now=now)  # fmt: skip
+
+
+def lag(report: LagReport | None, now: float) -> str:
+    if report is None:
+        return _render("lag.html", report=None, rows=[], alerting=[], missing=[], now=now)
+    missing = [(g.group, g.missing_topics) for g in report.groups if g.missing_topics]
+    return _render("lag.html", report=report, rows=lag_rows(report.groups),
+                   alerting=alerting(report.groups), missing=missing, now=now)  # fmt: skip
+
+
+def audit(doc: m.AuditRecords, now: float) -> str:
+    return _render("audit.html", records=doc.records, now=now)

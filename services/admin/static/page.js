@@ -1,0 +1,120 @@
+// The operator page. It asks for the admin token once and keeps it in this
+// tab's sessionStorage (gone when the tab closes; never in a cookie, a URL or
+// the page), and adds it to every htmx request as "Authorization: Bearer".
+// Reads are HTML fragments from /page/*; actions post JSON to the /v1 API
+// itself (the json-body extension), so they are checked and audited exactly
+// as any API call. Everything shown from an answer is set as text.
+(function () {
+  "use strict";
+  const KEY = "sluice-admin-token";
+  const body = document.body;
+  const insecureDev = body.dataset.insecureDev === "1"; // no token asked for at all
+  const flash = document.getElementById("flash");
+  const tokenForm = document.getElementById("token-form");
+  const problem = document.getElementById("token-problem");
+
+  function token() {
+    return sessionStorage.getItem(KEY) || (insecureDev ? "" : null);
+  }
+
+  function say(text, isError) {
+    flash.textContent = text;
+    flash.className = isError ? "error" : "";
+    flash.hidden = !text;
+  }
+
+  function refresh() {
+    htmx.trigger(body, "sluice:refresh");
+  }
+
+  function signedIn(yes, why) {
+    body.classList.toggle("signed-in", yes);
+    problem.textContent = why || "";
+    problem.hidden = !why;
+    if (!yes) {
+      for (const s of document.querySelectorAll("main > section, #session")) s.replaceChildren();
+      say("");
+      tokenForm.elements.token.focus();
+    }
+  }
+
+  // A section is not refreshed while someone is typing in it (a pause reason).
+  function typingIn(elt) {
+    return Array.from(elt.querySelectorAll("input")).some(
+      (i) => i.value !== "" || i === document.activeElement);
+  }
+
+  // The error an answer carries: FastAPI's {"detail": ...} (a string, or a list of field errors).
+  function detail(xhr) {
+    try {
+      const d = JSON.parse(xhr.responseText).detail;
+      if (Array.isArray(d)) return d.map((e) => `${e.loc.slice(1).join(".")}: ${e.msg}`).join("; ");
+      return String(d);
+    } catch (_) {
+      return `HTTP ${xhr.status}`;
+    }
+  }
+
+  htmx.defineExtension("json-body", {
+    onEvent(name, evt) {
+      if (name === "htmx:configRequest") evt.detail.headers["Content-Type"] = "application/json";
+    },
+    encodeParameters(xhr, parameters) {
+      xhr.overrideMimeType("text/json");
+      return JSON.stringify(Object.fromEntries(parameters));
+    },
+  });
+
+  body.addEventListener("htmx:configRequest", (evt) => {
+    const t = token();
+    const elt = evt.detail.elt;
+    if (t === null || (evt.detail.verb === "get" && elt.matches("section") && typingIn(elt))) {
+      evt.preventDefault();
+      return;
+    }
+    if (t) evt.detail.headers.Authorization = `Bearer ${t}`;
+  });
+
+  body.addEventListener("htmx:afterRequest", (evt) => {
+    const d = evt.detail;
+    if (d.successful && d.requestConfig.verb === "post") {
+      const form = d.elt.closest("form");
+      if (form) form.reset();
+      document.activeElement.blur();
+      say(d.elt.closest("[data-done]")?.dataset.done || "done", false);
+      refresh();
+    }
+  });
+
+  body.addEventListener("htmx:responseError", (evt) => {
+    const xhr = evt.detail.xhr;
+    if (xhr.status === 401) {
+      sessionStorage.removeItem(KEY);
+      signedIn(false, "That token was not accepted. Enter the operator or the viewer token.");
+      return;
+    }
+    say(detail(xhr), true);
+  });
+
+  body.addEventListener("htmx:sendError", () => {
+    say("The admin service cannot be reached; the page keeps trying.", true);
+  });
+
+  tokenForm.addEventListener("submit", (evt) => {
+    evt.preventDefault();
+    const input = tokenForm.elements.token;
+    const value = input.value.trim();
+    input.value = "";
+    if (!value) return;
+    sessionStorage.setItem(KEY, value);
+    signedIn(true);
+    refresh();
+  });
+
+  document.getElementById("forget").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY);
+    signedIn(false);
+  });
+
+  signedIn(token() !== null);
+})();
