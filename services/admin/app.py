@@ -46,8 +46,7 @@ from services.admin.lag.sampler import LagSampler
 from services.admin.settings import AdminSettings
 from services.admin.tokens import load_tokens
 from shared.config_file import load_config
-from shared.errors import ConfigError
-from shared.redis.errors import ProviderStateUnavailable
+from shared.errors import ConfigError, ProviderStateUnavailable
 
 log = logging.getLogger(__name__)
 
