@@ -47,8 +47,7 @@ from services.admin.page.routes import mount_page
 from services.admin.settings import AdminSettings
 from services.admin.tokens import load_tokens
 from shared.config_file import load_config
-from shared.errors import ConfigError
-from shared.redis.errors import ProviderStateUnavailable
+from shared.errors import ConfigError, ProviderStateUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -46,13 +46,13 @@ from services.enrich.tasks import Answer, parse_output, record_object, render, r
 from services.enrich.worker_provider import WorkerProvider
 from shared import headers as h
 from shared.config_file import TaskConfig
+from shared.errors import ProviderStateUnavailable
 from shared.kafka.concurrent import Output
 from shared.kafka.message import TP
 from shared.kinds import FailureKind
 from shared.logs import coords
 from shared.outcomes import Failure, Record, failure_record, ok_result, oversize, unexpected
 from shared.provider_state import Reservation
-from shared.redis.errors import ProviderStateUnavailable
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -8,13 +8,11 @@ sluice sequencer release --key K --src-topic T --src-partition N --src-offset O
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from services.sequencer.service import run as run_sequencer
 from services.sequencer.settings import SequencerSettings
-from shared.kafka.shutdown import StopFlag
-from shared.metrics import serve
-from shared.settings import load
+from shared.settings import load_with_flags
+from shared.stage import run_stage
 
 
 def run(argv: list[str]) -> int:
@@ -29,12 +27,7 @@ def run(argv: list[str]) -> int:
         "--worker-id", help="overrides SLUICE_WORKER_ID (names the transactional id)"
     )
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.dead_mode:
-        overrides["dead_mode"] = args.dead_mode
-    if args.worker_id:
-        overrides["worker_id"] = args.worker_id
-    settings = load(SequencerSettings, **overrides)
-    serve(settings.metrics_port, settings.metrics_host)
-    run_sequencer(settings, StopFlag(settings.shutdown_grace_s).install("sluice sequencer"))
-    return 0
+    settings = load_with_flags(
+        SequencerSettings, dead_mode=args.dead_mode, worker_id=args.worker_id
+    )
+    return run_stage("sequencer", settings, lambda stop: run_sequencer(settings, stop), redis=False)

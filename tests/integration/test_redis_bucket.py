@@ -12,13 +12,13 @@ import redis.asyncio as aioredis
 
 from devtools.stack.resolve import Stack
 from services.enrich.gate import BucketGate
+from shared.errors import ProviderStateUnavailable
 from shared.provider_state import Batch
 from shared.redis import bucket_math as bm
 from shared.redis import keys
 from shared.redis.bucket import Limiter, ModelLimits, ProviderLimits, dims_for
 from shared.redis.client import connect
 from shared.redis.cooldown import Cooldowns
-from shared.redis.errors import ProviderStateUnavailable
 
 pytestmark = pytest.mark.integration
 
