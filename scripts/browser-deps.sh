@@ -10,13 +10,5 @@ source "$(dirname "$0")/apt-install.sh"
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
-status=0
-apt_install "${missing[@]}" || status=$?
-if [[ $status -eq 2 ]]; then
-  echo "cannot install ${missing[*]} here (needs apt-get as root or with sudo):" >&2
-  echo "the admin page's browser test will be skipped" >&2
-  exit 0
-fi
-exit "$status"
+install_missing 0 "cannot install ${missing[*]} here (needs apt-get as root or with sudo):
+the admin page's browser test will be skipped" "${missing[@]}"

@@ -13,13 +13,5 @@ missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
-[[ ${#missing[@]} -eq 0 ]] && exit 0
-
-status=0
-apt_install "${missing[@]}" || status=$?
-if [[ $status -eq 2 ]]; then
-  echo "sluice needs: ${missing[*]}. Install them with your package manager," >&2
-  echo "or set SLUICE_KAFKA_BOOTSTRAP and SLUICE_REDIS_URL to existing servers." >&2
-  exit 1
-fi
-exit "$status"
+install_missing 1 "sluice needs: ${missing[*]}. Install them with your package manager,
+or set SLUICE_KAFKA_BOOTSTRAP and SLUICE_REDIS_URL to existing servers." "${missing[@]}"
