@@ -29,7 +29,9 @@ from services.admin.tokens import Role
 HTMX = "htmx-2.0.11.min.js"
 """The vendored htmx (``static/VENDORED.md`` records its source and sha256)."""
 REFRESH_S = 5
-"""Every fragment of the page is fetched again this often."""
+"""Every fragment of the page is fetched again this often (and after each action) ..."""
+AUDIT_REFRESH_S = 15
+"""... but the audit list (each read opens a consumer on ``P.audit``)."""
 
 ALERTING = (Status.STALLED, Status.STOPPED, Status.GROWING)
 """Lag statuses the page counts in its lag heading (the ones an operator acts on)."""
@@ -126,7 +128,7 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(segment=segment, utc=utc, ago=ago)
-    env.globals.update(since=since, HTMX=HTMX, REFRESH_S=REFRESH_S)
+    env.globals.update(since=since, HTMX=HTMX, REFRESH_S=REFRESH_S, AUDIT_REFRESH_S=AUDIT_REFRESH_S)
     return env
 
 
