@@ -33,6 +33,7 @@ pytestmark = pytest.mark.integration
 
 ODD = "<img src=x onerror=alert(1)> & co"  # a provider name with HTML in it
 REASON = 'disk <b>full</b> on "db-2" & more'
+LAG_WAIT_S = 60.0  # a loaded broker can fail a few samples before the first good one
 PROJECT_LOGGERS = ("services", "shared", "devtools", "uvicorn", "fastapi")
 
 
@@ -161,7 +162,8 @@ def test_an_operator_pauses_and_resumes_a_provider_from_the_page(
             return [c for r in rows if r.text.startswith("enrich")
                     for c in r.find_elements(page.by.CSS_SELECTOR, ".cell")]  # fmt: skip
 
-        wait_until(driver, lambda d: len(enrich_cells()) == 3, "enrich's P.work partitions")
+        wait_until(driver, lambda d: len(enrich_cells()) == 3, "enrich's P.work partitions",
+                   LAG_WAIT_S)  # fmt: skip
         lag = admin.get("/v1/lag", VIEW, params={"group": f"{topics}.enrich"}).json()
         behind = sum(p["lag_records"] for p in lag["groups"][0]["partitions"])
         assert behind == 40 - 3 * 2
@@ -243,3 +245,17 @@ def test_an_operator_pauses_and_resumes_a_provider_from_the_page(
         assert not [line for line in logged if token in line], "a token in the log"
         assert token not in metrics, "a token in /metrics"
         assert not [e for e in errors if token in e], "a token in an error body"
+
+
+def test_with_insecure_dev_the_page_asks_for_no_token(
+    stack: Stack, topics: str, config: Path
+) -> None:
+    with serve_admin(config_file=config, insecure_dev=True, admin_token=None,
+                     admin_viewer_token=None) as admin, chromium() as driver:  # fmt: skip
+        page = Page(driver, str(admin.http.base_url).rstrip("/"))
+        driver.get(page.base + "/")
+        wait_until(driver, lambda d: page.state("primary") == "running", "the providers")
+        assert not page.el("#token-form").is_displayed()
+        assert not page.el("#forget").is_displayed()
+        assert "insecure-dev" in page.el("#session").text
+        assert driver.execute_script("return sessionStorage.getItem('sluice-admin-token')") is None
