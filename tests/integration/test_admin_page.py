@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,21 @@ def config(tmp_path: Path) -> Path:
 
 def some_lag(bootstrap: str, pipeline: str) -> None:
     """Records in P.work and an enrich group that committed part of them: lag to show."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     produce(bootstrap, f"{pipeline}.work",
             [(f"k{i}".encode(), b"{}", None) for i in range(40)])  # fmt: skip
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{pipeline}.enrich"})
+    offsets = [TopicPartition(f"{pipeline}.work", p, 2) for p in range(3)]
     try:
-        c.commit(offsets=[TopicPartition(f"{pipeline}.work", p, 2) for p in range(3)],
-                 asynchronous=False)  # fmt: skip
+        for attempt in range(30):  # a new broker's coordinator may still be loading
+            try:
+                c.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable() or attempt == 29:
+                    raise
+                time.sleep(0.5)
     finally:
         c.close()
 

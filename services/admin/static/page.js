@@ -17,9 +17,12 @@
     return sessionStorage.getItem(KEY) || (insecureDev ? "" : null);
   }
 
-  function say(text, isError) {
+  // The one message line: an action's outcome, or why a request failed. A failed
+  // read ("read") is cleared by the next read that succeeds.
+  function say(text, isError, kind) {
     flash.textContent = text;
     flash.className = isError ? "error" : "";
+    flash.dataset.kind = kind || "";
     flash.hidden = !text;
   }
 
@@ -77,6 +80,9 @@
 
   body.addEventListener("htmx:afterRequest", (evt) => {
     const d = evt.detail;
+    if (d.successful && d.requestConfig.verb === "get" && flash.dataset.kind === "read") {
+      say("");
+    }
     if (d.successful && d.requestConfig.verb === "post") {
       const form = d.elt.closest("form");
       if (form) form.reset();
@@ -93,11 +99,11 @@
       signedIn(false, "That token was not accepted. Enter the operator or the viewer token.");
       return;
     }
-    say(detail(xhr), true);
+    say(detail(xhr), true, evt.detail.requestConfig.verb === "get" ? "read" : "");
   });
 
   body.addEventListener("htmx:sendError", () => {
-    say("The admin service cannot be reached; the page keeps trying.", true);
+    say("The admin service cannot be reached; the page keeps trying.", true, "read");
   });
 
   tokenForm.addEventListener("submit", (evt) => {
