@@ -4,7 +4,7 @@
     sluice providers list | pause | resume   providers over the admin API
     sluice lag | audit                  consumer lag, audit log over the admin API
     sluice topics create                provision + validate topics
-    sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
+    sluice dev up | down | status       local stack (Kafka, Redis, fakellm, admin)
     sluice demo                         end-to-end run with live progress and a summary
     sluice bench ingest | enrich | e2e  benchmarks
 
