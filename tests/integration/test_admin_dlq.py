@@ -16,7 +16,9 @@ from services.fakellm.server import serve_in_thread
 from shared.kafka.provision import create_topics
 from shared.kinds import FailureKind
 from shared.settings import CommonSettings, load
+from tests.integration.test_admin_ctl import lines, sluice
 from tests.support.admin import OP, VIEW, Client, audit_end, redis_snapshot, serve_admin
+from tests.support.cli import error_line
 from tests.support.dlq import dead_record
 from tests.support.enrich import Worker, produce_work, work_records, write_config
 from tests.support.kafka import end_offsets, produce, read_all
@@ -240,3 +242,40 @@ def test_only_dry_runs_are_available(stack: Stack, topics: str, config: tuple[Pa
             assert r.json()["detail"][0]["loc"] == loc, r.text
         r = admin.post("/v1/replays", VIEW, json={"dlq": "nope", "dry_run": True})
         assert r.status_code == 404 and "unknown DLQ 'nope'" in r.json()["detail"]
+
+
+def test_the_dlq_commands_over_the_api(stack: Stack, topics: str, config: tuple[Path, str]) -> None:
+    put(
+        stack,
+        f"{topics}.dlq.timeout",
+        [dead_record(i, key=b"k%d" % (i % 3), text=f"ticket {i}") for i in range(8)],
+    )
+    with serve_admin(config_file=config[0]) as admin:
+        url = str(admin.http.base_url).rstrip("/")
+        listed = {d["name"]: d for d in lines(sluice(url, VIEW, "dlq", "list"))}
+        assert listed["timeout"]["by_kind"] == {"timeout": 8} and listed["error"]["scanned"] == 0
+        first = sluice(url, VIEW, "dlq", "show", "timeout", "--limit", "5")
+        shown = lines(first)
+        assert len(shown) == 5 and first.stderr.startswith("sluice dlq: more records: --cursor ")
+        rest = sluice(url, VIEW, "dlq", "show", "timeout", "--cursor", first.stderr.split()[-1])
+        assert sorted(r["source"]["offset"] for r in shown + lines(rest)) == list(range(8))
+        assert rest.stderr == ""  # the last page: no hint
+        keyed = lines(sluice(url, VIEW, "dlq", "show", "timeout", "--key", "k1", "--kind", "timeout",
+                             "--src-offset-max", "6"))  # fmt: skip
+        assert sorted(r["source"]["offset"] for r in keyed) == [1, 4]
+        [run] = lines(
+            sluice(url, VIEW, "dlq", "replay", "timeout", "--dry-run", "--max-records", "3")
+        )
+        assert (run["matched"], run["selected"], run["paid_calls"]) == (8, 3, 3)
+        proc = sluice(url, OP, "dlq", "replay", "timeout")
+        assert error_line(proc, "dlq") == ("sluice dlq: error: POST /v1/replays: 422 dry_run: only "
+                                           "dry runs are available in this release: send dry_run: "
+                                           "true (replaying records is not built yet)")  # fmt: skip
+        proc = sluice(url, VIEW, "dlq", "show", "nope")
+        assert error_line(proc, "dlq").startswith(
+            "sluice dlq: error: GET /v1/dlq/nope/records: 404 unknown DLQ 'nope'"
+        )
+        proc = sluice(url, VIEW, "dlq", "show", "timeout", "--since", "never")
+        assert "422 since: " in error_line(proc, "dlq")
+        proc = sluice(url, VIEW, "dlq", "show", "timeout", "--src-partition", "x")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
