@@ -279,3 +279,19 @@ def test_the_dlq_commands_over_the_api(stack: Stack, topics: str, config: tuple[
         assert "422 since: " in error_line(proc, "dlq")
         proc = sluice(url, VIEW, "dlq", "show", "timeout", "--src-partition", "x")
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_a_read_stops_at_its_budget_and_the_cursor_goes_on(
+    stack: Stack, topics: str, config: tuple[Path, str]
+) -> None:
+    put(stack, f"{topics}.dlq.error", [dead_record(i, key=b"k%d" % i) for i in range(20)])
+    with serve_admin(config_file=config[0], admin_dlq_scan_records=6) as admin:
+        r = admin.get("/v1/dlq/error/records", VIEW, params={"provider": "nobody"})
+        assert r.status_code == 200, r.text
+        assert r.json()["records"] == [] and r.json()["scanned"] == 6
+        assert r.json()["next_cursor"]  # nothing matched yet, but the read goes on from here
+        assert src_offsets(pages(admin, "error", limit=500)) == list(range(20))
+        [error] = [d for d in admin.get("/v1/dlq").json()["dlqs"] if d["name"] == "error"]
+        assert (error["scanned"], error["complete"], error["size"]) == (6, False, 20)
+        run = admin.post("/v1/replays", VIEW, json={"dlq": "error", "dry_run": True}).json()
+        assert (run["scanned"], run["complete"], run["matched"]) == (6, False, 6)

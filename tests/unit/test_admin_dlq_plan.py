@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -19,8 +21,12 @@ from tests.support.dlq import consumed, dead_record
 TASK = default_config({}).task()  # the built-in sentiment task
 
 
-def facts(offset: int, partition: int = 0, **kw: object) -> RecordFacts:
-    return RecordFacts.of(consumed(dead_record(offset, **kw), "p.dlq.error", partition, offset))  # type: ignore[arg-type]
+def facts(offset: int, partition: int = 0, **kw: Any) -> RecordFacts:
+    return RecordFacts.of(consumed(dead_record(offset, **kw), "p.dlq.error", partition, offset))
+
+
+def made(f: RecordFacts) -> Callable[[], Candidate]:
+    return lambda: Candidate(f.partition, f.offset, f"d{f.offset}", 10)
 
 
 def test_a_candidate_carries_enrichs_own_cache_key_and_token_estimate() -> None:
@@ -40,7 +46,7 @@ def test_the_cap_refuses_records_replayed_that_often_and_selection_is_by_partiti
     for f in (facts(5, 1), facts(3, 0, replay_count=2), facts(9, 0, replay_count=1),
               facts(4, 0, kind=FailureKind.INVALID_OUTPUT, error_class="schema"),
               facts(1, 1, replay_count=7)):  # fmt: skip
-        tally.add(f, lambda f=f: Candidate(f.partition, f.offset, f"d{f.offset}", 10))  # type: ignore[misc]
+        tally.add(f, made(f))
     assert (tally.matched, tally.refused_by_cap) == (5, 2)
     assert tally.by_kind == {"timeout": 4, "invalid_output": 1}
     assert tally.by_class == {"timeout/deadline": 4, "invalid_output/schema": 1}
