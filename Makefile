@@ -10,9 +10,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean browser-deps
+.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm browser-deps
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps helm
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,6 +28,11 @@ system-deps:
 # Debian's chromium + chromium-driver for the admin page's browser test.
 browser-deps:
 	@bash scripts/browser-deps.sh
+
+# helm for the test that renders the chart: built once with Go into
+# ~/.cache/sluice/helm (a few minutes); without Go that test skips, saying so.
+helm:
+	@bash scripts/helm.sh >/dev/null
 
 demo: setup
 	@$(BIN)/sluice demo

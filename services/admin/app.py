@@ -38,6 +38,8 @@ from services.admin.auth import (
     require_viewer,
 )
 from services.admin.context import AdminContext
+from services.admin.dlq import replays
+from services.admin.dlq import routes as dlq_routes
 from services.admin.lag.groups import pipeline_groups
 from services.admin.lag.metrics import LagCollector
 from services.admin.lag.reader import LagReader
@@ -123,7 +125,8 @@ def create_app(
     app.include_router(probes.router)
     app.include_router(lag_router(require_viewer, sampler))  # its own /v1 prefix and token check
     mount_page(app, require_viewer, sampler)  # the operator page at /
-    for router in (providers.router, audit_api.router, *routers):
+    for router in (providers.router, audit_api.router, dlq_routes.router, replays.router,
+                   *routers):  # fmt: skip
         app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)])
     app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)
     app.middleware("http")(_every_request(insecure_dev))

@@ -81,3 +81,10 @@ def audit(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     with AdminClient.from_env(args.url) as api:
         return _emit(args, api.audit(args.limit), tables.audit_records, tables.audit_table)
+
+
+def dlq(argv: list[str]) -> int:
+    """``sluice dlq list|show|replay``: :mod:`services.admin.dlq.ctl`."""
+    from services.admin.dlq.ctl import run
+
+    return run(argv)
