@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,15 +23,8 @@ from shared.redis.fleet import Fleet
 from shared.redis.health import provider_health
 from shared.redis.provider_config import bucket_limits
 from shared.settings import CommonSettings, load
-from tests.support.admin import OP, VIEW, audit_end, redis_snapshot, serve_admin
-from tests.support.enrich import (
-    Worker,
-    fake_stats,
-    produce_work,
-    wait_stats,
-    work_records,
-    write_config,
-)
+from tests.support.admin import OP, VIEW, admin_config, audit_end, redis_snapshot, serve_admin
+from tests.support.enrich import Worker, fake_stats, produce_work, wait_stats, work_records
 from tests.support.kafka import wait_for
 
 pytestmark = pytest.mark.integration
@@ -45,15 +37,6 @@ READS = ["/v1/providers", "/v1/audit"]
 def topics(kafka_env: dict[str, str], pipeline: str) -> str:
     create_topics(load(CommonSettings))
     return pipeline
-
-
-def admin_config(path: Path, fake_url: str) -> Path:
-    """enrich's test config, plus a model of its own with a budget of one call a minute."""
-    write_config(path, fake_url, rpm=600)
-    doc = json.loads(path.read_text())
-    doc["providers"]["primary"]["models"] = {"slow-model": {"requests_per_minute": 1}}
-    path.write_text(json.dumps(doc))
-    return path
 
 
 @pytest.fixture

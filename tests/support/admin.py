@@ -1,11 +1,13 @@
-"""Helpers for admin tests: the app in a thread, a client with tokens, what must not change."""
+"""Helpers for admin tests: a config, the app in a thread, a client with tokens, what must not change."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +18,20 @@ from services.admin.app import create_app
 from services.admin.server import serve_in_thread
 from services.admin.settings import AdminSettings
 from shared.settings import load
+from tests.support.enrich import write_config
 from tests.support.kafka import end_offsets
 
 OP = "operator-token-5f1c0a9e7b3d"
 VIEW = "viewer-token-9a7e3c5b1d0f"
+
+
+def admin_config(path: Path, fake_url: str) -> Path:
+    """enrich's test config, plus a model of its own with a budget of one call a minute."""
+    write_config(path, fake_url, rpm=600)
+    doc = json.loads(path.read_text())
+    doc["providers"]["primary"]["models"] = {"slow-model": {"requests_per_minute": 1}}
+    path.write_text(json.dumps(doc))
+    return path
 
 
 @contextmanager
