@@ -19,7 +19,7 @@ from services.admin.server import serve_in_thread
 from services.admin.settings import AdminSettings
 from shared.settings import load
 from tests.support.enrich import write_config
-from tests.support.kafka import end_offsets
+from tests.support.kafka import end_offsets, wait_for
 
 OP = "operator-token-5f1c0a9e7b3d"
 VIEW = "viewer-token-9a7e3c5b1d0f"
@@ -58,6 +58,14 @@ class Client:
 
     def post(self, path: str, token: str | None = OP, **kw: Any) -> httpx.Response:
         return self.http.post(path, headers={**self._headers(token), **kw.pop("headers", {})}, **kw)
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until ``/readyz`` says ready and ``/v1/lag`` has its first sample."""
+        wait_for(
+            lambda: self.get("/readyz", None).status_code == 200, timeout_s, what="/readyz 200"
+        )
+        wait_for(lambda: self.get("/v1/lag").status_code == 200, timeout_s,
+                 what="the first lag sample (GET /v1/lag 200)")  # fmt: skip
 
     def provider(self, name: str, token: str | None = OP) -> dict[str, Any]:
         r = self.get("/v1/providers", token)
