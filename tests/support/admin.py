@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -17,6 +18,8 @@ from confluent_kafka import KafkaException
 from services.admin.app import create_app
 from services.admin.server import serve_in_thread
 from services.admin.settings import AdminSettings
+from shared.redis.client import connect
+from shared.redis.fleet import Fleet
 from shared.settings import load
 from tests.support.enrich import write_config
 from tests.support.kafka import end_offsets, wait_for
@@ -25,9 +28,9 @@ OP = "operator-token-5f1c0a9e7b3d"
 VIEW = "viewer-token-9a7e3c5b1d0f"
 
 
-def admin_config(path: Path, fake_url: str) -> Path:
+def admin_config(path: Path, fake_url: str, rpm: int = 600) -> Path:
     """enrich's test config, plus a model of its own with a budget of one call a minute."""
-    write_config(path, fake_url, rpm=600)
+    write_config(path, fake_url, rpm=rpm)
     doc = json.loads(path.read_text())
     doc["providers"]["primary"]["models"] = {"slow-model": {"requests_per_minute": 1}}
     path.write_text(json.dumps(doc))
@@ -72,6 +75,19 @@ class Client:
         assert r.status_code == 200, r.text
         [p] = [p for p in r.json()["providers"] if p["name"] == name]
         return p  # type: ignore[no-any-return]
+
+
+def inflight_by_worker(url: str, pipeline: str, provider: str) -> dict[str, int]:
+    """Each live worker's calls in flight to ``provider``, from their heartbeats in Redis."""
+
+    async def read() -> dict[str, int]:
+        r = connect(url)
+        try:
+            return await Fleet(r, pipeline).list_workers(provider)
+        finally:
+            await r.aclose()
+
+    return asyncio.run(read())
 
 
 def redis_snapshot(url: str, pipeline: str) -> dict[bytes, bytes | None]:
