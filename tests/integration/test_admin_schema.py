@@ -35,7 +35,12 @@ CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conform
           "response_schema_conformance", "ignored_auth")  # fmt: skip
 OPERATIONS = {"GET /healthz", "GET /readyz", "GET /metrics", "GET /v1/providers",
               "POST /v1/providers/{name}/pause", "POST /v1/providers/{name}/resume",
-              "GET /v1/audit", "GET /v1/lag"}  # fmt: skip
+              "GET /v1/audit", "GET /v1/lag", "GET /v1/dlq", "GET /v1/dlq/{name}/records",
+              "POST /v1/replays"}  # fmt: skip
+# Operations whose 2xx random input cannot reach here (their success is tested elsewhere).
+NO_2XX_HERE = {
+    "POST /v1/replays",  # only a dry run of a known DLQ and task answers 2xx (test_admin_dlq.py)
+}
 
 
 def _config() -> SchemathesisConfig:
@@ -82,6 +87,8 @@ def test_every_operation_answers_as_its_schema_says(
                     if interaction.response is not None:
                         answered[(event.recorder.label, interaction.response.status_code)] += 1
     assert not failures, "\n\n".join(dict.fromkeys(failures))
-    # it got through: each operation answered 2xx at least once, the mutations on this pipeline too
+    # every operation was asked, and each answered 2xx at least once (the mutations on this
+    # pipeline too), but those listed in NO_2XX_HERE
+    assert {label for label, _status in answered} == OPERATIONS, sorted(answered.items())
     succeeded = {label for (label, status), _ in answered.items() if 200 <= status < 300}
-    assert succeeded == OPERATIONS, sorted(answered.items())
+    assert succeeded >= OPERATIONS - NO_2XX_HERE, sorted(answered.items())
