@@ -34,6 +34,7 @@ from services.admin import audit_api, probes, providers
 from services.admin.auth import (
     INSECURE_HEADER,
     INSECURE_HEADER_VALUE,
+    TOKEN_RESPONSES,
     Authenticator,
     require_viewer,
 )
@@ -123,11 +124,13 @@ def create_app(
     )
     app.state.auth = auth
     app.include_router(probes.router)
-    app.include_router(lag_router(require_viewer, sampler))  # its own /v1 prefix and token check
+    app.include_router(lag_router(require_viewer, sampler),  # its own /v1 prefix and token check
+                       responses=TOKEN_RESPONSES)  # fmt: skip
     mount_page(app, require_viewer, sampler)  # the operator page at /
     for router in (providers.router, audit_api.router, dlq_routes.router, replays.router,
                    *routers):  # fmt: skip
-        app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)])
+        app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)],
+                           responses=TOKEN_RESPONSES)  # fmt: skip
     app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)
     app.middleware("http")(_every_request(insecure_dev))
     if settings.cors_origins:
