@@ -21,7 +21,9 @@ from shared import headers as h
 from shared.kafka.provision import create_topics
 from shared.settings import CommonSettings, load
 from tests.integration.test_admin_cli import admin_cmd, clean_env, wait_up
+from tests.integration.test_admin_ctl import lines, sluice
 from tests.support.admin import OP, VIEW, Client, free_port, serve_admin
+from tests.support.cli import error_line
 from tests.support.dlq import dead_record
 from tests.support.enrich import write_config
 from tests.support.kafka import produce, read_all, wait_for
@@ -231,3 +233,21 @@ def test_sigkill_mid_task_then_the_same_request_sends_each_record_once(
         err = proc.communicate(timeout=60)[1].decode()
     assert "resuming it" in err, err[-2000:]
     assert src_offsets(replayed(stack, topics, "k")) == Counter(range(60))
+
+
+def test_the_replay_commands_over_the_api(stack: Stack, topics: str, config: Path) -> None:
+    put_dead(stack, topics, 5)
+    with serve_admin(config_file=config) as admin:
+        url = str(admin.http.base_url).rstrip("/")
+        [started] = lines(sluice(url, OP, "dlq", "replay", "error", "--replay-id", "c1",
+                                 "--max-records", "2", "--rate", "50"))  # fmt: skip
+        assert (started["id"], started["dlq"], started["max_records"]) == ("c1", "error", 2)
+        wait_status(admin, "c1", "completed")
+        [shown] = lines(sluice(url, VIEW, "dlq", "replays", "c1"))
+        assert (shown["status"], shown["sent"]) == ("completed", 2)
+        assert [t["id"] for t in lines(sluice(url, VIEW, "dlq", "replays"))] == ["c1"]
+        proc = sluice(url, OP, "dlq", "cancel", "c1")
+        assert error_line(proc, "dlq") == ("sluice dlq: error: POST /v1/replays/c1/cancel: 409 "
+                                           "replay 'c1' is completed: nothing to cancel")  # fmt: skip
+        [fresh] = lines(sluice(url, OP, "dlq", "replay", "error", "--max-records", "1"))
+        assert fresh["id"].startswith("r-") and fresh["id"] != "c1"
