@@ -3,7 +3,7 @@
     sluice ingest | enrich | router | sequencer | admin | fakellm    run one service
     sluice providers list | pause | resume   providers over the admin API
     sluice lag | audit                  consumer lag, audit log over the admin API
-    sluice dlq list | show | replay --dry-run   DLQs over the admin API
+    sluice dlq list|show|replay|replays|cancel  DLQs over the admin API
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm, admin)
     sluice demo                         end-to-end run with live progress and a summary
@@ -121,7 +121,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     ),
     "lag": (_over_the_api("lag"), "consumer lag per partition, over the admin API"),
     "audit": (_over_the_api("audit"), "the admin API's audit log, newest first"),
-    "dlq": (_over_the_api("dlq"), "DLQs over the admin API: list | show | replay --dry-run"),
+    "dlq": (_over_the_api("dlq"), "DLQs over the admin API: list|show|replay|replays|cancel"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),

@@ -82,6 +82,11 @@ class Topics:
     def audit(self) -> str:
         return f"{self.pipeline}.audit"
 
+    @property
+    def replays(self) -> str:
+        """The admin's replay tasks: their progress, compacted, keyed by replay id."""
+        return f"{self.pipeline}.replays"
+
     def retry(self, rung: Rung) -> str:
         return f"{self.pipeline}.retry.{rung.label}"
 
@@ -130,6 +135,11 @@ class Topics:
             TopicSpec(self.output, partitions, keep),
             TopicSpec(self.state, partitions, compact),
             TopicSpec(self.audit, 1, keep_dlq),
+            TopicSpec(
+                self.replays,
+                1,
+                {k: compact[k] for k in ("cleanup.policy", "min.compaction.lag.ms")},
+            ),
         ]
         specs += [TopicSpec(self.retry(r), partitions, keep) for r in self.rungs]
         specs += [TopicSpec(name, partitions, keep_dlq) for name in self.dlqs]

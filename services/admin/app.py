@@ -39,8 +39,9 @@ from services.admin.auth import (
     require_viewer,
 )
 from services.admin.context import AdminContext
-from services.admin.dlq import replays
+from services.admin.dlq import replay_tasks, replays
 from services.admin.dlq import routes as dlq_routes
+from services.admin.dlq.board import ReplayBoard
 from services.admin.lag.groups import pipeline_groups
 from services.admin.lag.metrics import LagCollector
 from services.admin.lag.reader import LagReader
@@ -107,11 +108,14 @@ def create_app(
         app.state.ctx = ctx
         LAG_GAUGES.latest = sampler.latest
         sampler.start()
+        app.state.replays = board = ReplayBoard(settings, config, ctx.audit)
+        board.start()  # loads P.replays and resumes the tasks a killed process left running
         try:
             yield
         finally:
             try:
-                await asyncio.to_thread(sampler.stop, settings.shutdown_grace_s)
+                await asyncio.gather(asyncio.to_thread(sampler.stop, settings.shutdown_grace_s),
+                                     asyncio.to_thread(board.stop, settings.shutdown_grace_s))  # fmt: skip
             finally:
                 await ctx.aclose()
 
@@ -128,7 +132,7 @@ def create_app(
                        responses=TOKEN_RESPONSES)  # fmt: skip
     mount_page(app, require_viewer, sampler)  # the operator page at /
     for router in (providers.router, audit_api.router, dlq_routes.router, replays.router,
-                   *routers):  # fmt: skip
+                   replay_tasks.router, *routers):  # fmt: skip
         app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)],
                            responses=TOKEN_RESPONSES)  # fmt: skip
     app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)

@@ -116,6 +116,15 @@ class AdminClient:
     def replay(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "/v1/replays", json=body)
 
+    def replays(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/replays")
+
+    def replay_task(self, replay_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/v1/replays/{replay_id}")
+
+    def cancel_replay(self, replay_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/v1/replays/{replay_id}/cancel")
+
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         try:
             response = self._http.request(method, path, **kw)

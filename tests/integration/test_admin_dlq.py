@@ -220,7 +220,9 @@ def test_a_dry_run_counts_matches_cache_hits_and_paid_calls_and_writes_nothing(
         assert r.json()["refused_by_cap"] == 0 and r.json()["paid_calls"] == 6
 
 
-def test_only_dry_runs_are_available(stack: Stack, topics: str, config: tuple[Path, str]) -> None:
+def test_a_replay_needs_the_operator_and_a_replay_id(
+    stack: Stack, topics: str, config: tuple[Path, str]
+) -> None:
     with serve_admin(config_file=config[0]) as admin:
         r = admin.post("/v1/replays", VIEW, json={"dlq": "error"})
         assert r.status_code == 403 and "operator token" in r.json()["detail"]
@@ -228,8 +230,8 @@ def test_only_dry_runs_are_available(stack: Stack, topics: str, config: tuple[Pa
             r = admin.post("/v1/replays", OP, json=body)
             assert r.status_code == 422, r.text
             [problem] = r.json()["detail"]
-            assert problem["loc"] == ["body", "dry_run"]
-            assert problem["msg"].startswith("only dry runs are available in this release")
+            assert problem["loc"] == ["body", "replay_id"]
+            assert problem["msg"].startswith("a replay needs a replay_id")
         for body, loc in [
             ({"dlq": "parked", "dry_run": True}, ["body", "dlq"]),
             ({"dlq": "error", "dry_run": True, "task": "nope"}, ["body", "task"]),
@@ -267,10 +269,8 @@ def test_the_dlq_commands_over_the_api(stack: Stack, topics: str, config: tuple[
             sluice(url, VIEW, "dlq", "replay", "timeout", "--dry-run", "--max-records", "3")
         )
         assert (run["matched"], run["selected"], run["paid_calls"]) == (8, 3, 3)
-        proc = sluice(url, OP, "dlq", "replay", "timeout")
-        assert error_line(proc, "dlq") == ("sluice dlq: error: POST /v1/replays: 422 dry_run: only "
-                                           "dry runs are available in this release: send dry_run: "
-                                           "true (replaying records is not built yet)")  # fmt: skip
+        proc = sluice(url, VIEW, "dlq", "replay", "timeout")  # a replay: the operator's
+        assert error_line(proc, "dlq").startswith("sluice dlq: error: POST /v1/replays: 403 ")
         proc = sluice(url, VIEW, "dlq", "show", "nope")
         assert error_line(proc, "dlq").startswith(
             "sluice dlq: error: GET /v1/dlq/nope/records: 404 unknown DLQ 'nope'"

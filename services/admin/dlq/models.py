@@ -89,6 +89,16 @@ class ReplayIn(Filters):
                                     description="replay at most this many (first by partition, offset)")  # fmt: skip
     task: str | None = Field(None, min_length=1, description="the task the records are replayed "
                                                              "through (default: the config's)")  # fmt: skip
+    replay_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._:-]{1,64}$",
+                                  description="the replay's idempotency key (needed unless a "
+                                              "dry run): the same id again gives the same task")  # fmt: skip
+    rate: float | None = Field(None, gt=0, le=100_000, description="records/s at most (never "
+                               "faster than the provider's request bucket refills)")  # fmt: skip
+
+    def same_replay(self, other: ReplayIn) -> bool:
+        """Asks for the same replay as ``other`` (whatever its dry_run and replay_id)."""
+        skip = {"dry_run", "replay_id"}
+        return self.model_dump(exclude=skip) == other.model_dump(exclude=skip)
 
 
 class Money(BaseModel):

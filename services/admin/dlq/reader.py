@@ -46,19 +46,30 @@ class Scan:
     # (transaction markers count: an upper bound of the records)
 
 
+def reading_consumer(settings: CommonSettings) -> Consumer:
+    """An assign-only ``read_committed`` consumer that reports each partition's end."""
+    return Consumer(consumer_config(settings, f"{settings.pipeline}.admin.dlq", **{
+        "enable.partition.eof": True, "statistics.interval.ms": 0,
+        "fetch.wait.max.ms": 100}))  # fmt: skip
+
+
 def read(settings: CommonSettings, topic: str, start: Mapping[int, int], budget: Budget,
          visit: Visit) -> Scan:  # fmt: skip
     """Read ``topic`` within ``budget`` (see the module doc); StackError if Kafka fails."""
-    conf = consumer_config(settings, f"{settings.pipeline}.admin.dlq", **{
-        "enable.partition.eof": True, "statistics.interval.ms": 0,
-        "fetch.wait.max.ms": 100})  # fmt: skip
-    consumer = Consumer(conf)
+    consumer = reading_consumer(settings)
+    try:
+        return read_with(consumer, topic, start, budget, visit)
+    finally:
+        consumer.close()
+
+
+def read_with(consumer: Consumer, topic: str, start: Mapping[int, int], budget: Budget,
+              visit: Visit) -> Scan:  # fmt: skip
+    """:func:`read` with a consumer of the caller's (one that reads again and again)."""
     try:
         return _Read(consumer, topic, budget, visit).run(start)
     except KafkaException as exc:
         raise StackError(f"cannot read {topic}: {exc}") from exc
-    finally:
-        consumer.close()
 
 
 class _Read:

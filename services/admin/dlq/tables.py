@@ -90,3 +90,29 @@ def dry_run_table(doc: Doc) -> list[str]:
                           if drain else "- (no rate limit configured)"),
     ]  # fmt: skip
     return table(("DRY RUN", ""), rows)
+
+
+TASK_HEAD = ("REPLAY", "DLQ", "STATUS", "MATCHED", "SENT", "CAPPED", "CACHED", "OK", "FAILED",
+             "WHO", "CREATED", "REASON")  # fmt: skip
+
+
+def task_records(doc: Doc) -> list[Doc]:
+    """``GET /v1/replays`` (a list) or one task (``POST``, ``GET /v1/replays/{id}``, cancel)."""
+    return list(doc["replays"]) if "replays" in doc else [doc]
+
+
+def task_table(doc: Doc) -> list[str]:
+    rows = [(t["id"], t["dlq"], t["status"] + (" (waiting)" if t.get("waiting") else ""),
+             str(t["matched"]), str(t["sent"]), str(t["refused_by_cap"]), str(t["cache_hits"]),
+             str(t["succeeded"]), str(t["failed_again"]), t["who"], t["created"][:19],
+             _cut(t.get("reason") or t.get("waiting") or "-"))
+            for t in task_records(doc)]  # fmt: skip
+    return table(TASK_HEAD, rows)
+
+
+def progress_bar(task: Doc, total: int, width: int = 30) -> str:
+    """One line: ``[#####-----] 12/40 sent  running``, for a terminal."""
+    done = min(task["sent"], total) if total else 0
+    filled = round(width * done / total) if total else width
+    state = task["status"] + (f" ({task['waiting']})" if task.get("waiting") else "")
+    return f"[{'#' * filled}{'-' * (width - filled)}] {task['sent']}/{total} sent  {state}"

@@ -1,0 +1,69 @@
+"""What a replay's records did, from the outcomes carrying its id, and the canary (pure).
+
+Enrich writes an ``ok`` outcome for a replayed record that succeeds, the
+router a ``dead`` one with each DLQ write; both carry ``sluice.replay-id``.
+Stages before the sequencer are at-least-once, so an identity may have
+several outcomes: each identity counts once, ``ok`` if it has any ``ok``.
+
+The canary stops a replay that keeps failing: among the first ``first``
+identities with an outcome (fewer if the task selects fewer), once more than
+``share`` of them failed again, the task fails. It decides as soon as that is
+certain, without waiting for the rest of the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shared import headers as h
+
+
+@dataclass
+class Outcomes:
+    replay_id: str
+    ok: set[h.SourceId] = field(default_factory=set)
+    dead: set[h.SourceId] = field(default_factory=set)
+    order: list[h.SourceId] = field(default_factory=list)  # identities by first outcome
+
+    def add(self, headers: h.HeaderList) -> None:
+        """One ``P.results`` record's headers; ignored unless it is an outcome of this replay."""
+        if h.get_str(headers, h.REPLAY_ID) != self.replay_id:
+            return
+        kind = h.get_str(headers, h.OUTCOME)
+        if kind not in ("ok", "dead"):
+            return
+        try:
+            ident = h.source_id(headers)
+        except h.HeaderError:
+            return
+        if ident not in self.ok and ident not in self.dead:
+            self.order.append(ident)
+        (self.ok if kind == "ok" else self.dead).add(ident)
+
+    @property
+    def succeeded(self) -> int:
+        return len(self.ok)
+
+    @property
+    def failed_again(self) -> int:
+        return len(self.dead - self.ok)
+
+    def first_failed(self, n: int) -> int:
+        """How many of the first ``n`` identities with an outcome failed again."""
+        return sum(1 for i in self.order[:n] if i not in self.ok)
+
+
+@dataclass(frozen=True)
+class Canary:
+    share: float = 0.5
+    first: int = 20
+
+    def tripped(self, outcomes: Outcomes, selected: int) -> str | None:
+        """Why the task must stop, or None. ``selected``: records the task sends in all
+        (sent so far while it still reads)."""
+        window = min(self.first, selected)
+        failed = outcomes.first_failed(window)
+        if window == 0 or failed <= self.share * window:
+            return None
+        return (f"canary: {failed} of the first {window} replayed records failed again "
+                f"(more than {self.share:.0%})")  # fmt: skip

@@ -1,0 +1,402 @@
+"""A replay task at work (I/O, on a thread of the admin process).
+
+    runner = Runner(settings, config, audit, task, publish)
+    runner.start(); runner.go.set()       # go once the start is audited
+    runner.cancel.set()                   # cancel: stops within a second
+    runner.stop.set("shutdown")           # app stops: commit what is sent, leave it running
+
+Exactly once per replay id. The runner's transactional producer has the
+``transactional.id`` ``P.admin.replay.<dlq>``: one per DLQ, like the one
+running task a DLQ may have. On start it calls ``init_transactions``, which
+fences a runner of the same DLQ in an older (killed) process and aborts that
+one's open transaction; then it reads the task's newest committed record
+from ``P.replays`` (waiting until no transaction is open there) and goes on
+from its position. Each transaction holds the records sent to ``P.work`` and
+the task's record with the position past them, so a record is in ``P.work``
+(``read_committed``) exactly when the task's committed progress is past it.
+
+Each step reads the next DLQ record in (partition, offset) order up to the
+task's ``ends``; a record the filters match is counted, refused by the cap,
+counted only (``max_records`` reached: the rest is still read so that
+``matched`` is the dry run's), or sent (:func:`resend.work_record`). Sending
+waits for the pace (:mod:`pacing`) and while no provider of the task's chain
+is available (paused, or breaker open); the open transaction is committed
+before any wait, at ``admin_replay_batch`` records, and every half second.
+Outcomes carrying the replay id are read from ``P.results`` every second for
+the canary (:mod:`canary`) and the counts; after the task ends the runner
+goes on counting them, without writing, until every sent record has one or
+:data:`WATCH_S` passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from services.admin.audit import AuditLog
+from services.admin.dlq.canary import Canary, Outcomes
+from services.admin.dlq.facts import RecordFacts
+from services.admin.dlq.lookups import cached, first_available
+from services.admin.dlq.pacing import Pacer, pace
+from services.admin.dlq.plan import candidate
+from services.admin.dlq.reader import Budget, read_with, reading_consumer
+from services.admin.dlq.resend import work_record
+from services.admin.dlq.task import ReplayTask, Status, newest, now
+from services.admin.dlq.walk import Walk
+from services.admin.models import AuditRecord
+from services.admin.settings import AdminSettings
+from services.router.envelope import Consumed
+from services.sequencer.restore import StateReader
+from shared.config_file import SluiceConfig
+from shared.errors import DeliveryError, SluiceError, StackError
+from shared.kafka.config import producer_config
+from shared.kafka.shutdown import StopFlag
+from shared.kafka.txn import TxnAborted, TxnProducer
+from shared.redis.client import connect
+from shared.topics import Topics
+
+log = logging.getLogger(__name__)
+
+COMMIT_EVERY_S = 0.5
+HEALTH_EVERY_S = 0.5
+OUTCOMES_EVERY_S = 1.0
+WATCH_S = 600.0
+"""How long a finished task's runner goes on counting outcomes (in memory only)."""
+STEP_S = 0.2
+
+Publish = Callable[[ReplayTask], None]
+
+
+def transactional_id(pipeline: str, dlq: str) -> str:
+    return f"{pipeline}.admin.replay.{dlq}"
+
+
+def progress_of(settings: AdminSettings, replay_id: str, timeout_s: float) -> ReplayTask | None:
+    """The task's newest committed record in ``P.replays`` (None: never committed)."""
+    return load_tasks(settings, timeout_s).get(replay_id)
+
+
+def load_tasks(settings: AdminSettings, timeout_s: float) -> dict[str, ReplayTask]:
+    """Every task in ``P.replays``, once no transaction is open there."""
+    reader = StateReader(settings, Topics(settings.pipeline).replays)
+    try:
+        deadline = time.monotonic() + timeout_s
+        reader.wait_stable([0], deadline)
+        return newest(reader.read([0], deadline)[0])
+    finally:
+        reader.close()
+
+
+class Runner:
+    def __init__(self, settings: AdminSettings, config: SluiceConfig, audit: AuditLog,
+                 task: ReplayTask, publish: Publish) -> None:  # fmt: skip
+        self.settings = s = settings
+        self.config = config
+        self.audit = audit
+        self.task = task  # the newest state (published after each commit and change)
+        self.publish = publish
+        self.topics = Topics(s.pipeline)
+        self.go = threading.Event()
+        self.cancel = threading.Event()
+        self.stop = StopFlag(grace_s=s.shutdown_grace_s)
+        self.discarded = False
+        self.error: str | None = None  # why the runner gave up (the task stays as committed)
+        self.canary = Canary(s.admin_replay_canary_share, s.admin_replay_canary_first)
+        self.outcomes = Outcomes(task.id)
+        self.thread = threading.Thread(target=self._main, name=f"replay-{task.id}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def discard(self) -> None:
+        """Never go (the start could not be audited)."""
+        self.discarded = True
+        self.go.set()
+
+    def join(self, timeout: float) -> None:
+        self.thread.join(timeout)
+
+    # -- the thread ---------------------------------------------------------------------------
+    def _main(self) -> None:
+        self.go.wait()
+        if self.discarded:
+            return
+        try:
+            self._run()
+        except (SluiceError, KafkaException, OSError) as exc:  # the task stays as committed
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("replay %s stopped: %s", self.task.id, self.error)
+            self.publish(self.task)
+
+    def _run(self) -> None:
+        s = self.settings
+        txn = TxnProducer(producer_config(s, **{
+            "transactional.id": transactional_id(s.pipeline, self.task.dlq),
+            "transaction.timeout.ms": int(s.admin_replay_txn_timeout_s * 1000)}),
+            s.admin_replay_txn_timeout_s, self.stop)  # fmt: skip
+        txn.init()
+        wait_s = 3 * s.admin_replay_txn_timeout_s
+        committed = progress_of(s, self.task.id, wait_s)
+        if committed is not None and committed.status != "running":
+            self.show(committed)
+            return
+        work = _Work(self, txn, committed or self._snapshot())
+        try:
+            work.run()
+        finally:
+            work.close()
+        self._watch()
+
+    def _snapshot(self) -> ReplayTask:
+        """The records the task considers: each DLQ partition up to its end now."""
+        consumer = reading_consumer(self.settings)
+        try:
+            return self.task.model_copy(update={
+                "ends": _ends(consumer, self.task.topic),
+                "results_from": _ends(consumer, self.topics.results),
+                "next_partition": 0, "next_offset": 0})  # fmt: skip
+        finally:
+            consumer.close()
+
+    def show(self, task: ReplayTask) -> None:
+        """Publish ``task`` with the outcomes counted so far."""
+        self.task = task.model_copy(update={"succeeded": self.outcomes.succeeded,
+                                            "failed_again": self.outcomes.failed_again})  # fmt: skip
+        self.publish(self.task)
+
+    def _watch(self) -> None:
+        """Count outcomes after the end, until each sent record has one (or WATCH_S)."""
+        results = _Results(self)
+        try:
+            until = time.monotonic() + WATCH_S
+            while not self.stop.wait(OUTCOMES_EVERY_S) and time.monotonic() < until:
+                results.poll()
+                self.show(self.task)
+                if self.outcomes.succeeded + self.outcomes.failed_again >= self.task.sent:
+                    return
+        finally:
+            results.close()
+
+    def finished(self, task: ReplayTask) -> None:
+        """The completion's audit record (who started it, filters, counts)."""
+        record = AuditRecord(id=task.id, time=datetime.now(UTC), who=task.who,
+                             action=f"replay.{task.status}", target=task.dlq,
+                             params={"filters": task.filters.model_dump(mode="json"),
+                                     "max_records": task.max_records},
+                             result=counts(task))  # fmt: skip
+        try:
+            self.audit.write(record)
+        except DeliveryError as exc:
+            log.error("replay %s %s: audit record not written (%s)", task.id, task.status, exc)
+
+
+def counts(task: ReplayTask) -> dict[str, object]:
+    return task.model_dump(mode="json", include={
+        "status", "reason", "matched", "sent", "refused_by_cap", "cache_hits", "succeeded",
+        "failed_again"})  # fmt: skip
+
+
+def _ends(c: Consumer, topic: str) -> dict[int, int]:
+    """Each partition's end now (``read_committed``: its last stable offset)."""
+    md = c.list_topics(topic, timeout=10).topics.get(topic)
+    if md is None or md.error is not None or not md.partitions:
+        raise StackError(f"topic {topic!r} does not exist: run `sluice topics create`")
+    return {p: int(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in sorted(md.partitions)}  # fmt: skip
+
+
+class _Results:
+    """The runner's incremental read of ``P.results`` for its outcomes."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.consumer = reading_consumer(runner.settings)
+        self.positions = dict(runner.task.results_from)
+        self.at = 0.0
+
+    def poll(self) -> None:
+        self.at = time.monotonic()
+        outcomes = self.runner.outcomes
+
+        def visit(c: Consumed) -> bool:
+            outcomes.add(c.headers)
+            return True
+
+        scan = read_with(self.consumer, self.runner.topics.results, self.positions,
+                         Budget(0.5, 50_000), visit)  # fmt: skip
+        self.positions = scan.positions
+
+    def due(self) -> bool:
+        return time.monotonic() - self.at >= OUTCOMES_EVERY_S
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class _Work:
+    """One run of the sending loop, from a committed state."""
+
+    def __init__(self, runner: Runner, txn: TxnProducer, start: ReplayTask) -> None:
+        self.r = runner
+        self.s = runner.settings
+        self.txn = txn
+        self.committed = start
+        self.task = start  # what the open transaction would commit
+        self.in_txn = 0
+        self.txn_at = 0.0
+        self.consumer = reading_consumer(self.s)
+        self.walk = Walk(self.consumer, start.topic, start.ends)
+        self.walk.seek(start.next_partition, start.next_offset)
+        self.results = _Results(runner)
+        self.loop = asyncio.new_event_loop()
+        self.redis = connect(self.s.redis_url.get_secret_value())
+        name = start.task
+        self.task_name = name or runner.config.default_task or next(iter(runner.config.tasks))
+        self.task_cfg = runner.config.task(name)
+        self.provider: str | None = None
+        self.pacer = Pacer(None)
+        self.health_at = 0.0
+
+    def close(self) -> None:
+        self.txn.abort_quietly()
+        self.consumer.close()
+        self.results.close()
+        self.loop.run_until_complete(self.redis.aclose())
+        self.loop.close()
+
+    def run(self) -> None:
+        self.r.show(self.committed)
+        if self.committed.sent == 0 and self.committed.next_offset == 0:
+            self._commit()  # the task exists in P.replays from its first second
+        while True:
+            if self.r.cancel.is_set() and self._end("cancelled", "cancelled by an operator"):
+                return
+            if self.r.stop.is_set():
+                return self._commit()
+            if self.results.due():
+                self.results.poll()
+                # the task's size is known only at its end: judge the full window until then
+                selected = max(self.task.sent, self.r.canary.first)
+                reason = self.r.canary.tripped(self.r.outcomes, selected)
+                if reason is not None and self._end("failed", reason):
+                    return
+            step = self.walk.next(STEP_S)
+            if step is None and self._end("completed"):
+                return
+            if isinstance(step, Consumed):
+                self._consider(step)
+            if self.in_txn and time.monotonic() - self.txn_at >= COMMIT_EVERY_S:
+                self._commit()
+
+    def _consider(self, c: Consumed) -> None:
+        facts = RecordFacts.of(c)
+        task = self.task.seen(c.partition, c.offset)
+        if task.filters.matches(facts):
+            task = task.model_copy(update={"matched": task.matched + 1})
+            if facts.replay_count >= self.s.admin_replay_cap:
+                task = task.model_copy(update={"refused_by_cap": task.refused_by_cap + 1})
+            elif not task.full():
+                if not self._ready():
+                    self.walk.seek(self.task.next_partition, self.task.next_offset)
+                    return  # cancelled, stopped, or the provider is not back yet: again later
+                task = self._send(c, task)
+        self.task = task
+        if self.in_txn >= self.s.admin_replay_batch:
+            self._commit()
+
+    def _ready(self) -> bool:
+        """Wait for the pace and for an available provider; False if told to stop meanwhile."""
+        while True:
+            if self.r.cancel.is_set() or self.r.stop.is_set():
+                return False
+            if time.monotonic() - self.health_at >= HEALTH_EVERY_S:
+                self._check_health()
+            if self.provider is None:
+                self._pause_for(HEALTH_EVERY_S)
+                continue
+            wait = self.pacer.wait_s(time.monotonic())
+            if wait <= 0:
+                return True
+            self._pause_for(wait)
+
+    def _pause_for(self, seconds: float) -> None:
+        if seconds > 0.1 and self.in_txn:
+            self._commit()
+        self.r.cancel.wait(min(seconds, STEP_S))
+
+    def _check_health(self) -> None:
+        self.health_at = time.monotonic()
+        chain = self.task_cfg.providers
+        name, available = self.loop.run_until_complete(
+            first_available(self.redis, self.s.pipeline, chain)
+        )
+        waiting = None if available else f"no provider of {' → '.join(chain)} is available " \
+                                         "(paused or breaker open)"  # fmt: skip
+        if waiting != self.r.task.waiting:
+            self.r.show(self.r.task.model_copy(update={"waiting": waiting}))
+            log.info("replay %s: %s", self.task.id, waiting or "provider available again")
+        if not available:
+            self.provider = None
+        elif name != self.provider:
+            self.provider = name
+            cfg = self.r.config.providers[name]
+            self.pacer = Pacer(pace(self.task.rate, cfg, self.task_cfg.model_for(name)),
+                               self.pacer.next_at)  # fmt: skip
+
+    def _send(self, c: Consumed, task: ReplayTask) -> ReplayTask:
+        assert self.provider is not None
+        kind = self.r.config.providers[self.provider].kind
+        digest = candidate(
+            self.task_cfg, self.provider, kind, c.partition, c.offset, c.value
+        ).digest
+        hit = digest is not None and bool(self.loop.run_until_complete(
+            cached(self.redis, self.s.pipeline, self.task_cfg, {digest})))  # fmt: skip
+        record = work_record(c, task.id)
+        if not self.in_txn:
+            self.txn.begin()
+            self.txn_at = time.monotonic()
+        self.txn.produce(self.r.topics.work, record.value, record.key, record.headers)
+        self.in_txn += 1
+        self.pacer.sent(time.monotonic())
+        task = task.model_copy(update={"sent": task.sent + 1,
+                                       "cache_hits": task.cache_hits + int(hit)})  # fmt: skip
+        return task
+
+    def _commit(self) -> None:
+        """The open transaction (if any) with the task's record; on abort, back to the last commit."""
+        task = self.task.model_copy(update={"updated": now(), "waiting": None,
+                                            "succeeded": self.r.outcomes.succeeded,
+                                            "failed_again": self.r.outcomes.failed_again})  # fmt: skip
+        try:
+            self.txn.begin()
+            self.txn.produce(self.r.topics.replays, task.encode(), task.id.encode())
+            self.txn.commit([], None)
+        except TxnAborted as exc:
+            log.warning("replay %s: %s; going on from the last commit", task.id, exc)
+            self.task = self.committed
+            self.walk.seek(self.task.next_partition, self.task.next_offset)
+        else:
+            self.committed = self.task = task
+            self.r.show(task.model_copy(update={"waiting": self.r.task.waiting}))
+        self.in_txn = 0
+
+    def _end(self, status: Status, reason: str | None = None) -> bool:
+        """Commit the task in ``status``; False if that transaction was aborted (the walk
+        went back to the last commit: the loop goes on from there)."""
+        self.task = self.task.moved(status, now(), reason)
+        self._commit()
+        if self.committed.status != status:
+            return False
+        log.info("replay %s %s: %s", self.task.id, status, counts(self.committed))
+        self.r.finished(self.r.task)
+        return True
