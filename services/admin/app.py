@@ -37,6 +37,7 @@ from services.admin.auth import (
     Authenticator,
     require_viewer,
 )
+from services.admin.blocked import routes as blocked_routes
 from services.admin.context import AdminContext
 from services.admin.lag.groups import pipeline_groups
 from services.admin.lag.metrics import LagCollector
@@ -122,7 +123,7 @@ def create_app(
     app.state.auth = auth
     app.include_router(probes.router)
     app.include_router(lag_router(require_viewer, sampler))  # its own /v1 prefix and token check
-    for router in (providers.router, audit_api.router, *routers):
+    for router in (providers.router, audit_api.router, blocked_routes.router, *routers):
         app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)])
     app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)
     app.middleware("http")(_every_request(insecure_dev))

@@ -15,17 +15,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from services.sequencer.blocked import BlockedKey, read_blocked
+from services.sequencer.blocked import BlockedKey, read_blocked, release_record
 from shared import headers as h
 from shared.errors import DeliveryError
 from shared.kafka.config import producer_config
 from shared.settings import CommonSettings, load
 from shared.topics import Topics
-
-
-def release_record(key: bytes, ident: h.SourceId) -> tuple[bytes, None, h.HeaderList]:
-    """Key, value and headers of the release of ``ident`` (pure)."""
-    return key, None, [*h.source_headers(ident, 0), (h.OUTCOME, b"release")]
 
 
 def blocked_json(b: BlockedKey) -> dict[str, Any]:
