@@ -3,6 +3,7 @@
     sluice ingest | enrich | router | sequencer | admin | fakellm    run one service
     sluice providers list | pause | resume   providers over the admin API
     sluice lag | audit                  consumer lag, audit log over the admin API
+    sluice blocked list | release       blocked keys (block mode) over the admin API
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
     sluice demo                         end-to-end run with live progress and a summary
@@ -120,6 +121,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     ),
     "lag": (_over_the_api("lag"), "consumer lag per partition, over the admin API"),
     "audit": (_over_the_api("audit"), "the admin API's audit log, newest first"),
+    "blocked": (_over_the_api("blocked"), "blocked keys over the admin API: list | release"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),

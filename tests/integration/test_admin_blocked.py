@@ -1,4 +1,4 @@
-"""``/v1/blocked`` against a real Kafka and Redis, with a sequencer in block mode.
+"""``/v1/blocked`` and ``sluice blocked`` against a real Kafka and Redis, with a sequencer in block mode.
 
 Keys are blocked as in ``test_sequencer.py``: announcements in ``P.work``, a
 ``dead`` outcome and later ``ok`` outcomes in ``P.results``. ``P.output`` and
@@ -8,6 +8,10 @@ Keys are blocked as in ``test_sequencer.py``: announcements in ``P.work``, a
 from __future__ import annotations
 
 import base64
+import json
+import os
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -23,6 +27,7 @@ from shared.kafka.provision import create_topics
 from shared.settings import load
 from tests.integration.test_sequencer import Running, announce, dead, ident, ok
 from tests.support.admin import OP, VIEW, Client, serve_admin
+from tests.support.cli import error_line, on_a_terminal
 from tests.support.kafka import end_offsets, produce, read_all, wait_for
 
 pytestmark = pytest.mark.integration
@@ -184,3 +189,64 @@ def test_without_the_operator_token_or_for_a_key_not_blocked_nothing_changes(
         assert f"is not blocked at {what} now" in r.json()["detail"]
     assert ends(stack, pipeline) == before, "no release and no audit record was written"
     assert [b | {"age_s": 0} for b in blocked(admin, OP)] == [b | {"age_s": 0} for b in listed]
+
+
+def test_blocked_list_and_release_from_the_command_line(
+    stack: Stack, pipeline: str, settings: SequencerSettings, admin: Client
+) -> None:
+    url = str(admin.http.base_url).rstrip("/")
+    with Running(settings):
+        block_two_keys(stack, pipeline)
+        wait_blocked(admin, 2)
+        listed = {base64.b64decode(d["key_b64"]): d for d in lines(sluice(url, VIEW, "list"))}
+        assert listed.keys() == {KEY, BINARY}
+        held = listed[KEY]
+        assert (held["key"], held["src_topic"], held["src_offset"], held["waiting"]) == (
+            "cust-7", "src", 0, 3)  # fmt: skip
+        assert held["error_kind"] == "timeout" and held["age_s"] >= 0
+        head_row, *rows = sluice_on_a_terminal(url, "list").splitlines()
+        assert head_row.split()[:3] == ["KEY", "PART", "DEAD"]
+        assert sorted(row.split()[0] for row in rows) == [
+            "b64:" + listed[BINARY]["key_b64"], "cust-7"]  # fmt: skip
+        head = ("--src-topic", "src", "--src-partition", "0", "--src-offset")
+        refused = sluice(url, VIEW, "release", "--key", "cust-7", *head, "0")
+        assert "POST /v1/blocked/release: 403 the viewer token may only read" in error_line(
+            refused, "blocked")  # fmt: skip
+        unknown = error_line(sluice(url, OP, "release", "--key", "cust-7", *head, "1"), "blocked")
+        assert unknown.endswith("404 key 'cust-7' is not blocked at src/0/1 now "
+                                "(GET /v1/blocked lists the blocked keys)")  # fmt: skip
+        bad = error_line(sluice(url, OP, "release", "--key", "x", *head, "-1"), "blocked")
+        assert bad.endswith("422 src_offset: Input should be greater than or equal to 0")
+        usage = sluice(url, OP, "release", "--key", "x", "--src-topic", "src")
+        assert usage.returncode == 2 and "--src-partition" in usage.stderr
+        assert "Traceback" not in usage.stderr
+        [done] = lines(sluice(url, OP, "release", "--key", "cust-7", *head, "0"))
+        assert done["released"]["src_offset"] == 0 and done["request_id"]
+        [done] = lines(sluice(url, OP, "release", "--key-b64", listed[BINARY]["key_b64"], *head,
+                              "4", "--json"))  # fmt: skip
+        assert done["released"]["key"] is None
+        keyed = per_key(stack, pipeline, expect=7)
+        assert keyed[KEY] == [(0, "dead"), (1, "ok"), (2, "ok"), (3, "ok")]
+        assert keyed[BINARY] == [(4, "dead"), (5, "ok")]
+        wait_for(lambda: lines(sluice(url, VIEW, "list")) == [], 60,
+                 what="sluice blocked list to be empty")  # fmt: skip
+
+
+def cli_env(url: str, token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_ADMIN_")}
+    return env | {"SLUICE_ADMIN_URL": url, "SLUICE_ADMIN_TOKEN": token}
+
+
+def sluice(url: str, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "services.cli", "blocked", *args],
+                          env=cli_env(url, token), capture_output=True, text=True, timeout=120,
+                          check=False)  # fmt: skip
+
+
+def lines(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    assert proc.returncode == 0, proc.stderr
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def sluice_on_a_terminal(url: str, *args: str) -> str:
+    return on_a_terminal(cli_env(url, VIEW), "blocked", *args)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from services.admin.blocked.models import ReleaseIn
 from services.admin.blocked.view import blocked_model, find, target
+from services.admin.tables import blocked_records, blocked_table, release_table
 from services.sequencer.blocked import BlockedKey, release_record
 from shared import headers as h
 
@@ -68,3 +69,17 @@ def test_the_release_record_is_keyed_and_names_the_head() -> None:
     key, value, headers = release_record(b"k", h.SourceId("src", 2, 41))
     assert (key, value, h.get_str(headers, h.OUTCOME)) == (b"k", None, "release")
     assert h.source_id(headers) == h.SourceId("src", 2, 41)
+
+
+def test_the_tables_show_a_key_as_text_or_as_base64_with_its_dead_record() -> None:
+    listed = [blocked_model(held(k)).model_dump(mode="json") for k in (b"cust-7", b"\xff")]
+    head, *rows = blocked_table({"blocked": listed})
+    assert head.split() == ["KEY", "PART", "DEAD", "RECORD", "SINCE", "AGE_S", "WAITING", "ERROR"]
+    assert [r.split()[:3] for r in rows] == [
+        ["cust-7", "1", "src/2/41"],
+        ["b64:/w==", "1", "src/2/41"],
+    ]
+    assert rows[0].split()[-3:] == ["3", "timeout:", "hung"]
+    assert blocked_records({"blocked": listed}) == listed
+    _, row = release_table({"released": listed[1], "request_id": "rid-1"})
+    assert row.split() == ["b64:/w==", "1", "src/2/41", "3", "rid-1"]
