@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 
 from devtools.stack.resolve import Stack
 from services.sequencer.settings import SequencerSettings
@@ -250,3 +251,27 @@ def lines(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
 
 def sluice_on_a_terminal(url: str, *args: str) -> str:
     return on_a_terminal(cli_env(url, VIEW), "blocked", *args)
+
+
+def test_a_release_whose_audit_record_cannot_be_written_is_not_released(
+    stack: Stack, pipeline: str, settings: SequencerSettings
+) -> None:
+    kafka = AdminClient({"bootstrap.servers": stack.bootstrap})
+    with Running(settings), serve_admin(admin_audit_timeout_s=3) as admin:
+        block_two_keys(stack, pipeline)
+        wait_blocked(admin, 2)
+        kafka.delete_topics([f"{pipeline}.audit"])[f"{pipeline}.audit"].result(30)
+        r = admin.post("/v1/blocked/release", OP, json=release_body(KEY, 0))
+        assert r.status_code == 503, r.text
+        assert r.json()["detail"].endswith("; nothing was released")
+        time.sleep(3)  # a few of the sequencer's transactions
+        assert {base64.b64decode(b["key_b64"]) for b in blocked(admin)} == {KEY, BINARY}
+        assert per_key(stack, pipeline, expect=2).keys() == {FREE}
+        assert not [m for m in read_all(stack.bootstrap, f"{pipeline}.results", idle_s=1)
+                    if h.get_str(m.headers(), h.OUTCOME) == "release"]  # fmt: skip
+        create_topics(settings)  # P.audit is back: the same app releases it
+        wait_for(lambda: admin.post("/v1/blocked/release", OP,
+                                    json=release_body(KEY, 0)).status_code == 200, 60,
+                 what="a release once P.audit exists again")  # fmt: skip
+        assert per_key(stack, pipeline, expect=5)[KEY] == [(0, "dead"), (1, "ok"), (2, "ok"),
+                                                          (3, "ok")]  # fmt: skip

@@ -10,6 +10,10 @@ undo on failure" does not fit it. Both records go to the same cluster
       commit stuck → the outcome is unknown (both or neither): a 503 says so, and
                      GET /v1/blocked and GET /v1/audit tell which
 
+A record the broker has not acknowledged within half the audit timeout fails
+(``message.timeout.ms``), which aborts the transaction: so a topic that is gone
+or a broker that does not answer ends in "nothing released", not "unknown".
+
 If the admin process dies inside the transaction, the broker aborts it after
 ``transaction.timeout.ms`` (:data:`TXN_TIMEOUT_MS`); until then ``read_committed``
 readers of that ``P.results`` partition (the sequencer) wait, and a restarted
@@ -82,8 +86,12 @@ class ReleaseWriter:
 
     def _producer(self) -> TxnProducer:
         if self._txn is None:
-            conf = producer_config(self.settings, **{"transactional.id": self.txn_id,
-                                                     "transaction.timeout.ms": TXN_TIMEOUT_MS})  # fmt: skip
+            # A record not acknowledged in half the audit timeout fails the transaction, so
+            # the commit ends in an abort (nothing released) rather than in a timeout.
+            audit_ms = self.settings.admin_audit_timeout_s * 1000
+            conf = producer_config(self.settings, **{
+                "transactional.id": self.txn_id, "transaction.timeout.ms": TXN_TIMEOUT_MS,
+                "message.timeout.ms": max(1000, int(audit_ms / 2))})  # fmt: skip
             # init_transactions finds the coordinator (once): the start-up bound; every
             # call of a release then has the audit timeout.
             txn = TxnProducer(conf, self.settings.startup_timeout_s, StopFlag())
