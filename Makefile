@@ -10,9 +10,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean
+.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps helm
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(STAMP): pyproject.toml
 # Kafka broker jars (resolved into ~/.cache/sluice on first use).
 system-deps:
 	@bash scripts/system-deps.sh
+
+# helm for the test that renders the chart: built once with Go into
+# ~/.cache/sluice/helm (a few minutes); without Go that test skips, saying so.
+helm:
+	@bash scripts/helm.sh >/dev/null
 
 demo: setup
 	@$(BIN)/sluice demo

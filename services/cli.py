@@ -3,9 +3,10 @@
     sluice ingest | enrich | router | sequencer | admin | fakellm    run one service
     sluice providers list | pause | resume   providers over the admin API
     sluice lag | audit                  consumer lag, audit log over the admin API
+    sluice dlq list | show | replay --dry-run   DLQs over the admin API
     sluice blocked list | release       blocked keys (block mode) over the admin API
     sluice topics create                provision + validate topics
-    sluice dev up | down | status       local stack (Kafka, Redis, fakellm)
+    sluice dev up | down | status       local stack (Kafka, Redis, fakellm, admin)
     sluice demo                         end-to-end run with live progress and a summary
     sluice bench ingest | enrich | e2e  benchmarks
 
@@ -55,7 +56,7 @@ def _admin(argv: list[str]) -> int:
 
 
 def _over_the_api(command: str) -> Callable[[list[str]], int]:
-    """``sluice providers|lag|audit``: ``services.admin.ctl.<command>``, imported when run."""
+    """``sluice providers|lag|audit|dlq``: ``services.admin.ctl.<command>``, imported when run."""
 
     def run(argv: list[str]) -> int:
         from services.admin import ctl
@@ -121,6 +122,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     ),
     "lag": (_over_the_api("lag"), "consumer lag per partition, over the admin API"),
     "audit": (_over_the_api("audit"), "the admin API's audit log, newest first"),
+    "dlq": (_over_the_api("dlq"), "DLQs over the admin API: list | show | replay --dry-run"),
     "blocked": (_over_the_api("blocked"), "blocked keys over the admin API: list | release"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),

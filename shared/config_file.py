@@ -71,6 +71,10 @@ class ProviderConfig(BaseModel):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     extra_headers: dict[str, str] = Field(default_factory=dict)
     max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Prices per million tokens (any currency; both or neither): a replay's dry run
+    # turns its token estimate into money with them.
+    input_price_per_mtok: float | None = Field(None, ge=0, le=1_000_000)
+    output_price_per_mtok: float | None = Field(None, ge=0, le=1_000_000)
 
     @model_validator(mode="after")
     def _key_once(self) -> ProviderConfig:
@@ -82,6 +86,12 @@ class ProviderConfig(BaseModel):
                     f"extra_headers.{name}: keys go in api_key or api_key_env; "
                     "leave this header's value empty to send the key in it"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _prices_together(self) -> ProviderConfig:
+        if (self.input_price_per_mtok is None) != (self.output_price_per_mtok is None):
+            raise ValueError("give input_price_per_mtok and output_price_per_mtok together")
         return self
 
     def resolve_api_key(self, environ: Mapping[str, str] | None = None) -> str | None:

@@ -6,6 +6,8 @@
     ├── TopicError             a topic is missing or conflicts with the pipeline
     ├── BrokerError            a read of broker state (offsets, groups, metadata)
     │                          failed or did not answer within its bound
+    ├── ProviderStateUnavailable  the shared provider state (Redis: limits,
+    │                          cooldowns, breaker, pause) cannot be reached
     ├── AdminApiError          the admin API refused a request or could not be
     │                          reached (``sluice providers|lag|audit``)
     ├── DeliveryError          the broker refused or lost a produced record
@@ -41,6 +43,15 @@ class TopicError(SluiceError):
 
 class BrokerError(SluiceError):
     """Reading offsets, groups or metadata from Kafka failed or timed out (the message says which)."""
+
+
+class ProviderStateUnavailable(SluiceError):
+    """Shared provider state (limits, cooldowns, breaker, pause) is unreachable.
+
+    Raised by the Redis layer (``shared.redis.client.translated``) for connection
+    refused, reset, timed out, or a server still loading its data set; callers
+    need not know which store is behind :class:`shared.provider_state.ProviderState`.
+    """
 
 
 class AdminApiError(SluiceError):

@@ -3,7 +3,7 @@
 :class:`ProviderState` is the seam between enrich and wherever the fleet keeps
 that state: :class:`shared.redis.state.RedisProviderState` in production,
 small in-memory fakes in unit tests. Every method may raise
-:class:`shared.redis.errors.ProviderStateUnavailable` when the store cannot be
+:class:`shared.errors.ProviderStateUnavailable` when the store cannot be
 reached; callers never call a provider without the fleet's limits.
 
     limits     reserve_many / reconcile / refund    fleet-wide token buckets

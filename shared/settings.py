@@ -120,3 +120,9 @@ def load(cls: type[S], **overrides: Any) -> S:
             for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def load_with_flags(cls: type[S], **flags: Any) -> S:
+    """:func:`load` with a command line's flags on top; a flag not given (None) leaves the
+    environment's value."""
+    return load(cls, **{name: value for name, value in flags.items() if value is not None})

@@ -34,11 +34,14 @@ from services.admin import audit_api, probes, providers
 from services.admin.auth import (
     INSECURE_HEADER,
     INSECURE_HEADER_VALUE,
+    TOKEN_RESPONSES,
     Authenticator,
     require_viewer,
 )
 from services.admin.blocked import routes as blocked_routes
 from services.admin.context import AdminContext
+from services.admin.dlq import replays
+from services.admin.dlq import routes as dlq_routes
 from services.admin.lag.groups import pipeline_groups
 from services.admin.lag.metrics import LagCollector
 from services.admin.lag.reader import LagReader
@@ -47,8 +50,7 @@ from services.admin.lag.sampler import LagSampler
 from services.admin.settings import AdminSettings
 from services.admin.tokens import load_tokens
 from shared.config_file import load_config
-from shared.errors import ConfigError
-from shared.redis.errors import ProviderStateUnavailable
+from shared.errors import ConfigError, ProviderStateUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +124,12 @@ def create_app(
     )
     app.state.auth = auth
     app.include_router(probes.router)
-    app.include_router(lag_router(require_viewer, sampler))  # its own /v1 prefix and token check
-    for router in (providers.router, audit_api.router, blocked_routes.router, *routers):
-        app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)])
+    app.include_router(lag_router(require_viewer, sampler),  # its own /v1 prefix and token check
+                       responses=TOKEN_RESPONSES)  # fmt: skip
+    for router in (providers.router, audit_api.router, dlq_routes.router, replays.router,
+                   blocked_routes.router, *routers):  # fmt: skip
+        app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)],
+                           responses=TOKEN_RESPONSES)  # fmt: skip
     app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)
     app.middleware("http")(_every_request(insecure_dev))
     if settings.cors_origins:

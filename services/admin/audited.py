@@ -25,8 +25,7 @@ from prometheus_client import Counter
 from services.admin.auth import Principal
 from services.admin.context import AdminContext
 from services.admin.models import AuditRecord
-from shared.errors import DeliveryError
-from shared.redis.errors import ProviderStateUnavailable
+from shared.errors import DeliveryError, ProviderStateUnavailable
 
 log = logging.getLogger(__name__)
 

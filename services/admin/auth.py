@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.admin.models import Problem
 from services.admin.tokens import Role, Tokens, resolve_role
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,11 @@ log = logging.getLogger(__name__)
 INSECURE_DEV = "insecure-dev"
 INSECURE_HEADER = "X-Sluice-Insecure-Dev"
 INSECURE_HEADER_VALUE = "no authentication: development only, loopback only"
+
+TOKEN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no token, or not the operator's or the viewer's"}
+}
+"""What a route behind :func:`require_viewer` may answer besides its own (its OpenAPI ``responses``)."""
 
 _bearer = HTTPBearer(auto_error=False, description="the operator or the viewer token")
 

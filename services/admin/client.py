@@ -1,4 +1,5 @@
-"""A client of the admin API for the ``sluice`` command (``providers``, ``lag``, ``audit``, ``blocked``).
+"""A client of the admin API for the ``sluice`` command (``providers``, ``lag``, ``audit``, ``dlq``,
+``blocked``).
 
     SLUICE_ADMIN_URL          base URL (or ``--url``; default http://127.0.0.1:8700)
     SLUICE_ADMIN_TOKEN        the operator or viewer token (or ..._TOKEN_FILE)
@@ -106,6 +107,15 @@ class AdminClient:
 
     def audit(self, limit: int) -> dict[str, Any]:
         return self._call("GET", "/v1/audit", params={"limit": limit})
+
+    def dlqs(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/dlq")
+
+    def dlq_records(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        return self._call("GET", f"/v1/dlq/{name}/records", params=params)
+
+    def replay(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/replays", json=body)
 
     def blocked(self) -> dict[str, Any]:
         return self._call("GET", "/v1/blocked")

@@ -86,6 +86,13 @@ def audit(argv: list[str]) -> int:
         return _emit(args, api.audit(args.limit), tables.audit_records, tables.audit_table)
 
 
+def dlq(argv: list[str]) -> int:
+    """``sluice dlq list|show|replay``: :mod:`services.admin.dlq.ctl`."""
+    from services.admin.dlq.ctl import run
+
+    return run(argv)
+
+
 def blocked(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="sluice blocked", description="Keys held by a dead "
                                      "record (the sequencer's block mode); release one.")  # fmt: skip

@@ -16,7 +16,7 @@ from services.admin.server import run as serve
 from services.admin.settings import AdminSettings
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.startup import check_props
-from shared.settings import load
+from shared.settings import load_with_flags
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,7 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--insecure-dev", action="store_true",
                         help="no authentication at all (no token may be set); loopback only")  # fmt: skip
     args = parser.parse_args(argv)
-    given = {"admin_host": args.host, "admin_port": args.port}
-    settings = load(AdminSettings, **{k: v for k, v in given.items() if v is not None})
+    settings = load_with_flags(AdminSettings, admin_host=args.host, admin_port=args.port)
     check_props(settings.kafka_props)
     app = create_app(settings, insecure_dev=args.insecure_dev)
     if args.insecure_dev:

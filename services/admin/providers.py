@@ -33,7 +33,9 @@ async def list_providers(ctx: Ctx) -> m.Providers:
     )
 
 
-@router.post("/providers/{name}/pause", response_model=m.PauseResult, responses=_MUTATION)
+@router.post("/providers/{name}/pause", response_model=m.PauseResult,
+             responses={**_MUTATION, 400: {"model": m.Problem,
+                                           "description": "the body is not JSON text"}})  # fmt: skip
 async def pause(
     name: str,
     body: m.PauseIn,

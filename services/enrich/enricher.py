@@ -46,13 +46,13 @@ from services.enrich.tasks import Answer, parse_output, record_object, render, r
 from services.enrich.worker_provider import WorkerProvider
 from shared import headers as h
 from shared.config_file import TaskConfig
+from shared.errors import ProviderStateUnavailable
 from shared.kafka.concurrent import Output
 from shared.kafka.message import TP
 from shared.kinds import FailureKind
 from shared.logs import coords
 from shared.outcomes import Failure, Record, failure_record, ok_result, oversize, unexpected
 from shared.provider_state import Reservation
-from shared.redis.errors import ProviderStateUnavailable
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class Enricher:
     async def _call_in_slot(
         self, wp: WorkerProvider, req: ProviderRequest, digest: str
     ) -> tuple[Answer, CallSuccess] | Failure:
-        estimate = req.text_chars() // 4 + 1 + req.max_tokens
+        estimate = req.input_tokens_estimate() + req.max_tokens
         # The breaker first: no Redis round trip between taking a token and sending.
         started = time.monotonic()
         admission = await wp.state.allow()
@@ -267,15 +267,10 @@ class Enricher:
         return auth_outage(result.failure, wp.name, result.status)
 
     async def _cached(self, wp: WorkerProvider, digest: str) -> tuple[Answer, CallSuccess] | None:
-        raw = await wp.state.cached(digest)
-        success = None if raw is None else cache_entry.decode(raw)
-        if success is None:
-            return None  # a miss, or an unreadable entry
-        parsed = parse_output(self.task, success.content)
-        if isinstance(parsed, Failure):
-            return None
-        m.CACHE_HITS.labels(wp.name).inc()
-        return parsed, success
+        hit = cache_entry.usable(self.task, await wp.state.cached(digest))
+        if hit is not None:
+            m.CACHE_HITS.labels(wp.name).inc()
+        return hit
 
 
 async def _until_redis(step: Callable[[], Awaitable[T]]) -> T:

@@ -6,11 +6,8 @@ import argparse
 
 from services.enrich.service import run as run_enrich
 from services.enrich.settings import EnrichSettings
-from shared.kafka.shutdown import StopFlag
-from shared.kafka.startup import check_props
-from shared.metrics import serve
-from shared.redis.watch import RedisWatch
-from shared.settings import load
+from shared.settings import load_with_flags
+from shared.stage import run_stage
 
 
 def run(argv: list[str]) -> int:
@@ -22,18 +19,8 @@ def run(argv: list[str]) -> int:
         "--max-in-flight", type=positive_int, help="overrides SLUICE_MAX_IN_FLIGHT (at least 1)"
     )
     args = parser.parse_args(argv)
-    overrides: dict[str, object] = {}
-    if args.task:
-        overrides["task"] = args.task
-    if args.max_in_flight is not None:
-        overrides["max_in_flight"] = args.max_in_flight
-    settings = load(EnrichSettings, **overrides)
-    check_props(settings.kafka_props)  # every setting is checked before any wait
-    watch = RedisWatch(settings.redis_url.get_secret_value())
-    serve(settings.metrics_port, settings.metrics_host)
-    with watch.running(settings.startup_timeout_s):
-        run_enrich(settings, StopFlag(settings.shutdown_grace_s).install("sluice enrich"))
-    return 0
+    settings = load_with_flags(EnrichSettings, task=args.task, max_in_flight=args.max_in_flight)
+    return run_stage("enrich", settings, lambda stop: run_enrich(settings, stop), redis=True)
 
 
 def positive_int(text: str) -> int:

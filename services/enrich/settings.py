@@ -20,7 +20,9 @@ class EnrichSettings(CommonSettings):
     task: str | None = None  # default: the config file's default_task
     revoke_grace_s: float = Field(10.0, ge=0)
     cache_ttl_s: int = Field(7 * 86_400, ge=0)  # 0 = no result cache
-    health_refresh_s: float = Field(0.5, gt=0, le=5)
+    # how often a worker reads pause/breaker and sends its heartbeat: a pause stops
+    # new calls within this plus a Redis round trip (the bound promised is 1 s)
+    health_refresh_s: float = Field(0.25, gt=0, le=5)
     worker_id: str = Field(default_factory=_worker_id)
 
     @property

@@ -59,6 +59,7 @@ class Counters:
 
     def reset(self) -> None:
         self.requests_total = 0
+        self.last_request_at: float | None = None  # clock time of the latest arrival
         self.by_route: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
@@ -76,6 +77,7 @@ class Counters:
         """A request arrived (whatever its answer will be)."""
         now = self._clock()
         self.requests_total += 1
+        self.last_request_at = now
         self.by_route[route] += 1
         self.win_1s.add(now)
         self.win_60s.add(now)
@@ -103,6 +105,7 @@ class Counters:
         now = self._clock()
         return {
             "requests_total": self.requests_total,
+            "last_request_at": self.last_request_at,
             "requests_by_route": dict(self.by_route),
             "responses_by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "max_requests_1s": self.win_1s.max,

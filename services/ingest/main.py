@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 from services.ingest.service import run as run_ingest
-from shared.kafka.shutdown import StopFlag
-from shared.metrics import serve
-from shared.settings import IngestSettings, load
+from shared.settings import IngestSettings, load_with_flags
+from shared.stage import run_stage
 
 
 def run(argv: list[str]) -> int:
@@ -15,12 +14,7 @@ def run(argv: list[str]) -> int:
     parser.add_argument("--source-topic", help="overrides SLUICE_SOURCE_TOPIC")
     parser.add_argument("--format", choices=["json", "bytes"], help="overrides SLUICE_INPUT_FORMAT")
     args = parser.parse_args(argv)
-    overrides = {}
-    if args.source_topic:
-        overrides["source_topic"] = args.source_topic
-    if args.format:
-        overrides["input_format"] = args.format
-    settings = load(IngestSettings, **overrides)
-    serve(settings.metrics_port, settings.metrics_host)
-    run_ingest(settings, StopFlag(settings.shutdown_grace_s).install("sluice ingest"))
-    return 0
+    settings = load_with_flags(
+        IngestSettings, source_topic=args.source_topic, input_format=args.format
+    )
+    return run_stage("ingest", settings, lambda stop: run_ingest(settings, stop), redis=False)

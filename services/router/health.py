@@ -15,6 +15,7 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from shared.errors import ProviderStateUnavailable
 from shared.redis.address import redis_address
 from shared.redis.health import provider_health
 
@@ -36,7 +37,7 @@ class RedisHealth:
         ask = provider_health(self._redis, self.pipeline, provider)
         try:
             health = self._loop.run_until_complete(asyncio.wait_for(ask, self.timeout_s))
-        except (RedisError, OSError, TimeoutError) as exc:
+        except (ProviderStateUnavailable, RedisError, OSError, TimeoutError) as exc:
             log.warning(
                 "health of provider %s unknown (%s); its parked records wait", provider, exc
             )

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from services.router.service import run as run_router
 from services.router.settings import RouterSettings
-from shared.kafka.shutdown import StopFlag
-from shared.kafka.startup import check_props
-from shared.metrics import serve
-from shared.redis.watch import RedisWatch
-from shared.settings import load
+from shared.settings import load_with_flags
+from shared.stage import run_stage
 
 
 def run(argv: list[str]) -> int:
@@ -21,16 +17,8 @@ def run(argv: list[str]) -> int:
     )
     parser.add_argument("--drain-rps", type=float, help="overrides SLUICE_PARKED_DRAIN_RPS")
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.rungs:
-        overrides["retry_rungs"] = args.rungs
-    if args.drain_rps is not None:
-        overrides["parked_drain_rps"] = args.drain_rps
-    settings = load(RouterSettings, **overrides)
+    settings = load_with_flags(
+        RouterSettings, retry_rungs=args.rungs, parked_drain_rps=args.drain_rps
+    )
     settings.topics  # noqa: B018  bad rungs are a one-line error before anything starts
-    check_props(settings.kafka_props)  # every setting is checked before any wait
-    watch = RedisWatch(settings.redis_url.get_secret_value())
-    serve(settings.metrics_port, settings.metrics_host)
-    with watch.running(settings.startup_timeout_s):
-        run_router(settings, StopFlag(settings.shutdown_grace_s).install("sluice router"))
-    return 0
+    return run_stage("router", settings, lambda stop: run_router(settings, stop), redis=True)

@@ -9,13 +9,11 @@ Blocked keys (block mode) are listed and released over the admin API:
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from services.sequencer.service import run as run_sequencer
 from services.sequencer.settings import SequencerSettings
-from shared.kafka.shutdown import StopFlag
-from shared.metrics import serve
-from shared.settings import load
+from shared.settings import load_with_flags
+from shared.stage import run_stage
 
 
 def run(argv: list[str]) -> int:
@@ -29,12 +27,7 @@ def run(argv: list[str]) -> int:
         parser.error(f"'sluice sequencer {argv[0]}' is now 'sluice blocked "
                      f"{'list' if argv[0] == 'blocked' else 'release'}' (over the admin API)")  # fmt: skip
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.dead_mode:
-        overrides["dead_mode"] = args.dead_mode
-    if args.worker_id:
-        overrides["worker_id"] = args.worker_id
-    settings = load(SequencerSettings, **overrides)
-    serve(settings.metrics_port, settings.metrics_host)
-    run_sequencer(settings, StopFlag(settings.shutdown_grace_s).install("sluice sequencer"))
-    return 0
+    settings = load_with_flags(
+        SequencerSettings, dead_mode=args.dead_mode, worker_id=args.worker_id
+    )
+    return run_stage("sequencer", settings, lambda stop: run_sequencer(settings, stop), redis=False)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
+from shared.errors import ProviderStateUnavailable
 from shared.provider_state import Batch, Reservation
 from shared.redis import keys
 from shared.redis.bucket_lua import BUCKET_LUA
@@ -31,7 +32,6 @@ from shared.redis.bucket_math import (
     spec_per_minute,
 )
 from shared.redis.client import translated
-from shared.redis.errors import ProviderStateUnavailable
 
 Kind = Literal["requests", "tokens"]
 

@@ -16,8 +16,8 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from shared.errors import ProviderStateUnavailable
 from shared.redis.address import redis_address
-from shared.redis.errors import ProviderStateUnavailable
 
 SOCKET_TIMEOUT_S = 2.0
 CONNECT_TIMEOUT_S = 2.0

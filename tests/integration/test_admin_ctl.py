@@ -18,8 +18,7 @@ from services.fakellm.config import FakeLLMConfig, FixedLatency
 from services.fakellm.server import serve_in_thread
 from shared.kafka.provision import create_topics
 from shared.settings import CommonSettings, load
-from tests.integration.test_admin import admin_config
-from tests.support.admin import OP, VIEW, free_port, serve_admin
+from tests.support.admin import OP, VIEW, admin_config, free_port, serve_admin
 from tests.support.cli import error_line, on_a_terminal
 
 pytestmark = pytest.mark.integration

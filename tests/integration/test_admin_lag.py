@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +27,13 @@ from services.admin.lag.reader import LagReader
 from services.admin.lag.routes import lag_router
 from services.admin.lag.sampler import LagSampler
 from services.admin.lag.settings import LagSettings
+from services.fakellm.config import FakeLLMConfig, FixedLatency
+from services.fakellm.server import serve_in_thread
+from shared.kafka.provision import create_topics
+from shared.settings import CommonSettings, load
 from shared.topics import Topics
+from tests.support.admin import admin_config, serve_admin
+from tests.support.enrich import Worker, produce_work, work_records
 from tests.support.kafka import create_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -66,21 +73,24 @@ class Admin:
         return self.partition(group, topic, n)
 
     def metrics(self, group: str, topic: str, n: int) -> dict[str, Any]:
-        """The gauges of one partition from the ``/metrics`` text."""
-        text = self.client.get("/metrics").text
-        want = {"group": group, "topic": topic, "partition": str(n)}
-        out: dict[str, Any] = {"status": {}}
-        for family in text_string_to_metric_families(text):
-            for s in family.samples:
-                labels = dict(s.labels)
-                status = labels.pop("status", None)
-                if labels != want:
-                    continue
-                if status is not None:
-                    out["status"][status] = s.value
-                else:
-                    out[s.name] = s.value
-        return out
+        return lag_gauges(self.client.get("/metrics").text, group, topic, n)
+
+
+def lag_gauges(text: str, group: str, topic: str, n: int) -> dict[str, Any]:
+    """The ``sluice_lag_*`` gauges of one partition from a ``/metrics`` text."""
+    want = {"group": group, "topic": topic, "partition": str(n)}
+    out: dict[str, Any] = {"status": {}}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = dict(s.labels)
+            status = labels.pop("status", None)
+            if labels != want:
+                continue
+            if status is not None:
+                out["status"][status] = s.value
+            else:
+                out[s.name] = s.value
+    return out
 
 
 @pytest.fixture
@@ -205,6 +215,47 @@ def test_stalled_a_live_member_that_does_not_commit(stack: Stack, admin: Admin) 
         assert "sluice_lag_seconds" in m
     finally:
         c.close()
+
+
+def test_stalled_enrich_with_its_only_provider_paused(
+    stack: Stack, kafka_env: dict[str, str], pipeline: str, tmp_path: Path
+) -> None:
+    """The real services: a live enrich worker whose only provider is paused leaves P.work waiting.
+
+    (A key blocked in the sequencer's block mode does not stall its group: the
+    held records live in its changelog and its offsets move on.)
+    """
+    create_topics(load(CommonSettings))
+    group, work = f"{pipeline}.enrich", Topics(pipeline).work
+    with serve_in_thread(FakeLLMConfig(latency=FixedLatency(ms=20))) as url:
+        cfg = admin_config(tmp_path / "c.yaml", url)
+        produce_work(stack.bootstrap, pipeline, work_records(30))
+        with serve_admin(config_file=cfg, admin_lag_interval_s=0.5, admin_lag_window_s=3.0) as api, \
+             Worker(config_file=cfg, worker_id="w1"):  # fmt: skip
+
+            def statuses() -> list[str | None]:
+                r = api.get("/v1/lag", params={"group": group})
+                if r.status_code != 200:
+                    return []
+                (g,) = r.json()["groups"]
+                return [p["status"] for p in sorted(g["partitions"], key=lambda p: p["partition"])]
+
+            def wait_statuses(want: str) -> None:
+                try:
+                    wait_for(lambda: statuses() == [want] * 3, WAIT_S, 0.2, f"{group}: {want}")
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}; statuses now: {statuses()}") from None
+
+            wait_statuses("ok")  # caught up, offsets committed
+            r = api.post("/v1/providers/primary/pause", json={"reason": "lag test"})
+            assert r.status_code == 200, r.text
+            produce_work(stack.bootstrap, pipeline, work_records(30, start=30))
+            wait_statuses("stalled")  # every partition: lag, no commit, a live member
+            text = api.get("/metrics", None).text
+            for n in range(3):
+                m = lag_gauges(text, group, work, n)
+                assert m["status"]["stalled"] == 1.0 and sum(m["status"].values()) == 1.0, m
+                assert m["sluice_lag_records"] > 0
 
 
 def test_stopped_a_closed_consumer_while_records_arrive(stack: Stack, admin: Admin) -> None:

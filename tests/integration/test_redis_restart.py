@@ -7,10 +7,10 @@ import hashlib
 import pytest
 
 from devtools.stack.resolve import Stack
+from shared.errors import ProviderStateUnavailable
 from shared.redis.bucket import ProviderLimits
 from shared.redis.bucket_lua import BUCKET_LUA
 from shared.redis.client import connect
-from shared.redis.errors import ProviderStateUnavailable
 from shared.redis.state import RedisProviderState
 
 pytestmark = pytest.mark.integration

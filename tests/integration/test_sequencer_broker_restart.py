@@ -70,9 +70,13 @@ class Feeder(threading.Thread):
 
     def __init__(self, bootstrap: str, pipeline: str, lo: int, hi: int, every_s: float) -> None:
         super().__init__(daemon=True)
+        # A restarting broker may answer metadata before it leads its partitions again;
+        # librdkafka then keeps them leaderless until its next full refresh (5 min by
+        # default), longer than this test waits: refresh every 5 s instead.
         self.p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                            "partitioner": "murmur2_random", "linger.ms": 2,
-                           "message.timeout.ms": 300_000})  # fmt: skip
+                           "message.timeout.ms": 300_000,
+                           "topic.metadata.refresh.interval.ms": 5_000})  # fmt: skip
         self.pipeline, self.lo, self.hi, self.every_s = pipeline, lo, hi, every_s
         self.left = -1
 

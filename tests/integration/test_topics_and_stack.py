@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
@@ -59,35 +62,69 @@ def test_conflicting_partition_count_is_refused(
     assert proc.returncode == 1 and "partitions" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_dev_up_status_down(tmp_path: object) -> None:
+def exported(stdout: str) -> dict[str, str]:
+    """The variables of ``sluice dev up``'s ``export`` line."""
+    [line] = [line for line in stdout.splitlines() if line.startswith("export ")]
+    return dict(kv.split("=", 1) for kv in line.split()[1:])
+
+
+def printed_token(stdout: str) -> str:
+    """The line after ``admin operator token ...``."""
+    lines = stdout.splitlines()
+    [at] = [i for i, line in enumerate(lines) if line.startswith("admin operator token")]
+    return lines[at + 1].strip()
+
+
+def test_dev_up_status_down(tmp_path: Path) -> None:
+    """The stack, with the admin on loopback behind a token printed once; down stops it all."""
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("SLUICE_KAFKA") and k != "SLUICE_REDIS_URL"
+        if not k.startswith(("SLUICE_KAFKA", "SLUICE_ADMIN")) and k != "SLUICE_REDIS_URL"
     }
     env["SLUICE_DEV_DIR"] = str(tmp_path)
     env["SLUICE_NO_DOCKER"] = "1"
 
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "services.cli", "dev", *args], env=env,
-                              capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+    def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "services.cli", *args],
+                              env={**env, **(extra or {})}, capture_output=True, text=True,
+                              timeout=180, check=False)  # fmt: skip
 
-    up = run("up")
+    up = run("dev", "up")
     try:
         assert up.returncode == 0, up.stderr[-2000:]
-        bootstrap = next(
-            line.split("=")[1].split()[0]
-            for line in up.stdout.splitlines()
-            if "SLUICE_KAFKA_BOOTSTRAP" in line
-        )
+        exports = exported(up.stdout)
+        bootstrap, admin = exports["SLUICE_KAFKA_BOOTSTRAP"], exports["SLUICE_ADMIN_URL"]
         assert metadata_ok(bootstrap)
-        again = run("up")
+        assert admin.startswith("http://127.0.0.1:"), "the dev admin listens on loopback"
+        token = printed_token(up.stdout)
+        token_file = Path(exports["SLUICE_ADMIN_TOKEN_FILE"])
+        assert token_file.read_text().strip() == token
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        assert httpx.get(f"{admin}/healthz", timeout=10).json() == {"status": "ok"}
+        assert httpx.get(f"{admin}/v1/providers", timeout=10).status_code == 401
+        answer = httpx.get(f"{admin}/v1/providers", timeout=10,
+                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        assert [p["name"] for p in answer.json()["providers"]] == ["fakellm"]
+        listed = run("providers", "list", "--json", extra=exports)
+        assert listed.returncode == 0, listed.stderr
+        assert json.loads(listed.stdout.splitlines()[0])["name"] == "fakellm"
+        again = run("dev", "up")
         assert again.returncode == 0 and bootstrap in again.stdout, "up is idempotent"
-        status = run("status")
+        assert token not in again.stdout and str(token_file) in again.stdout, "printed once"
+        status = run("dev", "status")
         assert status.returncode == 0, status.stdout
-        assert "kafka" in status.stdout and "redis" in status.stdout and "fakellm" in status.stdout
+        for name in ("kafka", "redis", "fakellm", "admin"):
+            assert name in status.stdout
     finally:
-        down = run("down")
+        down = run("dev", "down")
     assert down.returncode == 0
+    assert "admin" in down.stdout and "killed" not in down.stdout, down.stdout
     assert not metadata_ok(bootstrap, timeout_s=1)
-    assert run("status").returncode == 1
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{admin}/healthz", timeout=2)
+    log = (tmp_path / "admin.log").read_text()
+    assert "admin stopping" in log and "Traceback" not in log
+    assert not token_file.exists()
+    assert run("dev", "status").returncode == 1

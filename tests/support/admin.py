@@ -1,11 +1,14 @@
-"""Helpers for admin tests: the app in a thread, a client with tokens, what must not change."""
+"""Helpers for admin tests: a config, the app in a thread, a client with tokens, what must not change."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,11 +18,23 @@ from confluent_kafka import KafkaException
 from services.admin.app import create_app
 from services.admin.server import serve_in_thread
 from services.admin.settings import AdminSettings
+from shared.redis.client import connect
+from shared.redis.fleet import Fleet
 from shared.settings import load
-from tests.support.kafka import end_offsets
+from tests.support.enrich import write_config
+from tests.support.kafka import end_offsets, wait_for
 
 OP = "operator-token-5f1c0a9e7b3d"
 VIEW = "viewer-token-9a7e3c5b1d0f"
+
+
+def admin_config(path: Path, fake_url: str, rpm: int = 600) -> Path:
+    """enrich's test config, plus a model of its own with a budget of one call a minute."""
+    write_config(path, fake_url, rpm=rpm)
+    doc = json.loads(path.read_text())
+    doc["providers"]["primary"]["models"] = {"slow-model": {"requests_per_minute": 1}}
+    path.write_text(json.dumps(doc))
+    return path
 
 
 @contextmanager
@@ -47,11 +62,32 @@ class Client:
     def post(self, path: str, token: str | None = OP, **kw: Any) -> httpx.Response:
         return self.http.post(path, headers={**self._headers(token), **kw.pop("headers", {})}, **kw)
 
+    def wait_ready(self, timeout_s: float) -> None:
+        """Until ``/readyz`` says ready and ``/v1/lag`` has its first sample."""
+        wait_for(
+            lambda: self.get("/readyz", None).status_code == 200, timeout_s, what="/readyz 200"
+        )
+        wait_for(lambda: self.get("/v1/lag").status_code == 200, timeout_s,
+                 what="the first lag sample (GET /v1/lag 200)")  # fmt: skip
+
     def provider(self, name: str, token: str | None = OP) -> dict[str, Any]:
         r = self.get("/v1/providers", token)
         assert r.status_code == 200, r.text
         [p] = [p for p in r.json()["providers"] if p["name"] == name]
         return p  # type: ignore[no-any-return]
+
+
+def inflight_by_worker(url: str, pipeline: str, provider: str) -> dict[str, int]:
+    """Each live worker's calls in flight to ``provider``, from their heartbeats in Redis."""
+
+    async def read() -> dict[str, int]:
+        r = connect(url)
+        try:
+            return await Fleet(r, pipeline).list_workers(provider)
+        finally:
+            await r.aclose()
+
+    return asyncio.run(read())
 
 
 def redis_snapshot(url: str, pipeline: str) -> dict[bytes, bytes | None]:

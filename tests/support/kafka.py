@@ -56,7 +56,9 @@ def end_offsets(bootstrap: str, topic: str, committed_only: bool = True) -> dict
     """Each partition's end: the last stable offset, or with ``committed_only=False`` the
     high watermark (records of open transactions included)."""
     isolation = "read_committed" if committed_only else "read_uncommitted"
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "probe", "isolation.level": isolation})
+    c = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "probe", "isolation.level": isolation}
+    )
     try:
         md = c.list_topics(topic, timeout=10)
         out = {}

@@ -20,6 +20,8 @@ providers:
     base_url: https://api.example.com/v1
     api_key: sk-very-secret-123
     requests_per_minute: 100
+    input_price_per_mtok: 0.15
+    output_price_per_mtok: 0.6
     models: {small: {requests_per_minute: 1000, tokens_per_minute: 5000}}
   an:
     kind: anthropic
@@ -55,6 +57,8 @@ def test_good_file(tmp_path: Path) -> None:
     assert limits == ProviderLimits(rpm=100, tpm=0, models={"small": ModelLimits(1000, 5000)})
     assert [d.name for d in dims_for(limits, "other")] == ["rpm"]  # the provider's budget
     assert oa.resolve_api_key() == "sk-very-secret-123"
+    assert (oa.input_price_per_mtok, oa.output_price_per_mtok) == (0.15, 0.6)
+    assert an.input_price_per_mtok is None and an.output_price_per_mtok is None  # no prices
     assert an.resolve_api_key({"MY_ANTHROPIC_KEY": "k2"}) == "k2"
     assert an.extra_headers == {"anthropic-version": "2023-06-01"}
     assert c.task().prompt == "{customer.name}: {text}"
@@ -161,6 +165,11 @@ def mutate(old: str, new: str) -> str:
             r"leave this header's value empty",
         ),
         (mutate("models: {an: claude-x}", "models: {zz: claude-x}"), r"models: \['zz'\] not among"),
+        (
+            mutate("output_price_per_mtok: 0.6", "output_price_per_mtok: -1"),
+            r"providers\.oa\.output_price_per_mtok: .*greater than or equal to 0",
+        ),
+        (mutate("    output_price_per_mtok: 0.6\n", ""), r"providers\.oa: .*together"),
         (
             mutate("base_url: https://api.example.com/v1", "base_url: ftp://x"),
             r"providers\.oa\.base_url",

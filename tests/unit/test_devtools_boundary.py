@@ -1,4 +1,4 @@
-"""The dev wing stays out of the runtime's import graph.
+"""Import boundaries: the dev wing stays out of the runtime, the enrich core out of Redis.
 
 Importing a service's entry module (or the ``sluice`` command) loads no module
 of ``devtools`` and none of ``bench``: only the CLI's ``dev``, ``demo`` and
@@ -61,3 +61,10 @@ def test_the_probe_sees_the_wing_once_a_dev_command_loads_it() -> None:
     loaded = of_the_wing(loaded_after("services.cli", "devtools.demo", "bench.main"))
     want = {"devtools.demo", "devtools.stack.resolve", "devtools.fleet.fleet", "bench.main"}
     assert want <= set(loaded)
+
+
+def test_the_enrich_core_loads_no_store_client() -> None:
+    """``Enricher`` works over the ProviderState seam: no redis module comes with it."""
+    loaded = loaded_after("services.enrich.enricher")
+    assert "services.enrich.enricher" in loaded
+    assert [n for n in loaded if n.split(".")[0] == "redis"] == []

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.enrich.gate import BucketGate
+from shared.errors import ProviderStateUnavailable
 from shared.provider_state import Batch, Reservation
-from shared.redis.errors import ProviderStateUnavailable
 
 
 @dataclass

@@ -28,11 +28,11 @@ from services.enrich.worker_provider import WorkerProvider
 from shared import headers as h
 from shared import jsondoc
 from shared.config_file import TaskConfig
+from shared.errors import ProviderStateUnavailable
 from shared.kafka.concurrent import Output
 from shared.kinds import FailureKind as K
 from shared.outcomes import Failure, Record
 from shared.provider_state import Admission, Batch, Health, Reservation
-from shared.redis.errors import ProviderStateUnavailable
 from shared.topics import Topics
 
 T = Topics("p")

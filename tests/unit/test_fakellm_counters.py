@@ -44,6 +44,7 @@ def test_counters_count_routes_windows_repeats_and_paid_repeats() -> None:
     c.fault("hang")
     snap = c.snapshot()
     assert snap["requests_total"] == 11
+    assert snap["last_request_at"] == 1030.0  # when the latest request arrived
     assert snap["requests_by_route"] == {"/r": 10, "/other": 1}
     assert snap["max_requests_1s"] == 10
     assert snap["max_requests_60s"] == 11
@@ -56,6 +57,7 @@ def test_counters_count_routes_windows_repeats_and_paid_repeats() -> None:
     assert (snap["tokens_in"], snap["tokens_out"]) == (10, 14)
     c.reset()
     assert c.snapshot()["requests_total"] == 0
+    assert c.snapshot()["last_request_at"] is None
     assert c.snapshot()["max_requests_1s"] == 0
 
 

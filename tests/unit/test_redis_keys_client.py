@@ -7,10 +7,9 @@ import fnmatch
 import pytest
 import redis.exceptions
 
-from shared.errors import SluiceError
+from shared.errors import ProviderStateUnavailable, SluiceError
 from shared.redis import keys
 from shared.redis.client import connect, translated
-from shared.redis.errors import ProviderStateUnavailable
 
 
 def test_inflight_pattern_matches_only_that_providers_workers() -> None:
@@ -30,7 +29,7 @@ def test_outages_become_provider_state_unavailable(exc: Exception) -> None:
     with pytest.raises(ProviderStateUnavailable) as info, translated("test"):
         raise exc
     assert isinstance(info.value, SluiceError)
-    assert isinstance(info.value, redis.exceptions.ConnectionError)  # old handlers still catch it
+    assert not isinstance(info.value, redis.exceptions.RedisError)  # callers need no redis
     assert info.value.__cause__ is exc
 
 

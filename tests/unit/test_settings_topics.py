@@ -4,7 +4,7 @@ from pydantic import ValidationError
 from shared.errors import ConfigError, TopicError
 from shared.kafka.provision import check_layout
 from shared.kinds import FailureKind
-from shared.settings import CommonSettings, IngestSettings, load
+from shared.settings import CommonSettings, IngestSettings, load, load_with_flags
 from shared.topics import Rung, Topics, parse_rungs
 
 
@@ -21,6 +21,17 @@ def test_settings_are_frozen() -> None:
     s = load(CommonSettings)
     with pytest.raises(ValidationError):
         s.pipeline = "other"  # type: ignore[misc]
+
+
+def test_a_flag_given_overrides_the_environment_and_one_not_given_leaves_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLUICE_SOURCE_TOPIC", "from-env")
+    monkeypatch.setenv("SLUICE_INPUT_FORMAT", "bytes")
+    s = load_with_flags(IngestSettings, source_topic="from-flag", input_format=None)
+    assert (s.source_topic, s.input_format) == ("from-flag", "bytes")
+    with pytest.raises(ConfigError, match="SLUICE_INPUT_FORMAT"):
+        load_with_flags(IngestSettings, input_format="xml")
 
 
 def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

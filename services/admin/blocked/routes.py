@@ -36,6 +36,7 @@ READ_TIMEOUT_S = 20.0
 
 _UNREADABLE = "P.sequencer.state cannot be read"
 _RELEASE: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "the body is not JSON text"},
     403: {"model": Problem, "description": "the viewer token may only read"},
     404: {"model": Problem, "description": "that key is not blocked at that record now"},
     503: {"model": Problem, "description": f"{_UNREADABLE}, or the release and its audit "

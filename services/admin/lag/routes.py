@@ -14,6 +14,14 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from services.admin.lag.models import LagReport
+from services.admin.models import Problem
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "not a consumer group of the pipeline"},
+    503: {"model": Problem, "description": "no lag sample yet",
+          "headers": {"Retry-After": {"description": "seconds until the next sample",
+                                      "schema": {"type": "integer"}}}},
+}  # fmt: skip
 
 
 class LagSource(Protocol):
@@ -30,7 +38,7 @@ class LagSource(Protocol):
 def lag_router(require_viewer: Callable[..., Any], source: LagSource) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["lag"], dependencies=[Depends(require_viewer)])
 
-    @router.get("/lag", response_model=LagReport)
+    @router.get("/lag", response_model=LagReport, responses=_RESPONSES)
     def get_lag(
         group: str | None = Query(None, description="one consumer group of the pipeline"),
     ) -> LagReport:

@@ -36,6 +36,10 @@ class ProviderRequest:
         """Characters of prompt text (system + messages): the input-token estimate's base."""
         return len(self.system or "") + sum(len(m.content) for m in self.messages)
 
+    def input_tokens_estimate(self) -> int:
+        """Input tokens, estimated as prompt characters / 4 (+1): what the buckets reserve."""
+        return self.text_chars() // 4 + 1
+
 
 @dataclass(frozen=True, slots=True)
 class CallSuccess:
