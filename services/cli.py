@@ -4,6 +4,7 @@
     sluice providers list | pause | resume   providers over the admin API
     sluice lag | audit                  consumer lag, audit log over the admin API
     sluice dlq list|show|replay|replays|cancel  DLQs over the admin API
+    sluice blocked list | release       blocked keys (block mode) over the admin API
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm, admin)
     sluice demo                         end-to-end run with live progress and a summary
@@ -122,6 +123,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "lag": (_over_the_api("lag"), "consumer lag per partition, over the admin API"),
     "audit": (_over_the_api("audit"), "the admin API's audit log, newest first"),
     "dlq": (_over_the_api("dlq"), "DLQs over the admin API: list|show|replay|replays|cancel"),
+    "blocked": (_over_the_api("blocked"), "blocked keys over the admin API: list | release"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),

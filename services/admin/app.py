@@ -38,6 +38,7 @@ from services.admin.auth import (
     Authenticator,
     require_viewer,
 )
+from services.admin.blocked import routes as blocked_routes
 from services.admin.context import AdminContext
 from services.admin.dlq import replay_tasks, replays
 from services.admin.dlq import routes as dlq_routes
@@ -132,7 +133,7 @@ def create_app(
                        responses=TOKEN_RESPONSES)  # fmt: skip
     mount_page(app, require_viewer, sampler)  # the operator page at /
     for router in (providers.router, audit_api.router, dlq_routes.router, replays.router,
-                   replay_tasks.router, *routers):  # fmt: skip
+                   replay_tasks.router, blocked_routes.router, *routers):  # fmt: skip
         app.include_router(router, prefix="/v1", dependencies=[Depends(require_viewer)],
                            responses=TOKEN_RESPONSES)  # fmt: skip
     app.add_exception_handler(ProviderStateUnavailable, _redis_unavailable)

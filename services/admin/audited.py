@@ -41,6 +41,13 @@ def request_id(request: Request) -> str:
     return rid
 
 
+def audit_record(request: Request, who: Principal, action: str, target: str,
+                 params: dict[str, Any], result: dict[str, Any]) -> AuditRecord:  # fmt: skip
+    """The audit record of a mutation of this request, stamped now."""
+    return AuditRecord(id=request_id(request), time=datetime.now(UTC), who=who.who,
+                       action=action, target=target, params=params, result=result)  # fmt: skip
+
+
 async def audit_or_undo(
     ctx: AdminContext,
     request: Request,
@@ -52,8 +59,7 @@ async def audit_or_undo(
     undo: Undo | None,
 ) -> AuditRecord:
     """Write the mutation's audit record; if that fails, undo it and raise a 503."""
-    record = AuditRecord(id=request_id(request), time=datetime.now(UTC), who=who.who,
-                         action=action, target=target, params=params, result=result)  # fmt: skip
+    record = audit_record(request, who, action, target, params, result)
     try:
         await asyncio.to_thread(ctx.audit.write, record)
     except DeliveryError as exc:

@@ -1,4 +1,5 @@
-"""A client of the admin API for the ``sluice`` command (``providers``, ``lag``, ``audit``, ``dlq``).
+"""A client of the admin API for the ``sluice`` command (``providers``, ``lag``, ``audit``, ``dlq``,
+``blocked``).
 
     SLUICE_ADMIN_URL          base URL (or ``--url``; default http://127.0.0.1:8700)
     SLUICE_ADMIN_TOKEN        the operator or viewer token (or ..._TOKEN_FILE)
@@ -124,6 +125,12 @@ class AdminClient:
 
     def cancel_replay(self, replay_id: str) -> dict[str, Any]:
         return self._call("POST", f"/v1/replays/{replay_id}/cancel")
+
+    def blocked(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/blocked")
+
+    def release(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", "/v1/blocked/release", json=body)
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         try:

@@ -1,10 +1,13 @@
-"""``sluice providers|lag|audit``: the admin API from the command line.
+"""``sluice providers|lag|audit|blocked``: the admin API from the command line.
 
     sluice providers list                       every provider's state
     sluice providers pause NAME --reason R      stop new calls fleet-wide
     sluice providers resume NAME                let them start again
     sluice lag [--group G]                      consumer lag per partition
     sluice audit [--limit N]                    audit records, newest first
+    sluice blocked list                         keys held by a dead record (block mode)
+    sluice blocked release --key K --src-topic T --src-partition N --src-offset O
+                                                skip the dead record; the rest follows
 
 An aligned table on a terminal; otherwise, or with ``--json``, one JSON object
 a line. ``--url`` or ``SLUICE_ADMIN_URL`` names the admin API,
@@ -88,3 +91,27 @@ def dlq(argv: list[str]) -> int:
     from services.admin.dlq.ctl import run
 
     return run(argv)
+
+
+def blocked(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="sluice blocked", description="Keys held by a dead "
+                                     "record (the sequencer's block mode); release one.")  # fmt: skip
+    sub = parser.add_subparsers(dest="action", required=True)
+    _common(sub.add_parser("list", help="every blocked key, the longest blocked first"))
+    rel = sub.add_parser("release", help="skip a blocked key's dead record; the key's later "
+                                         "records follow in order (cannot be undone)")  # fmt: skip
+    key = rel.add_mutually_exclusive_group(required=True)
+    key.add_argument("--key", help="the key as UTF-8 text")
+    key.add_argument("--key-b64", help="the key's bytes in base64, for any key (as listed)")
+    rel.add_argument("--src-topic", required=True, help="the dead record's source topic")
+    rel.add_argument("--src-partition", type=int, required=True, help="its source partition")
+    rel.add_argument("--src-offset", type=int, required=True, help="its source offset")
+    _common(rel)
+    args = parser.parse_args(argv)
+    with AdminClient.from_env(args.url) as api:
+        if args.action == "list":
+            return _emit(args, api.blocked(), tables.blocked_records, tables.blocked_table)
+        named = {"key": args.key} if args.key is not None else {"key_b64": args.key_b64}
+        doc = api.release({**named, "src_topic": args.src_topic,
+                           "src_partition": args.src_partition, "src_offset": args.src_offset})  # fmt: skip
+        return _emit(args, doc, lambda d: [d], tables.release_table)

@@ -1,4 +1,4 @@
-"""What ``sluice providers|lag|audit`` print, from the admin API's JSON (pure).
+"""What ``sluice providers|lag|audit|blocked`` print, from the admin API's JSON (pure).
 
 Each ``*_records`` function gives the JSON objects of ``--json`` (one a line);
 each ``*_table`` the rows of the aligned table a terminal gets.
@@ -17,6 +17,8 @@ PROVIDER_HEAD = ("PROVIDER", "KIND", "STATE", "BREAKER", "IN_FLIGHT", "WORKERS",
 PAUSE_HEAD = ("PROVIDER", "PAUSED", "CHANGED", "IN_FLIGHT", "PAUSED BY / REASON", "REQUEST_ID")
 LAG_HEAD = ("GROUP", "STATE", "TOPIC", "PART", "COMMITTED", "END", "LAG", "LAG_S", "STATUS")
 AUDIT_HEAD = ("TIME", "WHO", "ACTION", "TARGET", "PARAMS", "ID")
+BLOCKED_HEAD = ("KEY", "PART", "DEAD RECORD", "SINCE", "AGE_S", "WAITING", "ERROR")
+RELEASE_HEAD = ("RELEASED KEY", "PART", "DEAD RECORD", "WAITING", "REQUEST_ID")
 
 
 def json_lines(records: Sequence[dict[str, Any]]) -> list[str]:
@@ -111,3 +113,30 @@ def audit_table(doc: dict[str, Any]) -> list[str]:
              json.dumps(r["params"], separators=(",", ":")) if r["params"] else "-", r["id"])
             for r in audit_records(doc)]  # fmt: skip
     return table(AUDIT_HEAD, rows)
+
+
+def blocked_records(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return list(doc["blocked"])
+
+
+def _key(b: dict[str, Any]) -> str:
+    """The key as text, or ``b64:<base64>`` when it is not UTF-8 (``--key-b64`` takes that)."""
+    return b["key"] if b["key"] is not None else f"b64:{b['key_b64']}"
+
+
+def _head(b: dict[str, Any]) -> str:
+    return f"{b['src_topic']}/{b['src_partition']}/{b['src_offset']}"
+
+
+def blocked_table(doc: dict[str, Any]) -> list[str]:
+    rows = [(_key(b), _cell(b["partition"]), _head(b), b["since"], _cell(b["age_s"]),
+             _cell(b["waiting"]), f"{_cell(b['error_kind'])}: {_cell(b['error_message'])}")
+            for b in blocked_records(doc)]  # fmt: skip
+    return table(BLOCKED_HEAD, rows)
+
+
+def release_table(doc: dict[str, Any]) -> list[str]:
+    """The answer of a release: one row."""
+    b = doc["released"]
+    row = (_key(b), _cell(b["partition"]), _head(b), _cell(b["waiting"]), doc["request_id"])
+    return table(RELEASE_HEAD, [row])

@@ -5,7 +5,10 @@
 reads ``P.sequencer.state`` to its end (``read_committed``) and lists them, for
 admin. A blocked key is released by a ``P.results`` record keyed by the
 record's key, with the record's ``sluice.src.*`` headers and
-``sluice.outcome=release`` (durable: it goes through the same transactions).
+``sluice.outcome=release`` (:func:`release_record`; admin writes it). It goes
+through the sequencer's transactions like any outcome, so it is durable across
+restarts, and it is idempotent: releasing a record that is not blocked (any
+more) changes nothing.
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from confluent_kafka import KafkaException
+
 from services.sequencer.changelog import Change, restore
 from services.sequencer.reorder import Reorder
 from services.sequencer.restore import StateReader
 from shared import headers as h
+from shared.errors import BrokerError
 from shared.settings import CommonSettings
 from shared.topics import Topics
 
@@ -62,13 +68,24 @@ def from_changelog(records: Mapping[int, Iterable[Change]], now_ms: int | None =
     return blocked_keys({n: restore(recs, mode="block")[0] for n, recs in records.items()}, now_ms)
 
 
+def release_record(key: bytes, ident: h.SourceId) -> tuple[bytes, None, h.HeaderList]:
+    """Key, value and headers of the ``P.results`` record that releases ``ident`` (pure)."""
+    return key, None, [*h.source_headers(ident, 0), (h.OUTCOME, b"release")]
+
+
 def read_blocked(settings: CommonSettings, timeout_s: float = 30.0) -> list[BlockedKey]:
-    """Read the changelog of ``settings.pipeline`` and list its blocked keys."""
+    """Read the changelog of ``settings.pipeline`` and list its blocked keys.
+
+    Blocks for up to ``timeout_s``; BrokerError when the changelog cannot be read by then.
+    """
     topic = Topics(settings.pipeline).state
-    reader = StateReader(settings, topic)
     try:
-        md = reader.reader.list_topics(topic, timeout=10).topics.get(topic)
-        parts = sorted(md.partitions) if md is not None and md.error is None else []
-        return from_changelog(reader.read(parts, time.monotonic() + timeout_s))
-    finally:
-        reader.close()
+        reader = StateReader(settings, topic)
+        try:
+            md = reader.reader.list_topics(topic, timeout=min(10.0, timeout_s)).topics.get(topic)
+            parts = sorted(md.partitions) if md is not None and md.error is None else []
+            return from_changelog(reader.read(parts, time.monotonic() + timeout_s))
+        finally:
+            reader.close()
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read {topic}: {exc}") from exc

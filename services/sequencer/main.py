@@ -1,8 +1,9 @@
 """``sluice sequencer``: restore per-key order, exactly once to P.output.
 
 sluice sequencer                  run the service
-sluice sequencer blocked          list blocked keys (block mode) as JSON lines
-sluice sequencer release --key K --src-topic T --src-partition N --src-offset O
+
+Blocked keys (block mode) are listed and released over the admin API:
+``sluice blocked list|release`` (``GET /v1/blocked``, ``POST /v1/blocked/release``).
 """
 
 from __future__ import annotations
@@ -16,16 +17,15 @@ from shared.stage import run_stage
 
 
 def run(argv: list[str]) -> int:
-    if argv and argv[0] in ("blocked", "release"):
-        from services.sequencer import control
-
-        return control.run(argv)
     parser = argparse.ArgumentParser(prog="sluice sequencer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--dead-mode", choices=["skip", "block"], help="overrides SLUICE_DEAD_MODE")
     parser.add_argument(
         "--worker-id", help="overrides SLUICE_WORKER_ID (names the transactional id)"
     )
+    if argv and argv[0] in ("blocked", "release"):
+        parser.error(f"'sluice sequencer {argv[0]}' is now 'sluice blocked "
+                     f"{'list' if argv[0] == 'blocked' else 'release'}' (over the admin API)")  # fmt: skip
     args = parser.parse_args(argv)
     settings = load_with_flags(
         SequencerSettings, dead_mode=args.dead_mode, worker_id=args.worker_id

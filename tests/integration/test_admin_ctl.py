@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from services.fakellm.server import serve_in_thread
 from shared.kafka.provision import create_topics
 from shared.settings import CommonSettings, load
 from tests.support.admin import OP, VIEW, admin_config, free_port, serve_admin
-from tests.support.cli import error_line
+from tests.support.cli import error_line, on_a_terminal
 
 pytestmark = pytest.mark.integration
 
@@ -79,29 +78,10 @@ def test_on_a_terminal_the_answer_is_a_table(stack: Stack, config: Path) -> None
         url = str(admin.http.base_url).rstrip("/")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_ADMIN_")}
         env |= {"SLUICE_ADMIN_URL": url, "SLUICE_ADMIN_TOKEN": VIEW}
-        primary, terminal = pty.openpty()
-        try:
-            done = subprocess.run([sys.executable, "-m", "services.cli", "providers", "list"],
-                                  env=env, stdout=terminal, stderr=subprocess.PIPE,
-                                  timeout=60)  # fmt: skip
-            os.close(terminal)
-            out = b""
-            while chunk := _read(primary):
-                out += chunk
-        finally:
-            os.close(primary)
-        assert done.returncode == 0, done.stderr
-        head, *rows = out.decode().replace("\r\n", "\n").strip().splitlines()
+        head, *rows = on_a_terminal(env, "providers", "list").splitlines()
         assert head.split()[:3] == ["PROVIDER", "KIND", "STATE"]
         assert "primary" in {row.split()[0] for row in rows}
         assert not any(row.startswith("{") for row in rows)
-
-
-def _read(fd: int) -> bytes:
-    try:
-        return os.read(fd, 65536)
-    except OSError:  # EIO: the terminal's other end is closed
-        return b""
 
 
 def test_lag_answers_once_sampled(stack: Stack, config: Path) -> None:

@@ -37,12 +37,14 @@ OPERATIONS = {"GET /healthz", "GET /readyz", "GET /metrics", "GET /v1/providers"
               "POST /v1/providers/{name}/pause", "POST /v1/providers/{name}/resume",
               "GET /v1/audit", "GET /v1/lag", "GET /v1/dlq", "GET /v1/dlq/{name}/records",
               "POST /v1/replays", "GET /v1/replays", "GET /v1/replays/{replay_id}",
-              "POST /v1/replays/{replay_id}/cancel"}  # fmt: skip
+              "POST /v1/replays/{replay_id}/cancel", "GET /v1/blocked",
+              "POST /v1/blocked/release"}  # fmt: skip
 # Operations whose 2xx random input cannot reach here (their success is tested elsewhere).
 NO_2XX_HERE = {
     "POST /v1/replays",  # only a dry run of a known DLQ and task answers 2xx (test_admin_dlq.py)
     "GET /v1/replays/{replay_id}",  # only a task's id answers 2xx (test_admin_replay.py)
     "POST /v1/replays/{replay_id}/cancel",
+    "POST /v1/blocked/release",  # only a key blocked now answers 2xx (test_admin_blocked.py)
 }
 
 

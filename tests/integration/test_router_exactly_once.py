@@ -29,12 +29,18 @@ from shared.kinds import FailureKind as K
 from shared.outcomes import Failure, Record, failure_record, ok_result
 from shared.settings import load
 from tests.integration.test_router import fail, ident
-from tests.support.kafka import read_all
+from tests.support.kafka import read_all, wait_for
 
 pytestmark = pytest.mark.integration
 
 N = 800
 KILLS = 6
+
+
+def started(procs: Processes) -> int:
+    """How many router processes got as far as handling signals (each logs its roles)."""
+    log = procs.log_path("router").read_text(errors="replace")
+    return sum(" rungs " in line for line in log.splitlines())
 
 
 def retried(i: int) -> bool:
@@ -131,6 +137,9 @@ def test_sigkill_at_random_moments_never_forks_a_record(
         results = read_all(stack.bootstrap, f"{pipeline}.results", expect=N, timeout_s=120,
                            idle_s=6)  # fmt: skip
         procs.check()
+        # The last router may still be starting when the results are all in (its
+        # predecessor wrote them): a SIGTERM before it handles signals is no clean stop.
+        wait_for(lambda: started(procs) == KILLS + 1, 60, what="the last router to start")
     finally:
         enrich.done.set()
         codes = procs.stop(grace_s=60)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
+import sys
 
 
 def error_line(proc: subprocess.CompletedProcess[str], command: str) -> str:
@@ -13,3 +16,26 @@ def error_line(proc: subprocess.CompletedProcess[str], command: str) -> str:
     errors = [line for line in lines if line.startswith(f"sluice {command}: error: ")]
     assert errors == [lines[-1]], proc.stderr
     return errors[0]
+
+
+def on_a_terminal(env: dict[str, str], *args: str) -> str:
+    """What ``sluice ARGS`` prints with a terminal as stdout (it must exit 0)."""
+    primary, terminal = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "services.cli", *args], env=env,
+                              stdout=terminal, stderr=subprocess.PIPE, timeout=120)  # fmt: skip
+        os.close(terminal)
+        out = b""
+        while chunk := _read(primary):
+            out += chunk
+    finally:
+        os.close(primary)
+    assert done.returncode == 0, done.stderr
+    return out.decode().replace("\r\n", "\n").strip()
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the terminal's other end is closed
+        return b""

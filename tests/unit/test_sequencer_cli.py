@@ -44,3 +44,11 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     s = load(SequencerSettings)
     assert (s.dead_mode, s.gap_markers, s.txn_interval_ms) == ("skip", True, 100)
     assert s.group == "pp.sequencer" and s.transactional_id == "pp.sequencer.w-1"
+
+
+@pytest.mark.parametrize("cmd", ["blocked", "release"])
+def test_the_old_blocked_commands_name_their_admin_api_successor(cmd: str) -> None:
+    proc = sluice("sequencer", cmd)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    new = "list" if cmd == "blocked" else "release"
+    assert f"'sluice sequencer {cmd}' is now 'sluice blocked {new}'" in proc.stderr
