@@ -132,6 +132,17 @@ class Page:
         text: str = self.el("#flash").text
         return text
 
+    def blocked_rows(self) -> list[Any]:
+        rows: list[Any] = self.d.find_elements(self.by.CSS_SELECTOR, "#blocked tr.blocked-key")
+        return rows
+
+    def blocked_row(self, shown: str) -> Any:
+        """The blocked key's row by the key as shown (its text, or base64), or None."""
+        for tr in self.blocked_rows():
+            if tr.find_element(self.by.CSS_SELECTOR, ".key").text == shown:
+                return tr
+        return None
+
     def audit_top(self) -> str:
         rows = self.d.find_elements(self.by.CSS_SELECTOR, "#audit tbody tr")
         return rows[0].text if rows else ""
@@ -267,3 +278,46 @@ def test_with_insecure_dev_the_page_asks_for_no_token(
         assert not page.el("#forget").is_displayed()
         assert "insecure-dev" in page.el("#session").text
         assert driver.execute_script("return sessionStorage.getItem('sluice-admin-token')") is None
+
+
+def test_an_operator_releases_a_blocked_key_from_the_page(
+    stack: Stack, kafka_env: dict[str, str], pipeline: str, tmp_path: Path
+) -> None:
+    from selenium.webdriver.support import expected_conditions
+
+    from services.sequencer.settings import SequencerSettings
+    from tests.integration.test_admin_blocked import FREE, KEY, block_two_keys, per_key
+    from tests.integration.test_sequencer import Running
+
+    settings = load(SequencerSettings, worker_id=f"w-{pipeline}", dead_mode="block")
+    create_topics(settings)
+    with Running(settings), serve_admin() as admin, chromium() as driver:
+        block_two_keys(stack, pipeline)
+        page = Page(driver, str(admin.http.base_url).rstrip("/"))
+        driver.get(page.base + "/")
+        page.sign_in(OP)
+        wait_until(driver, lambda d: len(page.blocked_rows()) == 2, "two blocked keys in the page",
+                   LAG_WAIT_S)  # fmt: skip
+        assert per_key(stack, pipeline, expect=1) == {FREE: [(6, "ok")]}
+        row = page.blocked_row("cust-7")
+        assert "src[0]@0" in row.text and "timeout" in row.text
+        assert page.blocked_row("//4tYmlu") is not None  # a key that is not UTF-8: its base64
+        screenshot(driver, tmp_path, "admin-page-blocked")
+
+        row.find_element(page.by.CSS_SELECTOR, "button.release").click()
+        alert = wait_until(driver, expected_conditions.alert_is_present(), "the confirmation")
+        assert "Release cust-7?" in alert.text
+        alert.accept()
+        wait_until(driver, lambda d: page.flash() == "cust-7 released", "the release answered")
+        keyed = per_key(stack, pipeline, expect=5)  # read_committed
+        assert keyed[KEY] == [(0, "dead"), (1, "ok"), (2, "ok"), (3, "ok")]
+        wait_until(driver, lambda d: page.blocked_row("cust-7") is None,
+                   "cust-7 gone from the page", LAG_WAIT_S)  # fmt: skip
+        assert len(page.blocked_rows()) == 1
+        wait_until(driver, lambda d: "blocked.release" in page.audit_top(),
+                   "the release audited", LAG_WAIT_S)  # fmt: skip
+        assert "src/0/0" in page.audit_top()
+        page.source()
+        screenshot(driver, tmp_path, "admin-page-released")
+        assert console_errors(driver) == []
+    assert not [html for html in page.html if OP in html]

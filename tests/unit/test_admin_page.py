@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.admin import models as m
 from services.admin.auth import Principal
+from services.admin.blocked.models import Blocked, BlockedKeys
 from services.admin.lag.models import GroupLag, LagReport, PartitionLag
 from services.admin.lag.status import Status
 from services.admin.page import view
@@ -49,7 +50,13 @@ def test_the_shell_asks_for_the_token_and_holds_no_data() -> None:
     html = view.shell(insecure_dev=False)
     assert 'id="token-form"' in html and 'type="password"' in html
     assert 'data-insecure-dev="0"' in html
-    for fragment in ("/page/providers", "/page/lag", "/page/audit", "/page/session"):
+    for fragment in (
+        "/page/providers",
+        "/page/blocked",
+        "/page/lag",
+        "/page/audit",
+        "/page/session",
+    ):
         assert f'hx-get="{fragment}"' in html
     assert f'src="/static/{view.HTMX}"' in html
     assert "Bearer" not in html and "<table" not in html
@@ -143,6 +150,31 @@ def test_the_lag_fragment_shows_status_age_errors_and_missing_topics() -> None:
     assert "p.router: missing topics p.parked" in html
     ok = report.model_copy(update={"error": None, "groups": report.groups[1:]})
     assert "all ok" in view.lag(ok, NOW)
+
+
+# -- blocked keys ---------------------------------------------------------------
+def blocked_key(key: str | None, key_b64: str) -> Blocked:
+    return Blocked(key=key, key_b64=key_b64, partition=1, src_topic="src", src_partition=0,
+                   src_offset=4, since=datetime(2024, 5, 1, 11, 0, tzinfo=UTC), age_s=3600.0,
+                   error_kind="timeout", error_class="Hang", error_message=EVIL,
+                   waiting=3)  # fmt: skip
+
+
+def test_a_blocked_key_with_html_in_it_is_text_and_released_by_its_bytes() -> None:
+    doc = BlockedKeys(blocked=[blocked_key(EVIL, "PGltZz4="), blocked_key(None, "//4tYmlu")])
+    html = view.blocked(doc, OPERATOR)
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert '<b class="key">//4tYmlu</b> <small>(base64)</small>' in html
+    # the release names the key by its bytes and the dead record, as GET /v1/blocked lists it
+    assert (
+        'hx-vals=\'{"key_b64": "PGltZz4=", "src_offset": 4, '
+        '"src_partition": 0, "src_topic": "src"}\''
+    ) in html
+    assert html.count('hx-post="/v1/blocked/release"') == 2
+    assert 'hx-confirm="Release &lt;img' in html and "the 3 records behind it" in html
+    assert "60 min" in html and "disabled" not in html
+    assert view.blocked(doc, VIEWER).count(" disabled") == 2
+    assert "No key is held" in view.blocked(BlockedKeys(blocked=[]), OPERATOR)
 
 
 # -- audit and helpers ----------------------------------------------------------

@@ -4,13 +4,13 @@
 
 ====================  =========  ==========================================================
 ``GET /``             no token   the page: asks for the token, holds no data
-``GET /page/*``       viewer     HTML fragments (session, providers, lag, audit), read
+``GET /page/*``       viewer     HTML fragments (session, providers, blocked, lag, audit), read
                                  through the same functions as the ``/v1`` routes
 ``GET /static/*``     no token   the page's script and style, the vendored htmx
 ====================  =========  ==========================================================
 
 The page's actions are not here: they post to ``/v1`` (pause with a reason,
-resume), so they are authorised and audited as every API call is. The
+resume, release a blocked key), so they are authorised and audited as every API call is. The
 fragments' errors are the API's JSON (401, 503 ...), which the page shows.
 Nothing here sets a cookie; the shell forbids framing and any script or
 style not served by the app (Content-Security-Policy).
@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.admin import audit_api, providers
 from services.admin.auth import Authenticator, Viewer
+from services.admin.blocked import routes as blocked_routes
 from services.admin.context import Ctx
 from services.admin.lag.routes import LagSource
 from services.admin.page import view
@@ -68,6 +69,10 @@ def page_router(require_viewer: Callable[..., Any], lag: LagSource) -> APIRouter
     @fragments.get("/providers", response_class=HTMLResponse)
     async def providers_fragment(who: Viewer, ctx: Ctx) -> HTMLResponse:
         return _fragment(view.providers(await providers.list_providers(ctx), who, time.time()))
+
+    @fragments.get("/blocked", response_class=HTMLResponse)
+    async def blocked_fragment(who: Viewer, ctx: Ctx) -> HTMLResponse:
+        return _fragment(view.blocked(await blocked_routes.list_blocked(ctx), who))
 
     @fragments.get("/lag", response_class=HTMLResponse)
     def lag_fragment() -> HTMLResponse:

@@ -22,6 +22,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from services.admin import models as m
 from services.admin.auth import Principal
+from services.admin.blocked.models import BlockedKeys
 from services.admin.lag.models import GroupLag, LagReport, PartitionLag
 from services.admin.lag.status import Status
 from services.admin.tokens import Role
@@ -30,8 +31,8 @@ HTMX = "htmx-2.0.11.min.js"
 """The vendored htmx (``static/VENDORED.md`` records its source and sha256)."""
 REFRESH_S = 5
 """Every fragment of the page is fetched again this often (and after each action) ..."""
-AUDIT_REFRESH_S = 15
-"""... but the audit list (each read opens a consumer on ``P.audit``)."""
+SLOW_REFRESH_S = 15
+"""... but the audit list and the blocked keys (each read opens a consumer on a topic)."""
 
 ALERTING = (Status.STALLED, Status.STOPPED, Status.GROWING)
 """Lag statuses the page counts in its lag heading (the ones an operator acts on)."""
@@ -128,7 +129,7 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(segment=segment, utc=utc, ago=ago)
-    env.globals.update(since=since, HTMX=HTMX, REFRESH_S=REFRESH_S, AUDIT_REFRESH_S=AUDIT_REFRESH_S)
+    env.globals.update(since=since, HTMX=HTMX, REFRESH_S=REFRESH_S, SLOW_REFRESH_S=SLOW_REFRESH_S)
     return env
 
 
@@ -159,6 +160,10 @@ def lag(report: LagReport | None, now: float) -> str:
     missing = [(g.group, g.missing_topics) for g in report.groups if g.missing_topics]
     return _render("lag.html", report=report, rows=lag_rows(report.groups),
                    alerting=alerting(report.groups), missing=missing, now=now)  # fmt: skip
+
+
+def blocked(doc: BlockedKeys, who: Principal) -> str:
+    return _render("blocked.html", keys=doc.blocked, read_only=who.role is Role.VIEWER)
 
 
 def audit(doc: m.AuditRecords, now: float) -> str:
