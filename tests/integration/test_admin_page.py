@@ -11,7 +11,6 @@ records, ``/metrics`` or error bodies.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -22,10 +21,8 @@ import pytest
 
 from devtools.stack.resolve import Stack
 from shared.kafka.provision import create_topics
-from shared.redis.client import connect
-from shared.redis.pause import PauseInfo, Pauses
 from shared.settings import CommonSettings, load
-from tests.support.admin import OP, VIEW, serve_admin
+from tests.support.admin import OP, VIEW, pause_in_redis, serve_admin
 from tests.support.browser import chromium, console_errors, screenshot, wait_until
 from tests.support.enrich import write_config
 from tests.support.kafka import produce
@@ -72,17 +69,6 @@ def some_lag(bootstrap: str, pipeline: str) -> None:
                 time.sleep(0.5)
     finally:
         c.close()
-
-
-def pause_in_redis(redis_url: str, pipeline: str, name: str) -> PauseInfo | None:
-    async def read() -> PauseInfo | None:
-        r = connect(redis_url)
-        try:
-            return await Pauses(r, pipeline).read(name)
-        finally:
-            await r.aclose()
-
-    return asyncio.run(read())
 
 
 class Page:

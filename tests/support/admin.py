@@ -6,13 +6,14 @@ import asyncio
 import json
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import redis
+import redis.asyncio as aioredis
 from confluent_kafka import KafkaException
 
 from services.admin.app import create_app
@@ -20,6 +21,7 @@ from services.admin.server import serve_in_thread
 from services.admin.settings import AdminSettings
 from shared.redis.client import connect
 from shared.redis.fleet import Fleet
+from shared.redis.pause import PauseInfo, Pauses
 from shared.settings import load
 from tests.support.enrich import write_config
 from tests.support.kafka import end_offsets, wait_for
@@ -77,17 +79,30 @@ class Client:
         return p  # type: ignore[no-any-return]
 
 
-def inflight_by_worker(url: str, pipeline: str, provider: str) -> dict[str, int]:
-    """Each live worker's calls in flight to ``provider``, from their heartbeats in Redis."""
+T = TypeVar("T")
 
-    async def read() -> dict[str, int]:
+
+def on_redis(url: str, read: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    """``read(client)`` with an async client of ``url``, closed after."""
+
+    async def run() -> T:
         r = connect(url)
         try:
-            return await Fleet(r, pipeline).list_workers(provider)
+            return await read(r)
         finally:
             await r.aclose()
 
-    return asyncio.run(read())
+    return asyncio.run(run())
+
+
+def inflight_by_worker(url: str, pipeline: str, provider: str) -> dict[str, int]:
+    """Each live worker's calls in flight to ``provider``, from their heartbeats in Redis."""
+    return on_redis(url, lambda r: Fleet(r, pipeline).list_workers(provider))
+
+
+def pause_in_redis(url: str, pipeline: str, name: str) -> PauseInfo | None:
+    """The provider's pause as every worker reads it from Redis (None: not paused)."""
+    return on_redis(url, lambda r: Pauses(r, pipeline).read(name))
 
 
 def redis_snapshot(url: str, pipeline: str) -> dict[bytes, bytes | None]:
