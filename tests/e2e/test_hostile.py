@@ -125,8 +125,10 @@ def run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]
     spec = FleetSpec(bootstrap=stack.bootstrap, redis_url=stack.redis_url, pipeline=pipeline,
                      source_topic=source, log_dir=tmp_path_factory.mktemp("hostile") / "logs",
                      rungs=RUNGS, enrich_workers=1, max_in_flight=64, llm_rps=400,
-                     latency="uniform:5:40", call_timeout_s=5.0,
-                     env={"SLUICE_KAFKA_PROP_SESSION_TIMEOUT_MS": "10000"})  # fmt: skip
+                     latency="uniform:5:40", call_timeout_s=5.0)  # fmt: skip
+    # The session timeout stays librdkafka's (45 s): nothing is killed here, and with static
+    # membership a session that times out on a starved broker ends in a fatal self-fencing
+    # (README, "Known problems")
     fleet = Fleet(spec)
     try:
         fleet.start()
