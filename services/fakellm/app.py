@@ -24,6 +24,7 @@ import logging
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ from services.fakellm.faults import (
     UnknownFault,
     draw_fault,
     forced_fault,
+    marker_times,
 )
 from services.fakellm.latency import sample_ms
 from services.fakellm.metrics import metrics_response
@@ -72,11 +74,20 @@ class Runtime:
         self.counters = Counters(clock)
         self.limiter = SlidingLimiter(clock)
         self.outage_until = 0.0
+        self.marked: Counter[str] = Counter()  # requests seen per text with a counted marker
 
     def set_config(self, config: FakeLLMConfig) -> None:
         if config.seed is not None and config.seed != self.config.seed:
             self.rng = random.Random(config.seed)
         self.config = config
+
+    def earlier_marked(self, text: str) -> int:
+        """Requests with ``text`` before this one, when it has a counted fault marker
+        (:func:`~services.fakellm.faults.marker_times`); 0 otherwise."""
+        if marker_times(text) is None:
+            return 0
+        self.marked[text] += 1
+        return self.marked[text] - 1
 
     def outage_remaining(self) -> float:
         return max(0.0, self.outage_until - self.clock())
@@ -197,7 +208,7 @@ async def _admit(rt: Runtime, d: Dialect, request: Request) -> Call | Response:
     messages = body.get("messages")
     text = answers.last_user_text(messages if isinstance(messages, list) else [])
     try:
-        forced = forced_fault(request.headers.get(FAULT_HEADER), text)
+        forced = forced_fault(request.headers.get(FAULT_HEADER), text, rt.earlier_marked(text))
     except UnknownFault as exc:
         return _error(rt, d, 400, str(exc))
     if forced is Fault.OUTAGE or rt.outage_remaining() > 0:
@@ -307,6 +318,7 @@ def _add_control(app: FastAPI, rt: Runtime, token: str | None) -> None:
     @control.post("/reset")
     async def reset() -> dict[str, bool]:
         rt.counters.reset()
+        rt.marked.clear()
         rt.limiter = SlidingLimiter(rt.clock)
         return {"reset": True}
 

@@ -2,6 +2,9 @@
 
 A request forces a fault with the header ``x-fakellm-fault: <name>`` or with
 the marker ``[[fault:<name>]]`` in its last user message (the header wins).
+A counted marker ``[[fault:<name>:<n>]]`` forces the fault on the first ``n``
+requests whose last user message is that text and lets the later ones through
+(a record that fails ``n`` times, then succeeds: on a retry or a replay).
 Forced faults are deterministic; drawn faults use an injectable
 ``random.Random`` so a seeded run repeats itself.
 """
@@ -15,7 +18,7 @@ from enum import StrEnum
 from services.fakellm.config import FaultMix
 
 FAULT_HEADER = "x-fakellm-fault"
-_MARKER = re.compile(r"\[\[fault:([^\]]*)\]\]")
+_MARKER = re.compile(r"\[\[fault:([^\]:]*)(?::([^\]]*))?\]\]")
 
 
 class Fault(StrEnum):
@@ -55,15 +58,34 @@ def parse_fault(name: str) -> Fault:
         raise UnknownFault(f"unknown fault {name!r}; known faults: {known}") from None
 
 
-def forced_fault(header: str | None, text: str) -> Fault | None:
+def marker_times(text: str) -> int | None:
+    """``n`` of a counted marker ``[[fault:<name>:<n>]]`` in ``text``; None without one.
+
+    Raises :class:`UnknownFault` when ``n`` is not a whole number from 0.
+    """
+    match = _MARKER.search(text)
+    if match is None or match.group(2) is None:
+        return None
+    times = match.group(2).strip()
+    if not times.isdigit():
+        raise UnknownFault(f"fault marker {match.group(0)!r}: the count must be a whole number")
+    return int(times)
+
+
+def forced_fault(header: str | None, text: str, earlier: int = 0) -> Fault | None:
     """The fault the request forces, from the header or else a marker in ``text``.
 
+    ``earlier``: how many requests with this text came before (counted markers only).
     Raises :class:`UnknownFault` for a name that is not a :class:`Fault`.
     """
     if header:
         return parse_fault(header)
     match = _MARKER.search(text)
-    return parse_fault(match.group(1)) if match else None
+    if match is None:
+        return None
+    fault = parse_fault(match.group(1))
+    times = marker_times(text)
+    return fault if times is None or earlier < times else None
 
 
 def draw_fault(mix: FaultMix, rng: random.Random) -> Fault | None:

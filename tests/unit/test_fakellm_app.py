@@ -118,6 +118,16 @@ def test_reset_clears_counters_and_limiter(client: TestClient) -> None:
     assert chat(client).status_code == 200
 
 
+def test_a_counted_marker_fails_that_text_n_times_then_answers(client: TestClient) -> None:
+    text = "charged twice [[fault:http_503:2]]"
+    assert [chat(client, text).status_code for _ in range(3)] == [503, 503, 200]
+    assert chat(client, "other [[fault:http_503:1]]").status_code == 503  # counted per text
+    assert chat(client, text).status_code == 200
+    assert chat(client, "[[fault:http_503:x]]").status_code == 400
+    client.post("/_control/reset")  # forgets the counts
+    assert chat(client, text).status_code == 503
+
+
 async def test_a_client_gone_before_its_body_was_read_is_counted_not_a_500() -> None:
     from starlette.requests import Request
 

@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from services.fakellm.config import FaultMix
-from services.fakellm.faults import Fault, UnknownFault, draw_fault, forced_fault
+from services.fakellm.faults import Fault, UnknownFault, draw_fault, forced_fault, marker_times
 
 
 def test_forced_by_header_or_marker_header_wins() -> None:
@@ -51,3 +51,16 @@ def test_draws_follow_the_probabilities_and_repeat_with_a_seed() -> None:
     assert counts[Fault.INVALID_JSON] / 20_000 == pytest.approx(0.3, abs=0.015)
     assert counts[None] / 20_000 == pytest.approx(0.4, abs=0.015)
     assert first == [draw_fault(mix, random.Random(42))]
+
+
+def test_a_counted_marker_forces_its_fault_on_the_first_n_requests_only() -> None:
+    text = "refund me [[fault:bad_request:2]]"
+    assert [forced_fault(None, text, earlier) for earlier in range(4)] == [
+        Fault.BAD_REQUEST, Fault.BAD_REQUEST, None, None]  # fmt: skip
+    assert marker_times(text) == 2 and marker_times("[[fault:hang]]") is None
+    assert forced_fault(None, "[[fault:hang:0]]") is None
+    assert forced_fault("http_500", text, 5) is Fault.HTTP_500  # the header always wins
+    with pytest.raises(UnknownFault, match="whole number"):
+        forced_fault(None, "[[fault:hang:twice]]")
+    with pytest.raises(UnknownFault, match="known faults"):
+        forced_fault(None, "[[fault:nope:1]]")
