@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from services.router.envelope import Consumed, failure_dlq_record, parse
 from shared import headers as h
@@ -18,12 +19,17 @@ def dead_record(
     error_class: str = "deadline",
     provider: str = "primary",
     key: bytes | None = b"k1",
-    ts_ms: int = 1_700_000_000_000,
+    ts_ms: int | None = None,
     replay_count: int | None = None,
     attempts: int = 3,
     value: bytes | None = None,
 ) -> Record:
-    """The DLQ record of a work record that failed ``attempts`` times, the last with ``kind``."""
+    """The DLQ record of a work record that failed ``attempts`` times, the last with ``kind``.
+
+    Its source time is now unless ``ts_ms`` says otherwise: a DLQ record keeps its source
+    record's time, and the broker deletes one older than the DLQ's retention (30 days)."""
+    if ts_ms is None:
+        ts_ms = int(time.time() * 1000)
     src = h.SourceId("src", 0, src_offset)
     body = json.dumps({"ticket": src_offset, "text": text}).encode() if value is None else value
     work = Record(key, body, h.source_headers(src, ts_ms, 1))

@@ -21,6 +21,7 @@ TS = 1_700_000_000_000
 
 def facts(**kw: Any) -> RecordFacts:
     partition, offset = kw.pop("partition", 0), kw.pop("offset", 7)
+    kw.setdefault("ts_ms", TS)
     return RecordFacts.of(consumed(dead_record(42, **kw), "p.dlq.timeout", partition, offset))
 
 

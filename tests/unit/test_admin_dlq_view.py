@@ -73,7 +73,7 @@ def test_previews_are_bounded_and_safe_for_any_bytes(
 
 def test_a_record_shows_its_error_history_and_every_header_decoded() -> None:
     r = dead_record(42, kind=FailureKind.INVALID_OUTPUT, error_class="schema", replay_count=1,
-                    key=b"\xff\x00key", text="x" * 5000)  # fmt: skip
+                    key=b"\xff\x00key", text="x" * 5000, ts_ms=1_700_000_000_000)  # fmt: skip
     r = Record(r.key, r.value, [*r.headers, ("own", b"\x80\x81")])
     c = consumed(r, "p.dlq.error", 2, 9)
     shown = view.record(c, RecordFacts.of(c), 64)
