@@ -234,7 +234,6 @@ async def test_two_worker_gates_share_the_bucket_without_exceeding_it(
 ) -> None:
     """Two workers' gates (one pump each) on one real bucket: under the limit, and using it."""
     lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=30_000)})  # 500/s: capacity 5, refill 495/s
-    loop = asyncio.get_running_loop()
     grants: list[float] = []
 
     def gate() -> BucketGate:
@@ -245,8 +244,9 @@ async def test_two_worker_gates_share_the_bucket_without_exceeding_it(
 
     async def caller(g: BucketGate) -> None:
         while True:
-            assert await g.acquire(None, 1) is not None
-            grants.append(loop.time())
+            res = await g.acquire(None, 1)
+            assert res is not None
+            grants.append(res.now_us / 1e6)  # when Redis granted it, by Redis's clock
             await asyncio.sleep(0.2)  # "the call"
 
     gates = [gate(), gate()]
@@ -258,10 +258,9 @@ async def test_two_worker_gates_share_the_bucket_without_exceeding_it(
     grants.sort()
     steady = [t for t in grants if t >= grants[0] + 0.5]
     most = max(bisect.bisect_right(steady, t + 1.0) - i for i, t in enumerate(steady) if t <= steady[-1] - 1.0)  # fmt: skip
-    # Grants are timed here, after the event loop hands them over, not at Redis: a busy
-    # machine bunches a few into one window. 50 ms of that is allowed (the server-side
-    # count of a fleet's calls is checked against fakellm's counters in test_enrich.py).
-    assert most <= 500 + 495 * 0.05
+    # Grants are timed by Redis's clock at the grant, so a busy machine's late hand-overs
+    # do not bunch them: no 1 s window holds more than the limit (+1 for the window's ends).
+    assert most <= 500 + 1
     # A backlog keeps it busy. How close to the limit a fleet gets is measured by
     # `sluice bench enrich` (utilization); on a loaded machine the event loop itself
     # falls behind, so this only checks that the two gates are not starving each other.
