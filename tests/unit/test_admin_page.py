@@ -10,6 +10,10 @@ from pathlib import Path
 from services.admin import models as m
 from services.admin.auth import Principal
 from services.admin.blocked.models import Blocked, BlockedKeys
+from services.admin.dlq import models as dm
+from services.admin.dlq.filters import Filters
+from services.admin.dlq.replay_tasks import ReplayView
+from services.admin.dlq.task import Status as Status_
 from services.admin.lag.models import GroupLag, LagReport, PartitionLag
 from services.admin.lag.status import Status
 from services.admin.page import view
@@ -194,3 +198,96 @@ def test_ages_and_times_read_well() -> None:
         "0 s", "0 s", "59 s", "119 s", "2 min", "119 min", "2 h", "2 d"]  # fmt: skip
     assert view.utc(None) == "-"
     assert view.segment("a/b c") == "a%2Fb%20c"
+
+
+# -- the DLQ view -------------------------------------------------------------
+def dry_run(**over: object) -> dm.DryRun:
+    doc: dict[str, object] = dict(
+        dlq="error", topic="p.dlq.error", task="sentiment", provider="primary", model="m-1",
+        provider_available=True, scanned=10, complete=True, matched=3, by_kind={"timeout": 3},
+        by_class={}, replay_cap=3, refused_by_cap=1, selected=2, unrenderable=0, cache_hits=1,
+        repeats=0, paid_calls=1, input_tokens=120, output_tokens=512,
+        money=dm.Money(amount=0.0123, input=0.01, output=0.0023, note="estimate"),
+        drain=dm.Drain(seconds=150, limited_by="rpm"),
+    )  # fmt: skip
+    return dm.DryRun.model_validate({**doc, **over})
+
+
+def dead(key: str, message: str) -> dm.DlqRecord:
+    return dm.DlqRecord(
+        partition=0, offset=4, time=datetime(2024, 5, 1, tzinfo=UTC),
+        key=dm.Preview(encoding="utf-8", value=key, bytes=len(key), truncated=False),
+        value=dm.Preview(encoding="base64", value="AAE=", bytes=2, truncated=False),
+        kind="bad_request", error_class="http_400", error_message=message, provider="primary",
+        attempt=1, replay_count=2, source=dm.Source(topic="src", partition=0, offset=7),
+        history=[{"attempt": 1, "kind": "bad_request", "message": message}],
+        headers=[dm.Header(name="sluice.error.message", encoding="utf-8", value=message,
+                           bytes=len(message), truncated=False)],
+    )  # fmt: skip
+
+
+def task(status: Status_, sent: int = 1) -> ReplayView:
+    stamp = datetime(2024, 5, 1, tzinfo=UTC)
+    return ReplayView(id="page-1", dlq="error", topic="p.dlq.error", filters=Filters(),
+                      who="operator", created=stamp, updated=stamp, status=status, matched=2,
+                      sent=sent)  # fmt: skip
+
+
+def test_the_estimate_summary_names_every_figure_the_confirmation_shows() -> None:
+    said = view.estimate_summary(dry_run())
+    assert said == (
+        "3 records matched in error; 1 refused by the replay cap (3); 2 to send: 1 cache hit, "
+        "1 paid call to primary (m-1); about 120 input and at most 512 output tokens; "
+        "about 0.0123 in money; drains in about 2 min (rpm)"
+    )
+    bare = view.estimate_summary(dry_run(money=None, drain=None, refused_by_cap=0,
+                                         complete=False))  # fmt: skip
+    assert "money" not in bare and "drains" not in bare and "refused" not in bare
+    assert bare.endswith("counts of the first 10 records only (read budget)")
+
+
+def test_the_replay_asked_for_is_the_dry_runs_dlq_and_filters_without_defaults() -> None:
+    filters = Filters.model_validate({"kind": ["timeout"], "key": "cust-a"})
+    assert view.replay_request(dry_run(), filters) == {
+        "dlq": "error", "kind": ["timeout"], "key": "cust-a"}  # fmt: skip
+    assert view.replay_request(dry_run(), Filters()) == {"dlq": "error"}
+
+
+def test_dlq_records_and_their_detail_are_text() -> None:
+    page = dm.DlqPage(dlq="error", topic="p.dlq.error", records=[dead(EVIL, EVIL)],
+                      next_cursor=None, scanned=1)  # fmt: skip
+    html = view.dlq_records(page)
+    assert "<img" not in html and "&lt;img" in html
+    assert 'class="dlq-detail" hidden' in html
+    assert "AAE= (base64)" in html and "src[0]@7" in html
+    assert '<td class="replay-count">2</td>' in html
+
+
+def test_the_estimate_offers_replay_to_the_operator_only() -> None:
+    filters = Filters.model_validate({"key": EVIL})
+    html = view.dlq_estimate(dry_run(), filters, OPERATOR)
+    button = re.search(r'<button type="button" class="replay"[^>]*>', html)
+    assert button and "disabled" not in button.group(0)
+    assert "<img" not in html
+    viewer = re.search(r'<button type="button" class="replay"[^>]*>',
+                       view.dlq_estimate(dry_run(), filters, VIEWER))  # fmt: skip
+    assert viewer and "disabled" in viewer.group(0)
+    nothing = view.dlq_estimate(dry_run(selected=0), filters, OPERATOR)
+    assert 'disabled title="nothing to send"' in nothing
+
+
+def test_a_replays_progress_polls_while_it_runs_and_offers_cancel_then_stops() -> None:
+    running = view.replay_progress(task("running"), OPERATOR)
+    assert f'hx-trigger="every {view.PROGRESS_S}s"' in running
+    assert 'class="cancel"' in running and "1 / 2 sent" in running
+    assert '<progress max="2" value="1">' in running
+    assert "disabled" in view.replay_progress(task("running"), VIEWER)
+    done = view.replay_progress(task("completed", sent=2), OPERATOR)
+    assert 'hx-trigger="none"' in done and 'class="cancel"' not in done
+    assert 'data-status="completed"' in done
+
+
+def test_the_shell_has_the_dlq_filters() -> None:
+    html = view.shell(insecure_dev=False)
+    assert 'hx-get="/page/dlq"' in html and 'id="dlq-filter"' in html
+    assert '<option value="parked">' in html and '<option value="bad_request">' in html

@@ -4,13 +4,14 @@
 
 ====================  =========  ==========================================================
 ``GET /``             no token   the page: asks for the token, holds no data
-``GET /page/*``       viewer     HTML fragments (session, providers, blocked, lag, audit), read
+``GET /page/*``       viewer     HTML fragments (session, providers, blocked, lag, audit, the
+                                 DLQs: :mod:`services.admin.page.dlq`), read
                                  through the same functions as the ``/v1`` routes
 ``GET /static/*``     no token   the page's script and style, the vendored htmx
 ====================  =========  ==========================================================
 
 The page's actions are not here: they post to ``/v1`` (pause with a reason,
-resume, release a blocked key), so they are authorised and audited as every API call is. The
+resume, release a blocked key, start or cancel a replay), so they are authorised and audited as every API call is. The
 fragments' errors are the API's JSON (401, 503 ...), which the page shows.
 Nothing here sets a cookie; the shell forbids framing and any script or
 style not served by the app (Content-Security-Policy).
@@ -33,6 +34,7 @@ from services.admin.blocked import routes as blocked_routes
 from services.admin.context import Ctx
 from services.admin.lag.routes import LagSource
 from services.admin.page import view
+from services.admin.page.dlq import dlq_fragments
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 AUDIT_ROWS = 15
@@ -82,6 +84,7 @@ def page_router(require_viewer: Callable[..., Any], lag: LagSource) -> APIRouter
     async def audit_fragment(ctx: Ctx) -> HTMLResponse:
         return _fragment(view.audit(await audit_api.audit(ctx, AUDIT_ROWS), time.time()))
 
+    fragments.include_router(dlq_fragments(_fragment))
     shell.include_router(fragments)
     return shell
 

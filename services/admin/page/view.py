@@ -23,16 +23,23 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from services.admin import models as m
 from services.admin.auth import Principal
 from services.admin.blocked.models import BlockedKeys
+from services.admin.dlq import models as dm
+from services.admin.dlq.filters import Filters
+from services.admin.dlq.names import NAMES
+from services.admin.dlq.replay_tasks import ReplayView
 from services.admin.lag.models import GroupLag, LagReport, PartitionLag
 from services.admin.lag.status import Status
 from services.admin.tokens import Role
+from shared.kinds import FailureKind
 
 HTMX = "htmx-2.0.11.min.js"
 """The vendored htmx (``static/VENDORED.md`` records its source and sha256)."""
 REFRESH_S = 5
 """Every fragment of the page is fetched again this often (and after each action) ..."""
 SLOW_REFRESH_S = 15
-"""... but the audit list and the blocked keys (each read opens a consumer on a topic)."""
+"""... but the audit list, the blocked keys and the DLQ counts (each read opens a consumer)."""
+PROGRESS_S = 1
+"""A running replay's progress is fetched this often, until the task ends."""
 
 ALERTING = (Status.STALLED, Status.STOPPED, Status.GROWING)
 """Lag statuses the page counts in its lag heading (the ones an operator acts on)."""
@@ -129,7 +136,9 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(segment=segment, utc=utc, ago=ago)
-    env.globals.update(since=since, HTMX=HTMX, REFRESH_S=REFRESH_S, SLOW_REFRESH_S=SLOW_REFRESH_S)
+    env.globals.update(since=since, HTMX=HTMX, REFRESH_S=REFRESH_S, SLOW_REFRESH_S=SLOW_REFRESH_S,
+                       PROGRESS_S=PROGRESS_S, DLQ_NAMES=NAMES,
+                       KINDS=[k.value for k in FailureKind])  # fmt: skip
     return env
 
 
@@ -168,3 +177,57 @@ def blocked(doc: BlockedKeys, who: Principal) -> str:
 
 def audit(doc: m.AuditRecords, now: float) -> str:
     return _render("audit.html", records=doc.records, now=now)
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 record``, ``3 records``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def estimate_summary(dry: dm.DryRun) -> str:
+    """The dry run in one sentence, as the replay's confirmation shows it."""
+    parts = [f"{plural(dry.matched, 'record')} matched in {dry.dlq}"]
+    if dry.refused_by_cap:
+        parts.append(f"{dry.refused_by_cap} refused by the replay cap ({dry.replay_cap})")
+    parts.append(f"{dry.selected} to send: {plural(dry.cache_hits, 'cache hit')}, "
+                 f"{plural(dry.paid_calls, 'paid call')} to {dry.provider} ({dry.model})")  # fmt: skip
+    parts.append(f"about {dry.input_tokens} input and at most {dry.output_tokens} output tokens")
+    if dry.money is not None:
+        parts.append(f"about {dry.money.amount:.4f} in money")
+    if dry.drain is not None:
+        parts.append(f"drains in about {ago(dry.drain.seconds)} ({dry.drain.limited_by})")
+    if not dry.complete:
+        parts.append(f"counts of the first {dry.scanned} records only (read budget)")
+    return "; ".join(parts)
+
+
+def replay_request(dry: dm.DryRun, filters: Filters) -> dict[str, Any]:
+    """The body of the ``POST /v1/replays`` the dry run estimated (without its replay_id)."""
+    return {"dlq": dry.dlq, **filters.model_dump(mode="json", exclude_defaults=True)}
+
+
+def header_text(value: dm.Preview) -> str:
+    """A decoded header or key as text: base64 and a cut are said."""
+    text = str(value.value)
+    if value.encoding == "base64":
+        text += " (base64)"
+    return text + (f" … ({value.bytes} bytes)" if value.truncated else "")
+
+
+def dlq_counts(doc: dm.DlqSummary) -> str:
+    kinds = sorted({k for d in doc.dlqs for k in d.by_kind})
+    return _render("dlq_counts.html", dlqs=doc.dlqs, kinds=kinds)
+
+
+def dlq_records(page: dm.DlqPage) -> str:
+    return _render("dlq_records.html", page=page, shown=header_text)
+
+
+def dlq_estimate(dry: dm.DryRun, filters: Filters, who: Principal) -> str:
+    return _render("dlq_estimate.html", dry=dry, summary=estimate_summary(dry),
+                   request=replay_request(dry, filters),
+                   read_only=who.role is Role.VIEWER)  # fmt: skip
+
+
+def replay_progress(task: ReplayView, who: Principal) -> str:
+    return _render("replay_progress.html", task=task, read_only=who.role is Role.VIEWER)

@@ -35,7 +35,9 @@
     problem.textContent = why || "";
     problem.hidden = !why;
     if (!yes) {
-      for (const s of document.querySelectorAll("main > section, #session")) s.replaceChildren();
+      for (const s of document.querySelectorAll("main > section[hx-get], [data-fragment], #session")) {
+        s.replaceChildren();
+      }
       say("");
       tokenForm.elements.token.focus();
     }
@@ -48,14 +50,19 @@
   }
 
   // The error an answer carries: FastAPI's {"detail": ...} (a string, or a list of field errors).
-  function detail(xhr) {
+  function detail(status, text) {
     try {
-      const d = JSON.parse(xhr.responseText).detail;
+      const d = JSON.parse(text).detail;
       if (Array.isArray(d)) return d.map((e) => `${e.loc.slice(1).join(".")}: ${e.msg}`).join("; ");
       return String(d);
     } catch (_) {
-      return `HTTP ${xhr.status}`;
+      return `HTTP ${status}`;
     }
+  }
+
+  function tokenRefused() {
+    sessionStorage.removeItem(KEY);
+    signedIn(false, "That token was not accepted. Enter the operator or the viewer token.");
   }
 
   htmx.defineExtension("json-body", {
@@ -76,7 +83,64 @@
       return;
     }
     if (t) evt.detail.headers.Authorization = `Bearer ${t}`;
+    if (elt.closest("#dlq-filter")) {
+      // an empty filter (kind "any", no key) is no filter at all
+      for (const [name, value] of Object.entries(evt.detail.parameters)) {
+        if (value === "") delete evt.detail.parameters[name];
+      }
+    }
   });
+
+  // The DLQ view: a record's row opens its detail; "Replay…" asks, showing the dry run's
+  // estimate and a new replay id, posts the replay to /v1/replays (audited there), then
+  // shows its progress, which polls itself until the task ends.
+  body.addEventListener("click", (evt) => {
+    const row = evt.target.closest("tr.dlq-record");
+    if (row) {
+      row.nextElementSibling.hidden = !row.nextElementSibling.hidden;
+      return;
+    }
+    const button = evt.target.closest("button.replay");
+    if (button && !button.disabled) replay(button);
+  });
+
+  function newReplayId() {
+    const stamp = new Date().toISOString().replace(/[^0-9]/g, "").slice(0, 14);
+    return `page-${stamp}-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  async function replay(button) {
+    const id = newReplayId();
+    const summary = button.closest(".estimate").dataset.summary;
+    if (!window.confirm(`Replay? ${summary}.\n\nreplay id: ${id}`)) return;
+    const t = token();
+    if (t === null) return;
+    const headers = { "Content-Type": "application/json" };
+    if (t) headers.Authorization = `Bearer ${t}`;
+    const request = { ...JSON.parse(button.dataset.request), replay_id: id };
+    button.disabled = true;
+    let answer;
+    try {
+      answer = await fetch("/v1/replays", { method: "POST", headers, body: JSON.stringify(request) });
+    } catch (_) {
+      say("The admin service cannot be reached.", true);
+      button.disabled = false;
+      return;
+    }
+    if (answer.status === 401) {
+      tokenRefused();
+      return;
+    }
+    if (!answer.ok) {
+      say(detail(answer.status, await answer.text()), true);
+      button.disabled = false;
+      return;
+    }
+    say(`replay ${id} started`, false);
+    const slot = document.getElementById("dlq-progress-slot");
+    htmx.ajax("GET", `/page/dlq/replays/${encodeURIComponent(id)}`, { target: slot, swap: "innerHTML" });
+    refresh();
+  }
 
   body.addEventListener("htmx:afterRequest", (evt) => {
     const d = evt.detail;
@@ -95,11 +159,11 @@
   body.addEventListener("htmx:responseError", (evt) => {
     const xhr = evt.detail.xhr;
     if (xhr.status === 401) {
-      sessionStorage.removeItem(KEY);
-      signedIn(false, "That token was not accepted. Enter the operator or the viewer token.");
+      tokenRefused();
       return;
     }
-    say(detail(xhr), true, evt.detail.requestConfig.verb === "get" ? "read" : "");
+    say(detail(xhr.status, xhr.responseText), true,
+        evt.detail.requestConfig.verb === "get" ? "read" : "");
   });
 
   body.addEventListener("htmx:sendError", () => {
