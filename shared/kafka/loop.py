@@ -41,8 +41,12 @@ from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
 
-FATAL_CODES = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED})
-"""Consumer errors that stop a stage besides fatal ones: a topic it reads vanished or is refused."""
+FATAL_CODES = frozenset(
+    {KafkaError._FATAL, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.TOPIC_AUTHORIZATION_FAILED}
+)
+"""Consumer errors that stop a stage besides those flagged fatal: librdkafka's fatal event
+(``_FATAL``, e.g. a static member fenced: the consumer is unusable, though the event's error
+is not flagged fatal itself), a topic it reads vanished or is refused."""
 
 
 def consumer_error(err: KafkaError) -> None:

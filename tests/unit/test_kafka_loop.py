@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from shared.errors import DeliveryError, TransactionError
 from shared.kafka.commits import Checkpoints, Transactions, TxnSchedule
@@ -249,6 +249,19 @@ def test_consumer_errors_transient_go_on_fatal_stop(broker: MemBroker) -> None:
     broker.inject_error(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART, "gone"))
     err = run_until(f, lambda: False, timeout_s=5)
     assert isinstance(err, DeliveryError) and "test stopped" in str(err)
+
+
+@pytest.mark.parametrize(
+    "err",
+    [KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced"),
+     KafkaError(KafkaError._TRANSPORT, "fatal", fatal=True),
+     KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "refused")],
+)  # fmt: skip
+def test_a_consumer_made_unusable_stops_the_stage(err: KafkaError) -> None:
+    """librdkafka's fatal event (a fenced static member) is not flagged fatal itself: it
+    used to be logged while the dead consumer was polled on, the stage halted but alive."""
+    with pytest.raises(KafkaException):
+        check_error(err)
 
 
 def test_an_error_in_a_rebalance_callback_stops_the_loop_as_itself(broker: MemBroker) -> None:
