@@ -11,8 +11,10 @@
     ├── AdminApiError          the admin API refused a request or could not be
     │                          reached (``sluice providers|lag|audit``)
     ├── DeliveryError          the broker refused or lost a produced record
-    │   └── TransactionError   a transaction could not be completed in time, or the
-    │                          producer was fenced: the process exits, a restart resumes
+    │   ├── TransactionError   a transaction could not be completed in time, or the
+    │   │                      producer was fenced: the process exits, a restart resumes
+    │   └── SessionFenced      the consumer was fenced just after its own session timed
+    │                          out: the stage starts over in the same process
     ├── PoisonRecord           an input record that can never be processed
     │                          (carries the reason that goes into the poison DLQ)
     └── BadDocument            a value that is not JSON by the pipeline's one
@@ -60,6 +62,19 @@ class AdminApiError(SluiceError):
 
 class DeliveryError(SluiceError):
     """A produced record was not acknowledged by the broker."""
+
+
+class SessionFenced(DeliveryError):
+    """The stage's consumer was fenced right after its own session timed out.
+
+    A static member (``group.instance.id``) whose session expired while the broker
+    was away rejoins; a request still carrying its old member id is then answered
+    "fenced by another consumer with the same instance id", which librdkafka makes a
+    fatal error. No other process holds the id, so the stage starts over (a new
+    consumer, state restored as after a restart) instead of exiting:
+    :func:`shared.stage.run_stage`. A fence without that session loss is another
+    process with the same id: a plain fatal error, the stage stops.
+    """
 
 
 class TransactionError(DeliveryError):

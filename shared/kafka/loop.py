@@ -7,7 +7,9 @@
   raised in a callback is kept and raised by the loop, as itself;
 * polling (:func:`shared.kafka.consume.consume_available`), with a timeout the
   stage and the commit strategy agree on;
-* consumer errors (:func:`consumer_error`: fatal ones stop the stage);
+* consumer errors (:func:`consumer_error`: fatal ones stop the stage; a fence that
+  follows the consumer's own session timeout raises :class:`SessionFenced`, so that
+  :func:`shared.stage.run_stage` starts the stage over);
 * the stop flag: the loop runs until it is set, then makes a last commit; an
   error sets it too, so that the close is bounded by the grace period
   (``SLUICE_SHUTDOWN_GRACE_S``, :mod:`shared.kafka.shutdown`); a
@@ -25,13 +27,14 @@ many records the next poll may bring, and what to forget on revoke.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from shared.errors import DeliveryError
+from shared.errors import DeliveryError, SessionFenced
 from shared.kafka.consume import consume_available
 from shared.kafka.message import TP, Message
 from shared.kafka.shutdown import StopFlag
@@ -47,6 +50,27 @@ FATAL_CODES = frozenset(
 """Consumer errors that stop a stage besides those flagged fatal: librdkafka's fatal event
 (``_FATAL``, e.g. a static member fenced: the consumer is unusable, though the event's error
 is not flagged fatal itself), a topic it reads vanished or is refused."""
+
+FENCED_AFTER_LOST_S = 30.0
+"""A fatal fence this soon after the consumer lost its partitions (its session timed
+out) is the consumer's own stale member id, not another process: see
+:class:`~shared.errors.SessionFenced`."""
+
+
+def fenced_after_own_timeout(exc: BaseException, lost_at: float | None, now: float) -> bool:
+    """Whether ``exc`` is librdkafka's fatal event shortly after a session loss (pure).
+
+    A consumer's fatal errors come only from static membership: fenced by a member
+    with the same ``group.instance.id``. After its own session timeout that member
+    is its former self; otherwise another process holds the id."""
+    if not isinstance(exc, KafkaException) or lost_at is None:
+        return False
+    err = exc.args[0] if exc.args else None
+    return (
+        isinstance(err, KafkaError)
+        and err.code() == KafkaError._FATAL
+        and 0.0 <= now - lost_at <= FENCED_AFTER_LOST_S
+    )
 
 
 def consumer_error(err: KafkaError) -> None:
@@ -154,6 +178,8 @@ class ConsumerLoop:
     batch_size: int
     wait_s: float  # longest poll, unless the handler or the commit strategy say otherwise
     failed: bool = field(default=False, init=False)
+    fenced: bool = field(default=False, init=False)  # see :class:`SessionFenced`
+    lost_at: float | None = field(default=None, init=False)  # monotonic: partitions last lost
     callback_error: BaseException | None = field(default=None, init=False)  # from a callback
 
     def run(self) -> None:
@@ -165,6 +191,10 @@ class ConsumerLoop:
             self.commits.final()
         except BaseException as exc:
             self.failed = True
+            if fenced_after_own_timeout(exc, self.lost_at, time.monotonic()):
+                self.fenced = True
+                raise SessionFenced(f"{self.name}: consumer fenced after its session "
+                                    f"timed out ({exc})") from exc  # fmt: skip
             self.stop.set(type(exc).__name__)  # bounds the close by the grace period
             if isinstance(exc, KafkaException):
                 raise DeliveryError(f"{self.name} stopped: {exc}") from exc
@@ -204,6 +234,11 @@ class ConsumerLoop:
                 self.commits.close(self.failed)
             finally:
                 self.consumer.close()  # revoke: commits (or aborts, after a failure) what is open
+        except (KafkaException, DeliveryError) as exc:
+            if not self.fenced:
+                raise
+            # nothing past the last commit was committed: the stage, started over, reads it again
+            log.warning("%s: closing the fenced consumer: %s", self.name, exc)
         finally:
             self.handler.close()
 
@@ -241,5 +276,6 @@ class ConsumerLoop:
     def _on_lost(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in parts}
         log.warning("partitions lost (no commit possible): %s", sorted(tps))
+        self.lost_at = time.monotonic()
         self.commits.lose(tps)
         self.handler.forget(tps, lost=True)

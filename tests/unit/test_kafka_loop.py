@@ -9,9 +9,15 @@ from collections.abc import Sequence
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from shared.errors import DeliveryError, TransactionError
+from shared.errors import DeliveryError, SessionFenced, TransactionError
 from shared.kafka.commits import Checkpoints, Transactions, TxnSchedule
-from shared.kafka.loop import ConsumerLoop, Handler, Subscription
+from shared.kafka.loop import (
+    FENCED_AFTER_LOST_S,
+    ConsumerLoop,
+    Handler,
+    Subscription,
+    fenced_after_own_timeout,
+)
 from shared.kafka.loop import consumer_error as check_error
 from shared.kafka.message import TP, Message
 from shared.kafka.producer import CheckpointProducer
@@ -298,3 +304,53 @@ def test_the_transaction_schedule() -> None:
     assert s.wait(0.05, urgent=False, default=1.0) == pytest.approx(0.05)
     assert s.wait(0.5, urgent=False, default=1.0) == 0.0
     assert TxnSchedule(0.1).wait(0.0, urgent=True, default=0.25) == pytest.approx(0.1)
+
+
+FENCE = KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced by other "
+                   "consumer with same group.instance.id")  # fmt: skip
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_a_fence_right_after_its_own_session_loss_starts_the_stage_over(
+    broker: MemBroker, transactional: bool
+) -> None:
+    """A static member whose session timed out while the broker was away loses its
+    partitions, rejoins, and a request still carrying its old member id is answered
+    "fenced": librdkafka's fatal event. The loop asks for a restart, not a stop."""
+    f = Forward(broker, StopFlag(), transactional)
+    broker.produce("in", records(10))
+    state = {"lost": False}
+
+    def lose_then_fence() -> bool:
+        if not state["lost"] and f.consumer.assignment():
+            f.consumer.lose()
+            broker.inject_error(FENCE)
+            state["lost"] = True
+        return False
+
+    err = run_until(f, lose_then_fence, timeout_s=10)
+    assert isinstance(err, SessionFenced), err
+    assert f.forgotten and f.forgotten[0][1] is True, "the partitions were not lost first"
+    assert f.stop.reason == "test over", (
+        "the loop stopped the stage instead of asking for a restart"
+    )
+    assert f.consumer.closed
+
+
+def test_a_fence_without_a_session_loss_stops_the_stage(broker: MemBroker) -> None:
+    """Another process with the same group.instance.id: a plain fatal error."""
+    f = Forward(broker, StopFlag(), transactional=False)
+    broker.inject_error(FENCE)
+    err = run_until(f, lambda: False, timeout_s=5)
+    assert isinstance(err, DeliveryError) and not isinstance(err, SessionFenced), err
+    assert f.stop.reason == "KafkaException"
+
+
+def test_which_fatal_errors_are_the_consumers_own_stale_member() -> None:
+    fenced = KafkaException(FENCE)
+    assert fenced_after_own_timeout(fenced, lost_at=100.0, now=100.5)
+    assert not fenced_after_own_timeout(fenced, lost_at=None, now=100.5)
+    assert not fenced_after_own_timeout(fenced, lost_at=100.0, now=100.0 + FENCED_AFTER_LOST_S + 1)
+    refused = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "refused"))
+    assert not fenced_after_own_timeout(refused, lost_at=100.0, now=100.5)
+    assert not fenced_after_own_timeout(RuntimeError("x"), lost_at=100.0, now=100.5)
