@@ -56,19 +56,23 @@ class RestartBudget:
 def run_stage(
     name: str, settings: CommonSettings, body: Callable[[StopFlag], None], *, redis: bool
 ) -> int:
-    """Run ``body`` as the process of stage ``name``; its exit status (0) when it returns."""
+    """Run ``body`` as the process of stage ``name``; its exit status (0) when it returns.
+
+    The stop flag is installed first: SIGTERM during the wait for Redis ends the
+    process with 0 (nothing has started), not with the signal's status."""
+    stop = StopFlag(settings.shutdown_grace_s).install(f"sluice {name}")
     check_props(settings.kafka_props)
     watching: AbstractContextManager[object] = nullcontext()
     if redis:
         from shared.redis.watch import RedisWatch  # only the stages that keep state in Redis
 
         watching = RedisWatch(settings.redis_url.get_secret_value()).running(
-            settings.startup_timeout_s
+            settings.startup_timeout_s, stop
         )
     serve(settings.metrics_port, settings.metrics_host)
     with watching:
-        stop = StopFlag(settings.shutdown_grace_s).install(f"sluice {name}")
-        run_body(name, body, stop, RestartBudget(), time.monotonic)
+        if not stop.is_set():
+            run_body(name, body, stop, RestartBudget(), time.monotonic)
     return 0
 
 

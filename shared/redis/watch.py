@@ -27,6 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from shared.errors import StackError
+from shared.kafka.shutdown import StopFlag
 from shared.metrics import DEPENDENCY_UP
 from shared.redis.address import SETTING, redis_address, scrub
 
@@ -109,17 +110,23 @@ class RedisWatch:
             log.info("Redis at %s answers again after %.0f s", self.address, down_for)
         return ok
 
-    def wait_up(self, timeout_s: float) -> None:
-        """Return once Redis answers; StackError after ``timeout_s`` without an answer."""
+    def wait_up(self, timeout_s: float, stop: StopFlag | None = None) -> None:
+        """Return once Redis answers, or once ``stop`` is set; StackError after ``timeout_s``
+        without an answer."""
         deadline = self.clock() + timeout_s
         while not self.probe():
+            if stop is not None and stop.is_set():
+                return
             left = deadline - self.clock()
             if left <= 0:
                 raise StackError(
                     f"Redis at {self.address} ({SETTING}) is unavailable after "
                     f"{timeout_s:g} s (SLUICE_STARTUP_TIMEOUT_S): {self.last_error}"
                 )
-            time.sleep(min(1.0, left))
+            if stop is not None:
+                stop.wait(min(1.0, left))
+            else:
+                time.sleep(min(1.0, left))
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -136,10 +143,12 @@ class RedisWatch:
         self._client.close()
 
     @contextmanager
-    def running(self, startup_timeout_s: float) -> Iterator[RedisWatch]:
-        """Wait for Redis (bounded), then watch it until the block ends."""
+    def running(
+        self, startup_timeout_s: float, stop: StopFlag | None = None
+    ) -> Iterator[RedisWatch]:
+        """Wait for Redis (bounded, or until ``stop``), then watch it until the block ends."""
         try:
-            self.wait_up(startup_timeout_s)
+            self.wait_up(startup_timeout_s, stop)
             self.start()
             yield self
         finally:

@@ -7,6 +7,8 @@ Redis watch's flag follows a real redis-server going away and coming back.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -39,6 +41,27 @@ def test_unreachable_broker_with_redis_up(service: str, kafka_env: dict[str, str
         f"sluice {service}: error: Kafka at 127.0.0.1:1 (SLUICE_KAFKA_BOOTSTRAP) is not "
         "reachable: Failed to get metadata: Local: Broker transport failure"
     )
+
+
+def test_sigterm_while_waiting_for_redis_exits_cleanly(kafka_env: dict[str, str]) -> None:
+    """The stop flag is installed before the wait: a stop then is exit 0, not -15 or a hang."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nobody answers there
+    env = {**os.environ, **kafka_env, "SLUICE_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+           "SLUICE_STARTUP_TIMEOUT_S": "300", "SLUICE_LOG_FORMAT": "json"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "router"], env=env,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # the first warning: it is waiting for Redis
+            if '"warning"' in line and f"127.0.0.1:{port}" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture
