@@ -72,7 +72,12 @@ class EnrichService(Dispatcher):
         }
         self.enricher = self._in_loop(self._make_enricher())
         consumer = clients.consumer(
-            consumer_config(settings, settings.group, stats_cb=lag_stats_callback(settings.group))
+            consumer_config(
+                settings,
+                settings.group,
+                stats_cb=lag_stats_callback(settings.group),
+                on_commit=lambda err, parts: self.commits.commit_result(err, parts),
+            )
         )
         producer = TrackedProducer(producer_config(settings), clients.producer)
         subscription = Subscription([t.work], [t.results, t.failures], t.co_partitioned)

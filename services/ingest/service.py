@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from services.ingest import metrics as m
 from services.ingest.wrap import Wrapper, unexpected
@@ -60,6 +60,7 @@ class Ingest(Handler):
                     "auto.offset.reset": settings.start_from,
                     "stats_cb": lag_stats_callback(settings.group),
                     "isolation.level": "read_uncommitted",
+                    "on_commit": self._commit_result,
                 },
             )
         )
@@ -72,6 +73,9 @@ class Ingest(Handler):
 
     def run(self) -> None:
         self.loop.run()
+
+    def _commit_result(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
+        self.commits.commit_result(err, parts)
 
     def started(self, partitions: dict[str, int]) -> None:
         log.info("ingest %s → %s", self.settings.source_topic, self.topics.work)

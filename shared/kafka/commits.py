@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from shared.errors import DeliveryError
 from shared.kafka.message import TP
@@ -71,6 +71,22 @@ class _ConsumerCommits:
 
     def rewind(self) -> None:
         return
+
+    def commit_result(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
+        """librdkafka's answer to a commit (the consumer's ``on_commit``, served by its poll).
+
+        A background commit is noted as done when sent; if the broker refused it
+        (a rebalance, the coordinator moving), its offsets are forgotten here, so
+        the next commit sends them again instead of skipping them as committed."""
+        refused = [p for p in parts if err is not None or p.error is not None]
+        if not refused or (err is not None and err.code() == KafkaError._NO_OFFSET):
+            return
+        for p in refused:
+            tp = (p.topic, p.partition)
+            if self.committed.get(tp) == p.offset:
+                del self.committed[tp]
+        log.warning("commit of %s refused (%s): sent again with the next commit",
+                    sorted((p.topic, p.partition) for p in refused), err or refused[0].error)  # fmt: skip
 
     def _send(self, positions: dict[TP, int], asynchronous: bool) -> bool:
         """Commit the positions not committed yet (False: there were none)."""

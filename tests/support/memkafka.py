@@ -109,6 +109,7 @@ class MemBroker:
         self.changed = threading.Condition()
         self.failing_topics: set[str] = set()
         self.abort_commits = 0
+        self.refuse_commits = 0  # the next so many asynchronous commits are refused
         self.hang_commits_s = 0.0
         self.errors: list[KafkaError] = []
         self.consumers: list[MemConsumer] = []
@@ -199,6 +200,10 @@ class MemConsumer:
         self.paused: set[TP] = set()
         self.closed = False
         self._due: list[tuple[str, list[TP] | None]] = []  # rebalances for the next poll
+        self.on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = (
+            config.get("on_commit")
+        )
+        self._commit_results: list[tuple[KafkaError | None, list[TopicPartition]]] = []
         self._assigned_in_callback = False
 
     # -- group membership ---------------------------------------------------------------
@@ -216,6 +221,12 @@ class MemConsumer:
         """The next poll loses ``parts`` (every partition), then assigns them again
         (incrementally: the other partitions stay where they are)."""
         self._due += [("lost", parts), ("assign", parts)]
+
+    def _serve_commit_results(self) -> None:
+        results, self._commit_results = self._commit_results, []
+        if self.on_commit is not None:
+            for err, parts in results:
+                self.on_commit(err, parts)
 
     def _serve_rebalances(self) -> None:
         while self._due:
@@ -272,6 +283,7 @@ class MemConsumer:
     # -- reading ------------------------------------------------------------------------------
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[MemMessage]:
         self._check_open()
+        self._serve_commit_results()
         self._serve_rebalances()
         deadline = time.monotonic() + (timeout if timeout >= 0 else 3600)
         with self.broker.changed:
@@ -319,7 +331,14 @@ class MemConsumer:
         self._check_open()
         if offsets is None:
             offsets = [TopicPartition(t, p, o) for (t, p), o in self.positions.items()]
+        if asynchronous and self.broker.refuse_commits > 0:
+            self.broker.refuse_commits -= 1
+            err = KafkaError(KafkaError.REBALANCE_IN_PROGRESS, "refused")
+            self._commit_results.append((err, offsets))  # served by the next poll, as librdkafka
+            return
         self.broker.commit_offsets(self.group, offsets)
+        if asynchronous:
+            self._commit_results.append((None, offsets))
 
     def committed(self, parts: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
         got = self.broker.groups.get(self.group, {})

@@ -354,3 +354,15 @@ def test_which_fatal_errors_are_the_consumers_own_stale_member() -> None:
     refused = KafkaException(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "refused"))
     assert not fenced_after_own_timeout(refused, lost_at=100.0, now=100.5)
     assert not fenced_after_own_timeout(RuntimeError("x"), lost_at=100.0, now=100.5)
+
+
+def test_a_refused_background_commit_is_sent_again(broker: MemBroker) -> None:
+    """An asynchronous commit is noted as done when sent; the broker's refusal (served
+    by a later poll) must undo that, or the offsets are never committed: not by the next
+    commit, not by the last one at the stop (a restart would read them all again)."""
+    f = Forward(broker, StopFlag(), transactional=False)
+    f.consumer.on_commit = f.commits.commit_result  # as ingest and enrich configure it
+    broker.refuse_commits = 1
+    broker.produce("in", records(10))
+    assert run_until(f, lambda: committed(broker) == 10, timeout_s=10) is None
+    assert committed(broker) == 10 and broker.refuse_commits == 0
