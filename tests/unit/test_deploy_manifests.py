@@ -41,13 +41,14 @@ def test_compose_runs_every_service_with_a_known_command() -> None:
     assert seq["SLUICE_WORKER_ID"] == seq["SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID"]
 
 
-def test_chart_values_name_known_commands_and_the_sequencer_is_stateful() -> None:
+def test_chart_services_are_known_commands_and_the_sequencer_is_stateful() -> None:
+    """Each key of ``services`` is a component and its command (``sluice <name>``)."""
     values: dict[str, Any] = yaml.safe_load((CHART / "values.yaml").read_text())
-    for name, svc in values["services"].items():
-        assert svc["args"][0] in COMMANDS, name
-    assert set(values["services"]) | {"sequencer"} == PIPELINE_SERVICES
-    template = (CHART / "templates" / "sequencer.yaml").read_text()
-    assert "kind: StatefulSet" in template and "SLUICE_WORKER_ID" in template
+    assert set(values["services"]) == PIPELINE_SERVICES | {"admin", "fakellm"}
+    assert set(values["services"]) <= set(COMMANDS)
+    template = (CHART / "templates" / "stages.yaml").read_text()
+    assert 'ternary "StatefulSet" "Deployment" $stateful' in template
+    assert 'eq $name "sequencer"' in template and "SLUICE_WORKER_ID" in template
 
 
 def helm_path() -> str:
