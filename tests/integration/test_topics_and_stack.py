@@ -19,7 +19,7 @@ from shared.errors import TopicError
 from shared.kafka.provision import create_topics
 from shared.settings import CommonSettings, load
 from shared.topics import Topics
-from tests.support.kafka import create_topic
+from tests.support.kafka import create_topic, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +50,40 @@ def test_missing_source_topic_is_a_clear_error(kafka_env: dict[str, str]) -> Non
     assert proc.returncode == 1
     assert "no-such-topic" in proc.stderr and "does not exist" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_topics_create_can_make_the_source_topic_too(
+    stack: Stack, kafka_env: dict[str, str], pipeline: str
+) -> None:
+    """compose's one-shot ``topics`` service: the source, then the pipeline's topics, idempotent."""
+    source = f"{pipeline}.tickets"
+    args = ("topics", "create", "--source-topic", source, "--source-partitions", "2")
+    for _ in range(2):
+        proc = cli(kafka_env, *args)
+        assert proc.returncode == 0, proc.stderr
+    md = AdminClient({"bootstrap.servers": stack.bootstrap}).list_topics(timeout=10)
+    assert len(md.topics[source].partitions) == 2
+    assert len(md.topics[f"{pipeline}.work"].partitions) == 3
+    usage = cli(kafka_env, "topics", "create", "--source-partitions", "2")
+    assert usage.returncode == 2 and "--source-partitions needs --source-topic" in usage.stderr
+
+
+def test_tickets_produces_the_sample_tickets_to_the_source_topic(
+    stack: Stack, kafka_env: dict[str, str], pipeline: str
+) -> None:
+    """compose's ``demo`` profile: ``sluice tickets`` sends every record and says how many."""
+    source = f"{pipeline}.tickets"
+    create_topic(stack.bootstrap, source, partitions=3)
+    env = {**kafka_env, "SLUICE_SOURCE_TOPIC": source}
+    proc = cli(env, "tickets", "--records", "40", "--keys", "5", "--rate", "400")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"topic": source, "produced": 40}
+    got = read_all(stack.bootstrap, source, expect=40, timeout_s=60)
+    assert len(got) == 40
+    assert {m.key() for m in got} <= {f"customer-{k}".encode() for k in range(5)}
+    missing = cli(kafka_env, "tickets", "--records", "1")
+    assert missing.returncode == 1 and "SLUICE_SOURCE_TOPIC" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def test_conflicting_partition_count_is_refused(
