@@ -18,12 +18,13 @@ Errors that sluice raises on purpose print one line and exit with status 1
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable
 
 from shared import logs
-from shared.errors import SluiceError
+from shared.errors import ConfigError, SluiceError
 
 
 def _ingest(argv: list[str]) -> int:
@@ -99,28 +100,23 @@ def _topics(argv: list[str]) -> int:
     return 0
 
 
-def _dev(argv: list[str]) -> int:
-    from devtools.stack.dev import run
+def _dev_tool(module: str) -> Callable[[list[str]], int]:
+    """A command of the development tools (``devtools``, ``bench``), which the runtime
+    image leaves out: there it is a one-line error, not a traceback."""
 
-    return run(argv)
+    def command(argv: list[str]) -> int:
+        try:
+            run: Callable[[list[str]], int] = importlib.import_module(module).run
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] not in ("devtools", "bench"):
+                raise
+            raise ConfigError(
+                "this command is part of the development tools, which this installation "
+                "does not have (the runtime image leaves them out; its `demo` target has them)"
+            ) from exc
+        return run(argv)
 
-
-def _demo(argv: list[str]) -> int:
-    from devtools.demo import run
-
-    return run(argv)
-
-
-def _tickets(argv: list[str]) -> int:
-    from devtools.runs.produce import run
-
-    return run(argv)
-
-
-def _bench(argv: list[str]) -> int:
-    from bench.main import run
-
-    return run(argv)
+    return command
 
 
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
@@ -139,10 +135,13 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "blocked": (_over_the_api("blocked"), "blocked keys over the admin API: list | release"),
     "fakellm": (_fakellm, "run the fake LLM provider"),
     "topics": (_topics, "provision and validate topics"),
-    "dev": (_dev, "local stack: up | down | status"),
-    "demo": (_demo, "end-to-end run with live progress and a summary"),
-    "tickets": (_tickets, "produce sample support tickets to the source topic (demo data)"),
-    "bench": (_bench, "benchmarks"),
+    "dev": (_dev_tool("devtools.stack.dev"), "local stack: up | down | status"),
+    "demo": (_dev_tool("devtools.demo"), "end-to-end run with live progress and a summary"),
+    "tickets": (
+        _dev_tool("devtools.runs.produce"),
+        "produce sample support tickets to the source topic (demo data)",
+    ),
+    "bench": (_dev_tool("bench.main"), "benchmarks"),
 }
 
 

@@ -106,3 +106,20 @@ def test_max_in_flight_must_be_positive(value: str) -> None:
     proc = sluice("enrich", "--max-in-flight", value)
     assert proc.returncode == 2, proc.stderr
     assert "--max-in-flight" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "module"),
+    [("demo", "devtools.demo"), ("bench", "bench.main"), ("tickets", "devtools.runs.produce")],
+)
+def test_a_development_command_without_the_development_tools_is_one_line(
+    command: str, module: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runtime image leaves devtools and bench out: their commands say so, no traceback."""
+    from services.cli import main
+
+    monkeypatch.setitem(sys.modules, module, None)  # importing it raises ModuleNotFoundError
+    assert main([command]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"sluice {command}: error: this command is part "
+                                               "of the development tools")  # fmt: skip
