@@ -10,7 +10,8 @@ limit}``                                                 others (lag, rate, part
 
 :meth:`UsefulWorkers.run` works it out after every lag sample
 (``SLUICE_ADMIN_LAG_INTERVAL_S``) from the sampler's latest report and the
-providers' state in Redis; a scrape reads the latest figure. No series before
+providers' state in Redis; a scrape reads the latest figure. The arrival rate
+into ``P.work`` is measured over the lag window (``SLUICE_ADMIN_LAG_WINDOW_S``). No series before
 the first lag sample, while Redis does not answer, or when enrich's task is
 not known (several tasks, no ``default_task`` and no ``SLUICE_TASK``): KEDA's
 Prometheus scaler then sees no value and falls back to its minimum.
@@ -42,9 +43,6 @@ from shared.config_file import TaskConfig
 from shared.errors import ConfigError, SluiceError
 
 log = logging.getLogger(__name__)
-
-ARRIVAL_WINDOW_S = 60.0
-"""The arrival rate into ``P.work`` is measured over this much of the lag samples."""
 
 
 class UsefulWorkers(Collector):
@@ -78,7 +76,7 @@ class UsefulWorkers(Collector):
             log.warning("sluice_enrich_useful_workers not exported: %s (set SLUICE_TASK)", exc)
             return
         [enrich] = [g for g in pipeline_groups(s) if g.stage == "enrich"]
-        arrivals = Arrivals(ARRIVAL_WINDOW_S)
+        arrivals = Arrivals(s.admin_lag_window_s)
         failing = False
         try:
             while True:
