@@ -4,7 +4,8 @@
 
 The lag sampler (:mod:`services.admin.lag`) runs while the app does: started
 in its lifespan, stopped when it ends; ``/v1/lag`` and the ``sluice_lag_*``
-gauges read its latest sample.
+gauges read its latest sample. ``sluice_enrich_useful_workers`` is worked out
+after each sample by a task of the same lifespan (:mod:`services.admin.autoscale`).
 
 Without an operator token it refuses to exist (ConfigError), unless
 ``insecure_dev``: then nobody is asked for a token, it must listen on
@@ -17,6 +18,7 @@ new one): the audit record of a mutation has the same id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import re
@@ -38,6 +40,7 @@ from services.admin.auth import (
     Authenticator,
     require_viewer,
 )
+from services.admin.autoscale.metrics import UsefulWorkers
 from services.admin.blocked import routes as blocked_routes
 from services.admin.context import AdminContext
 from services.admin.dlq import replay_tasks, replays
@@ -65,6 +68,9 @@ _PLAIN_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 LAG_GAUGES = LagCollector(lambda: None)
 """The ``sluice_lag_*`` gauges of ``/metrics``: registered once, reading the running app's sampler."""
 REGISTRY.register(LAG_GAUGES)
+USEFUL_WORKERS = UsefulWorkers()
+"""``sluice_enrich_useful_workers`` of ``/metrics``: registered once, kept by the running app."""
+REGISTRY.register(USEFUL_WORKERS)
 
 
 def is_loopback(host: str) -> bool:
@@ -109,11 +115,15 @@ def create_app(
         app.state.ctx = ctx
         LAG_GAUGES.latest = sampler.latest
         sampler.start()
+        autoscale = asyncio.create_task(USEFUL_WORKERS.run(ctx, sampler.latest))
         app.state.replays = board = ReplayBoard(settings, config, ctx.audit)
         board.start()  # loads P.replays and resumes the tasks a killed process left running
         try:
             yield
         finally:
+            autoscale.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await autoscale
             try:
                 await asyncio.gather(asyncio.to_thread(sampler.stop, settings.shutdown_grace_s),
                                      asyncio.to_thread(board.stop, settings.shutdown_grace_s))  # fmt: skip

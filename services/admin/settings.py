@@ -6,16 +6,18 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from services.admin.autoscale.settings import AutoscaleSettings
 from services.admin.dlq.settings import DlqSettings
 from services.admin.lag.settings import LagSettings
 
 
-class AdminSettings(LagSettings, DlqSettings):
+class AdminSettings(LagSettings, DlqSettings, AutoscaleSettings):
     """``admin_token`` / ``admin_viewer_token`` or their ``*_file`` twins (a mounted
     secret); see :mod:`services.admin.tokens` for how they are read and checked. The lag
     sampler's settings (``SLUICE_ADMIN_LAG_*``) come from :class:`LagSettings`, the DLQ
     reads' and replays' (``SLUICE_ADMIN_DLQ_*``, ``SLUICE_ADMIN_REPLAY_CAP``) from
-    :class:`DlqSettings`."""
+    :class:`DlqSettings`, the useful-workers gauge's (``SLUICE_ADMIN_AUTOSCALE_*``) from
+    :class:`AutoscaleSettings`."""
 
     admin_host: str = Field("127.0.0.1", min_length=1)
     admin_port: int = Field(8700, ge=0, le=65535)
