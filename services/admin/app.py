@@ -132,7 +132,8 @@ def create_app(
 
     app = FastAPI(
         title="sluice admin",
-        description="Providers, consumer lag, audit log, health of one sluice pipeline. "
+        description="Providers (pause, resume), consumer lag, blocked keys, DLQs and their "
+        "replays, audit log and health of one sluice pipeline. "
         "`/v1` needs `Authorization: Bearer <token>`; mutations the operator token.",
         version="1",
         lifespan=lifespan,

@@ -1,8 +1,8 @@
 """``/healthz`` (the process answers), ``/readyz`` (Kafka and Redis answer), ``/metrics``.
 
 ``/readyz`` says which dependency failed: Kafka (the broker's metadata
-within 3 s, and ``P.audit`` exists, since no mutation can be audited
-without it) and Redis (PING within 3 s). Neither needs a token; neither
+within 3 s, and ``P.audit`` and ``P.replays`` exist, since no mutation can be
+audited without the one, nor a replay task kept without the other) and Redis (PING within 3 s). Neither needs a token; neither
 shows a secret (the Redis URL's password is scrubbed).
 """
 
@@ -35,10 +35,11 @@ def _kafka(ctx: AdminContext) -> m.Check:
         md = ctx.kafka.list_topics(timeout=PROBE_TIMEOUT_S)
     except KafkaException as exc:
         return m.Check(ok=False, error=f"{ctx.settings.kafka_bootstrap}: {kafka_reason(exc)}")
-    t = md.topics.get(ctx.topics.audit)
-    if t is None or t.error is not None:
-        return m.Check(ok=False, error=f"topic {ctx.topics.audit!r} does not exist: "
-                                       "run `sluice topics create`")  # fmt: skip
+    for name in (ctx.topics.audit, ctx.topics.replays):
+        t = md.topics.get(name)
+        if t is None or t.error is not None:
+            return m.Check(ok=False, error=f"topic {name!r} does not exist: "
+                                           "run `sluice topics create`")  # fmt: skip
     return m.Check(ok=True)
 
 

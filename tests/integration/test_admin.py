@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from devtools.stack.resolve import Stack
 from services.fakellm.config import FakeLLMConfig, FixedLatency
@@ -116,6 +117,16 @@ def test_readyz_names_the_dependency_that_failed(stack: Stack, topics: str, conf
         checks = admin.get("/readyz", None).json()["checks"]
         assert not checks["kafka"]["ok"] and "127.0.0.1:1" in checks["kafka"]["error"]
         assert checks["redis"]["ok"]
+    # without P.replays no replay task can be kept: not ready, and the answer names the topic
+    kafka = AdminClient({"bootstrap.servers": stack.bootstrap})
+    kafka.delete_topics([f"{topics}.replays"])[f"{topics}.replays"].result(30)
+    with serve_admin(config_file=config) as admin:
+
+        def kafka_error() -> str:
+            return admin.get("/readyz", None).json()["checks"]["kafka"].get("error") or ""
+
+        wait_for(lambda: f"{topics}.replays" in kafka_error(), 30, what="/readyz naming P.replays")
+        assert admin.get("/readyz", None).status_code == 503
 
 
 def test_without_the_right_token_nothing_is_read_or_changed(
