@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import secrets
 import threading
 import time
@@ -56,6 +57,7 @@ import httpx
 from confluent_kafka import Producer
 
 from bench.common import emit
+from bench.enrich import machine_busy_s, proc_cpu_s
 from devtools.fleet.fleet import Fleet, FleetSpec
 from devtools.runs.readback import Tail
 from devtools.runs.verify import percentile
@@ -77,6 +79,7 @@ LOAD_SHARE = 0.96  # of the configured rate, replay and fresh traffic together, 
 TARGET_UTILIZATION = 0.9
 TARGET_DELTA_MS = 100
 POLL_S = 0.5
+STALL_S = 120.0  # the replay is given up when neither sent nor outcomes move for this long
 
 
 class BenchError(SluiceError):
@@ -306,7 +309,8 @@ def replay_phase(run: Run, replay_id: str, rate: float) -> tuple[dict[str, Any],
     if r.status_code != 202:
         raise BenchError(f"starting the replay answered {r.status_code}: {r.text[:500]}")
     started = time.monotonic()
-    last_report = started
+    last_report = progress_at = started
+    progress = (0, 0)
     while True:
         run.pump(POLL_S)
         stats = run.sample()
@@ -321,8 +325,15 @@ def replay_phase(run: Run, replay_id: str, rate: float) -> tuple[dict[str, Any],
             say(f"[replay] {time.monotonic() - started:5.0f}s sent {task['sent']}/{run.args.records}"
                 f"  outcomes {done}  fakellm 429s {stats['rate_limited']} max1s "
                 f"{stats['max_requests_1s']}  fresh seen {len(run.fresh.seen)}")  # fmt: skip
-        if time.monotonic() - started > run.args.records / rate * 3 + 120:
-            raise BenchError(f"the replay did not drain: {task}")
+        if (task["sent"], done) != progress:
+            progress, progress_at = (task["sent"], done), time.monotonic()
+        elif time.monotonic() - progress_at > STALL_S:
+            raise BenchError(f"the replay made no progress in {STALL_S:.0f} s: {task}")
+
+
+def cpu_now(fleet: Fleet) -> tuple[float, float, float]:
+    """(the admin's CPU seconds, the machine's busy CPU seconds, monotonic time)."""
+    return proc_cpu_s(fleet.procs.running["admin"].pid), machine_busy_s(), time.monotonic()
 
 
 def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
@@ -362,9 +373,11 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
             run.pump(args.baseline_seconds)
             phases.replay_ms = int(time.time() * 1000)
             before = run.sample()
+            cpu0 = cpu_now(fleet)
             say(f"[replay] {args.records} records at {args.replay_rate:g}/s, fresh traffic on")
             replay_id = f"bench-{phases.replay_ms}"
             dry, task = replay_phase(run, replay_id, args.replay_rate)
+            cpu1 = cpu_now(fleet)
             stop.set()
             producer.join(60)
             phases.drained_ms = max(run.replayed.values())
@@ -405,7 +418,10 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
         "replay_outcomes": len(run.replayed), "provider_requests_before_replay": int(before["requests_total"]),
         "dry_run": {"matched": dry["matched"], "paid_calls": dry["paid_calls"],
                     "cache_hits": dry["cache_hits"],
-                    "drain_s": dry["drain"]["seconds"] if dry["drain"] else None},
+                    "drain_s": round(dry["drain"]["seconds"], 2) if dry["drain"] else None},
+        "cpu_during_replay": {"admin_cpu_s": round(cpu1[0] - cpu0[0], 1),
+                              "machine_busy_pct": round(100 * (cpu1[1] - cpu0[1]) / (cpu1[2] - cpu0[2]), 1),
+                              "cores": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 1)},
         "latency": args.latency, "partitions": args.partitions, "baseline_s": round(baseline_s, 1),
         "warmup_s": args.warmup, "logs": str(log_dir),
     }  # fmt: skip
