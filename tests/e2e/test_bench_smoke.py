@@ -75,3 +75,20 @@ def test_bench_http(stack: Stack) -> None:
     assert r["ratio"] == pytest.approx(
         r["baseline_cpu_ms_per_call"] / r["sluice_cpu_ms_per_call"], rel=0.05
     )
+
+
+def test_bench_replay(stack: Stack) -> None:
+    r = bench(stack, "replay", "--records", "200", "--limit", "100", "--fresh-rate", "10",
+              "--warmup", "1", "--baseline-seconds", "3", "--latency", "fixed:50")  # fmt: skip
+    task = r["task"]
+    assert (task["status"], task["matched"], task["sent"], r["replay_outcomes"]) == (
+        "completed", 200, 200, 200)  # fmt: skip
+    assert (r["dry_run"]["matched"], r["dry_run"]["paid_calls"]) == (200, 200)
+    assert r["replay_drain_s"] > 0 and 0 < r["utilization"] <= 1.05
+    assert r["fresh_measured"]["baseline"] > 0 and r["fresh_measured"]["replay"] > 0
+    assert r["fresh_p99_delta_ms"] == r["fresh_p99_ms_replay"] - r["fresh_p99_ms_baseline"]
+    assert r["ratio"] == pytest.approx(
+        r["fresh_p99_ms_replay"] / r["fresh_p99_ms_baseline"], abs=0.01
+    )
+    assert set(r["targets_met"]) == {"provider_429==0", "utilization>=0.9",
+                                     "fresh_p99_delta_ms<=100"}  # fmt: skip

@@ -275,3 +275,41 @@ def test_a_replay_that_keeps_failing_is_stopped_by_the_canary(
         assert {of(m)[1:] for m in back} == {(None, None, "c", 1)}
     outcomes = replay_outcomes(stack, topics, "c")
     assert {o for _i, o in outcomes} == {"dead"} and len(outcomes) == stopped["sent"]
+
+
+def test_block_mode_a_record_at_the_cap_is_refused_and_its_key_stays_held(
+    stack: Stack, topics: str, config: Path
+) -> None:
+    a, b = b"cust-a", b"cust-b"
+    records = [work(0, a, ALWAYS), work(1, a), work(2, b)]
+    seq = load(SequencerSettings)
+    with (services(config, topics, dead_mode="block"), serve_admin(config_file=config) as admin,
+          Tail(stack.bootstrap, f"{topics}.output") as out,
+          Tail(stack.bootstrap, f"{topics}.dlq.error") as dlq):  # fmt: skip
+        produce(stack.bootstrap, f"{topics}.work", records)
+        dlq.until(lambda ms: len(ms) >= 1, 60, "the dead record")
+        out.until(lambda ms: by_key(ms, b) == [2], 30, "the other key's record")
+        wait_for(lambda: len(read_blocked(seq, 10)) == 1, 30, what="key a blocked")
+
+        # 0 keeps failing: each replay returns it with the count one higher, up to the cap (3)
+        for n in (1, 2, 3):
+            done = replay(admin, f"r{n}", succeeded=0, failed_again=1, replay_count_min=n - 1)
+            assert (done["matched"], done["sent"], done["refused_by_cap"]) == (1, 1, 0)
+            dlq.until(lambda ms, n=n: len(ms) >= n + 1, 30, f"0 back with count {n}")
+            assert of(dlq.messages[-1]) == (0, None, None, f"r{n}", n)
+        # at the cap: the dry run shows it refused, a replay sends nothing
+        capped = {"dlq": "error", "replay_count_min": 3}
+        dry = admin.post("/v1/replays", VIEW, json={**capped, "dry_run": True}).json()
+        assert (dry["matched"], dry["refused_by_cap"], dry["selected"]) == (1, 1, 0), dry
+        everything = admin.post("/v1/replays", VIEW, json={"dlq": "error", "dry_run": True}).json()
+        assert (everything["matched"], everything["refused_by_cap"]) == (4, 1), everything
+        r = admin.post("/v1/replays", OP, json={**capped, "replay_id": "r4"})
+        assert r.status_code == 202, r.text
+        wait_for(lambda: task(admin, "r4")["status"] == "completed", 30, what="r4 completed")
+        assert (task(admin, "r4")["sent"], task(admin, "r4")["refused_by_cap"]) == (0, 1)
+        out.settle(3)
+        dlq.settle(1)
+        # nothing more was sent or emitted: key a is still held by its dead head (0, and 1 behind)
+        assert len(dlq.messages) == 4 and by_key(out.messages, a) == []
+        assert {(k.key, k.offset, k.waiting) for k in read_blocked(seq, 10)} == {(a, 0, 2)}
+    assert replay_outcomes(stack, topics, "r4") == []

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
+from services.admin.dlq import runner as runner_module
 from services.admin.dlq.canary import Canary, Outcomes
 from services.admin.dlq.filters import Filters
 from services.admin.dlq.pacing import Pacer, pace
@@ -15,7 +19,9 @@ from services.admin.dlq.task import ReplayTask, TransitionError, newest
 from services.router.envelope import DLT_OFFSET
 from shared import headers as h
 from shared.config_file import ProviderConfig
+from shared.errors import StackError
 from shared.outcomes import HISTORY_MAX
+from shared.topics import Topics
 from tests.support.dlq import consumed, dead_record
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -132,3 +138,32 @@ def test_outcomes_count_each_identity_once_and_the_canary_trips_on_the_first_win
     assert reason == "canary: 3 of the first 4 replayed records failed again (more than 50%)"
     assert canary.tripped(Outcomes("r1"), selected=0) is None
     assert Canary(0.5, 20).tripped(five, selected=4) is not None  # a task of 4: 3 of 4
+
+
+def test_a_read_of_the_outcomes_that_times_out_waits_for_the_next_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Failing:
+        """A consumer whose broker answers nothing (a busy machine), or is gone for good."""
+
+        def __init__(self, error: KafkaError) -> None:
+            self.error = error
+
+        def list_topics(self, *_args: Any, **_kw: Any) -> Any:
+            raise KafkaException(self.error)
+
+        def close(self) -> None:
+            pass
+
+    def results_of(error: KafkaError) -> Any:
+        monkeypatch.setattr(runner_module, "reading_consumer", lambda _settings: Failing(error))
+        runner = SimpleNamespace(settings=None, task=a_task(results_from={0: 5}),
+                                 outcomes=Outcomes("r1"), topics=Topics("p"))  # fmt: skip
+        return runner_module._Results(cast(runner_module.Runner, runner))
+
+    timing_out = results_of(KafkaError(KafkaError._TIMED_OUT))
+    timing_out.poll()  # the task goes on; the outcomes are read again a second later
+    assert timing_out.positions == {0: 5} and timing_out.runner.outcomes.succeeded == 0
+    fenced = results_of(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
+    with pytest.raises(StackError, match=r"cannot read p\.results"):
+        fenced.poll()

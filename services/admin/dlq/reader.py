@@ -72,6 +72,13 @@ def read_with(consumer: Consumer, topic: str, start: Mapping[int, int], budget: 
         raise StackError(f"cannot read {topic}: {exc}") from exc
 
 
+def passing(exc: StackError) -> bool:
+    """``exc`` (from :func:`read_with`) came from a Kafka error that is not fatal, such as a
+    timeout of a busy broker: reading again later may work."""
+    cause = exc.__cause__
+    return isinstance(cause, KafkaException) and not cause.args[0].fatal()
+
+
 class _Read:
     def __init__(self, consumer: Consumer, topic: str, budget: Budget, visit: Visit) -> None:
         self.consumer = consumer
