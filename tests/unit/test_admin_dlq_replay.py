@@ -108,8 +108,12 @@ def test_the_pace_is_the_rate_asked_never_faster_than_the_request_bucket() -> No
     assert p.wait_s(100.0) == 0
     p.sent(100.0)
     assert p.wait_s(100.0) == pytest.approx(0.25) and p.wait_s(100.3) == 0
-    p.sent(100.3)
-    assert p.wait_s(100.3) == pytest.approx(0.25)  # no burst saved up by the pause
+    p.sent(100.3)  # 0.05 s late: made up
+    assert p.wait_s(100.3) == pytest.approx(0.2)
+    p.sent(200.0)  # a long pause: nothing saved up beyond CATCH_UP_S (two records at 4/s)
+    assert [p.wait_s(200.0), p.sent(200.0), p.wait_s(200.0)] == [0, None, 0]
+    p.sent(200.0)
+    assert p.wait_s(200.0) == pytest.approx(0.25)
     free = Pacer(None)
     free.sent(1.0)
     assert free.wait_s(1.0) == 0

@@ -27,16 +27,28 @@ def pace(asked: float | None, provider: ProviderConfig, model: str) -> float | N
     return min(rates) if rates else None
 
 
+CATCH_UP_S = 0.5
+"""How much of a stall of the sender (a transaction's commit, a slow read) the pace makes
+up afterwards; a longer pause (a provider paused) saves nothing up."""
+
+
 @dataclass
 class Pacer:
-    """One record every ``1 / rate`` seconds, with no burst; ``rate`` None: no wait."""
+    """One record every ``1 / rate`` seconds on average; ``rate`` None: no wait.
+
+    Lateness of up to :data:`CATCH_UP_S` is made up (records go at once until the
+    schedule is met again), so stalls shorter than that do not lower the rate; a
+    burst is at most ``rate * CATCH_UP_S`` records."""
 
     rate: float | None
-    next_at: float = 0.0  # monotonic time the next record may go
+    next_at: float | None = None  # monotonic time the next record may go; None: none sent yet
 
     def wait_s(self, now: float) -> float:
-        return 0.0 if self.rate is None else max(0.0, self.next_at - now)
+        if self.rate is None or self.next_at is None:
+            return 0.0
+        return max(0.0, self.next_at - now)
 
     def sent(self, now: float) -> None:
         if self.rate is not None:
-            self.next_at = max(self.next_at, now) + 1.0 / self.rate
+            base = now if self.next_at is None else max(self.next_at, now - CATCH_UP_S)
+            self.next_at = base + 1.0 / self.rate

@@ -273,6 +273,7 @@ class _Work:
         self.provider: str | None = None
         self.pacer = Pacer(None)
         self.health_at = 0.0
+        self.digests: list[str] = []  # of the records in the open transaction, for cache_hits
 
     def close(self) -> None:
         self.txn.abort_quietly()
@@ -366,8 +367,8 @@ class _Work:
         digest = candidate(
             self.task_cfg, self.provider, kind, c.partition, c.offset, c.value
         ).digest
-        hit = digest is not None and bool(self.loop.run_until_complete(
-            cached(self.redis, self.s.pipeline, self.task_cfg, {digest})))  # fmt: skip
+        if digest is not None:
+            self.digests.append(digest)  # looked up at the commit, all in one round trip
         record = work_record(c, task.id)
         if not self.in_txn:
             self.txn.begin()
@@ -375,15 +376,15 @@ class _Work:
         self.txn.produce(self.r.topics.work, record.value, record.key, record.headers)
         self.in_txn += 1
         self.pacer.sent(time.monotonic())
-        task = task.model_copy(update={"sent": task.sent + 1,
-                                       "cache_hits": task.cache_hits + int(hit)})  # fmt: skip
-        return task
+        return task.model_copy(update={"sent": task.sent + 1})
 
     def _commit(self) -> None:
         """The open transaction (if any) with the task's record; on abort, back to the last commit."""
         task = self.task.model_copy(update={"updated": now(), "waiting": None,
+                                            "cache_hits": self.task.cache_hits + self._hits(),
                                             "succeeded": self.r.outcomes.succeeded,
                                             "failed_again": self.r.outcomes.failed_again})  # fmt: skip
+        self.digests = []
         try:
             self.txn.begin()
             self.txn.produce(self.r.topics.replays, task.encode(), task.id.encode())
@@ -396,6 +397,15 @@ class _Work:
             self.committed = self.task = task
             self.r.show(task.model_copy(update={"waiting": self.r.task.waiting}))
         self.in_txn = 0
+
+    def _hits(self) -> int:
+        """How many records of the open transaction enrich will find in the result cache."""
+        if not self.digests:
+            return 0
+        found = self.loop.run_until_complete(
+            cached(self.redis, self.s.pipeline, self.task_cfg, set(self.digests))
+        )
+        return sum(d in found for d in self.digests)
 
     def _end(self, status: Status, reason: str | None = None) -> bool:
         """Commit the task in ``status``; False if that transaction was aborted (the walk
