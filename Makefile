@@ -10,9 +10,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm browser-deps
+.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm promtool browser-deps
 
-setup: $(STAMP) system-deps helm
+setup: $(STAMP) system-deps helm promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,11 @@ browser-deps:
 # ~/.cache/sluice/helm (a few minutes); without Go that test skips, saying so.
 helm:
 	@bash scripts/helm.sh >/dev/null
+
+# promtool for the alert-rule tests: built once with Go into ~/.cache/sluice/promtool
+# (several minutes); without Go those tests skip, saying so.
+promtool:
+	@bash scripts/promtool.sh >/dev/null
 
 demo: setup
 	@$(BIN)/sluice demo
