@@ -10,7 +10,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm promtool browser-deps
+.PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm browser-deps
 
 setup: $(STAMP) system-deps helm promtool
 
