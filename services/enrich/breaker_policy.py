@@ -22,6 +22,7 @@ it and the probe closes the breaker).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import Enum
 
 from shared.kinds import FailureKind
@@ -105,4 +106,6 @@ def unavailable(provider: str, health: Health | None) -> Failure:
 
 def opened_for_auth(health: Health | None) -> Health:
     """What a worker knows at once after tripping the breaker for auth (the fleet: at its refresh)."""
-    return Health(paused=health.paused if health is not None else False, breaker=OPEN, reason=AUTH)
+    if health is None:
+        return Health(paused=False, breaker=OPEN, reason=AUTH)
+    return replace(health, breaker=OPEN, reason=AUTH)  # a pause stays, with its start

@@ -40,6 +40,11 @@ BREAKER_OPEN = Gauge(
     "sluice_provider_breaker_open", "1 while the provider's breaker is open", ["provider"]
 )
 PAUSED = Gauge("sluice_provider_paused", "1 while an operator paused the provider", ["provider"])
+PAUSED_SINCE = Gauge(
+    "sluice_provider_paused_since_seconds",
+    "Unix time the provider's pause began (0: not paused, or paused without a recorded start)",
+    ["provider"],
+)
 IN_FLIGHT = Gauge("sluice_enrich_in_flight", "Records in flight in this worker")
 CONCURRENCY_LIMIT = Gauge(
     "sluice_enrich_concurrency_limit", "AIMD concurrency limit of this worker", ["provider"]
@@ -55,5 +60,6 @@ OUTCOMES = Counter(
 def observe_provider(name: str, health: Health | None, concurrency_limit: int) -> None:
     """A provider's state as this worker last read it (``None``: unknown)."""
     PAUSED.labels(name).set(1 if health and health.paused else 0)
+    PAUSED_SINCE.labels(name).set(health.paused_since_ms / 1000 if health and health.paused else 0)
     BREAKER_OPEN.labels(name).set(1 if health and health.breaker == "open" else 0)
     CONCURRENCY_LIMIT.labels(name).set(concurrency_limit)

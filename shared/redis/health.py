@@ -10,6 +10,7 @@ from shared.provider_state import Health
 from shared.redis import keys
 from shared.redis.breaker_logic import CLOSED, effective_state
 from shared.redis.client import translated
+from shared.redis.pause import decode_info
 
 
 def _text(v: Any) -> str | None:
@@ -24,7 +25,7 @@ def _redis_ms(t: Any) -> int:
 
 
 async def provider_health(r: aioredis.Redis, pipeline: str, name: str) -> Health:
-    """Paused flag and breaker state in one round trip.
+    """Paused flag (with when the pause began) and breaker state in one round trip.
 
     An open breaker whose open period is over (Redis ``TIME`` past its
     ``open_until_ms``) is reported ``half_open`` even before a worker moved it.
@@ -32,15 +33,18 @@ async def provider_health(r: aioredis.Redis, pipeline: str, name: str) -> Health
     with translated(f"health {name}"):
         async with r.pipeline(transaction=False) as pipe:
             pipe.get(keys.paused(pipeline, name))
+            pipe.hget(keys.pause_info(pipeline, name), "since_ms")
             pipe.hmget(keys.breaker(pipeline, name), ["state", "open_until_ms", "reason"])
             pipe.time()
-            paused, (state, open_until, reason), now = await pipe.execute()
+            paused, since, (state, open_until, reason), now = await pipe.execute()
     state_s = _text(state) or CLOSED
     until = int(float(_text(open_until) or 0))
+    pause = decode_info(paused, [None, None, since])
     return Health(
-        paused=paused in (b"1", "1"),
+        paused=pause is not None,
         breaker=effective_state(state_s, until, _redis_ms(now)),
         reason=_text(reason) or "",
+        paused_since_ms=pause.since_ms if pause is not None else 0,
     )
 
 

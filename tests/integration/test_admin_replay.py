@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from devtools.stack.resolve import Stack
 from services.fakellm.config import FakeLLMConfig, FixedLatency
@@ -84,6 +85,7 @@ def test_a_replay_sends_each_matching_record_once_per_replay_id(
 ) -> None:
     put_dead(stack, topics, 20, capped=2)
     body = {"dlq": "error", "kind": ["timeout"], "src_offset_min": 2, "max_records": 12}
+    before = REGISTRY.get_sample_value("sluice_admin_replayed_total", {"dlq": "error"}) or 0
     with serve_admin(config_file=config) as admin:
         dry = admin.post("/v1/replays", VIEW, json={**body, "dry_run": True}).json()
         params = {k: v for k, v in body.items() if k not in ("dlq", "max_records")}
@@ -100,6 +102,8 @@ def test_a_replay_sends_each_matching_record_once_per_replay_id(
         again = admin.post("/v1/replays", OP, json={**body, "replay_id": "r-1"})
         assert again.status_code == 200 and again.json()["id"] == "r-1", again.text
         assert again.json()["sent"] == 12
+        replayed_total = REGISTRY.get_sample_value("sluice_admin_replayed_total", {"dlq": "error"})
+        assert replayed_total == before + 12  # the dashboard's replay rate counts each once
         other = admin.post("/v1/replays", OP, json={**body, "max_records": 3, "replay_id": "r-1"})
         assert other.status_code == 409 and "another request" in other.json()["detail"]
         listed = admin.get("/v1/replays", VIEW).json()["replays"]

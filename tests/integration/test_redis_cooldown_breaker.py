@@ -19,6 +19,7 @@ from shared.redis.breaker_logic import trip as ref_trip
 from shared.redis.client import connect
 from shared.redis.cooldown import Cooldowns
 from shared.redis.health import provider_health, set_paused
+from shared.redis.pause import Pauses
 from shared.redis.state import RedisProviderState
 
 pytestmark = pytest.mark.integration
@@ -159,3 +160,18 @@ async def test_pause_flag_and_provider_state(r: aioredis.Redis, pipeline: str) -
     assert 2.0 < await Cooldowns(r, pipeline).cooldown_remaining("p") <= 5.0
     assert (await state.breakers.view("p")).state == "closed"
     assert await state.limiter.levels("p") == {} and await state.fleet.fleet_inflight("p") == 0
+
+
+async def test_health_says_since_when_a_provider_is_paused(
+    r: aioredis.Redis, pipeline: str
+) -> None:
+    """An operator's pause carries its start (for the paused-too-long alert); a bare flag has none."""
+    change = await Pauses(r, pipeline).pause("p", "ops", "provider incident")
+    h = await provider_health(r, pipeline, "p")
+    assert h.paused and change.info is not None
+    assert h.paused_since_ms == change.info.since_ms > 1_600_000_000_000
+    await Pauses(r, pipeline).resume("p")
+    assert (await provider_health(r, pipeline, "p")).paused_since_ms == 0
+    await set_paused(r, pipeline, "p", True)
+    h = await provider_health(r, pipeline, "p")
+    assert h.paused and h.paused_since_ms == 0

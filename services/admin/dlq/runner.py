@@ -38,6 +38,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+from prometheus_client import Counter
 
 from services.admin.audit import AuditLog
 from services.admin.dlq.canary import Canary, Outcomes
@@ -71,6 +72,12 @@ WATCH_S = 600.0
 STEP_S = 0.2
 
 Publish = Callable[[ReplayTask], None]
+
+REPLAYED = Counter(
+    "sluice_admin_replayed_total",
+    "Records replay tasks sent back to P.work (committed), by DLQ",
+    ["dlq"],
+)
 
 
 def transactional_id(pipeline: str, dlq: str) -> str:
@@ -394,6 +401,7 @@ class _Work:
             self.task = self.committed
             self.walk.seek(self.task.next_partition, self.task.next_offset)
         else:
+            REPLAYED.labels(task.dlq).inc(task.sent - self.committed.sent)
             self.committed = self.task = task
             self.r.show(task.model_copy(update={"waiting": self.r.task.waiting}))
         self.in_txn = 0
