@@ -39,12 +39,6 @@ DASHBOARD = ROOT / "deploy" / "helm" / "sluice" / "files" / "grafana-dashboard.j
 
 SYNTHETIC = {"up"}
 """Series Prometheus makes itself for every scrape target."""
-ALLOWLIST = {
-    # The autoscaling gauge (min of the lag-based need and what the providers' rates can
-    # use): exported by the admin service once that change is merged; used by one dashboard
-    # panel only, never by an alert rule. Remove this entry when the admin exports it.
-    "sluice_enrich_useful_workers": "admin",
-}
 RECORDS = 40
 WAIT_S = 180.0
 
@@ -65,7 +59,7 @@ def used_names() -> dict[str, set[str]]:
 def unexported(used: dict[str, set[str]], scraped: dict[str, set[str]]) -> dict[str, set[str]]:
     """The names of ``used`` that no service exports (Prometheus's own and the allowlist aside)."""
     exported = set().union(*scraped.values())
-    return {n: w for n, w in used.items() if n not in exported | SYNTHETIC | set(ALLOWLIST)}
+    return {n: w for n, w in used.items() if n not in exported | SYNTHETIC}
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +129,6 @@ def test_a_made_up_metric_is_reported(scraped: dict[str, set[str]]) -> None:
     """The check can fail: an alert on a metric no service exports is named with its rule."""
     used = {"sluice_router_dlq_total": {"rules a"}, "sluice_made_up_total": {"rules b"}}
     assert unexported(used, scraped) == {"sluice_made_up_total": {"rules b"}}
-
-
-def test_the_allowlist_is_used_by_the_dashboard_only(scraped: dict[str, set[str]]) -> None:
-    used = used_names()
-    for name, owner in ALLOWLIST.items():
-        assert owner in scraped
-        where = used.get(name, set())
-        assert where and all(w.startswith("dashboard ") for w in where), (name, where)
 
 
 def test_each_stage_absent_rule_watches_a_metric_only_that_stage_exports(

@@ -11,7 +11,6 @@ field fails), for the oldest and the newest Kubernetes the chart is checked on.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,20 +47,10 @@ def helm() -> str:
 
 
 @pytest.fixture(scope="module")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The chart; a copy with a minimal rules file and dashboard while the chart has none."""
-    if (CHART / RULES_FILE).is_file() and (CHART / DASHBOARD_FILE).is_file():
-        yield CHART
-        return
-    copy = tmp_path_factory.mktemp("chart") / "sluice"
-    shutil.copytree(CHART, copy)
-    (copy / "files").mkdir(exist_ok=True)
-    if not (copy / RULES_FILE).is_file():
-        rule = {"alert": "SluiceDown", "expr": "up == 0", "for": "5m"}
-        (copy / RULES_FILE).write_text(yaml.safe_dump({"groups": [{"name": "s", "rules": [rule]}]}))
-    if not (copy / DASHBOARD_FILE).is_file():
-        (copy / DASHBOARD_FILE).write_text(json.dumps({"title": "sluice", "panels": []}))
-    yield copy
+def chart() -> Path:
+    """The chart, with the alert rules and the dashboard it carries."""
+    assert (CHART / RULES_FILE).is_file() and (CHART / DASHBOARD_FILE).is_file()
+    return CHART
 
 
 def run_helm(helm: str, command: str, chart: Path, *args: str) -> subprocess.CompletedProcess[str]:
