@@ -151,6 +151,24 @@ class Fleet:
         url = f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
         return httpx.get(url, timeout=5).text
 
+    def snapshot(self) -> Path:
+        """Every running service's ``/metrics`` and fakellm's stats into the log dir, for a
+        failure to be read after the fleet is gone; the file's path."""
+        out = self.spec.log_dir / f"snapshot-{int(time.time())}.txt"
+        parts = []
+        for name in sorted(self.metrics_ports):
+            try:
+                text = self.metrics(name)
+            except httpx.HTTPError as exc:
+                text = f"(not scraped: {exc})"
+            parts.append(f"==> {name} /metrics\n{text}")
+        try:
+            parts.append(f"==> fakellm stats\n{json.dumps(self.llm_stats(), indent=1)}")
+        except httpx.HTTPError as exc:
+            parts.append(f"==> fakellm stats\n(not read: {exc})")
+        out.write_text("\n".join(parts))
+        return out
+
     # -- fakellm ------------------------------------------------------------------
     def configure_llm(self, update: Mapping[str, Any]) -> None:
         httpx.put(

@@ -130,7 +130,7 @@ def _wait_until_accounted(
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"{n - len(seen)} of {n} records not in the output after {timeout_s:.0f}s; "
-                    f"logs in {fleet.spec.log_dir}"
+                    f"logs and every service's metrics in {fleet.snapshot()}"
                 )
             fleet.check()
             seen.update(ident(m) for m in tail.poll(1.0))

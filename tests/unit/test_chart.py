@@ -255,7 +255,7 @@ def test_one_workload_per_service_and_the_sequencer_keeps_its_pod_name_as_id(
 ) -> None:
     kinds = {(d["kind"], component_of(d))
              for d in default_docs if d["kind"] in {"Deployment", "StatefulSet"}}  # fmt: skip
-    assert kinds == {("Deployment", "ingest"), ("Deployment", "enrich"), ("Deployment", "router"),
+    assert kinds == {("Deployment", "ingest"), ("Deployment", "enrich"), ("StatefulSet", "router"),
                      ("StatefulSet", "sequencer"), ("Deployment", "admin")}  # fmt: skip
     assert ("Deployment", "fakellm") not in kinds
     for docs in (default_docs, full_docs):
@@ -275,6 +275,12 @@ def test_one_workload_per_service_and_the_sequencer_keeps_its_pod_name_as_id(
     governing = [d for d in full_docs if d["kind"] == "Service"
                  and d["metadata"]["name"] == sequencer["spec"]["serviceName"]]  # fmt: skip
     assert governing and governing[0]["spec"]["clusterIP"] == "None"
+    # the router too: its transactional id is its worker id, which must survive a restart
+    router = one(full_docs, "StatefulSet", "router")
+    env = env_of(container(router))
+    assert env["SLUICE_WORKER_ID"]["value"] == "$(POD_NAME)" and "SLUICE_DEAD_MODE" not in env
+    assert [d for d in full_docs if d["kind"] == "Service"
+            and d["metadata"]["name"] == router["spec"]["serviceName"]]  # fmt: skip
 
 
 def test_probes_use_the_endpoints_each_service_serves(full_docs: list[dict[str, Any]]) -> None:

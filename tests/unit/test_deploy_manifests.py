@@ -48,7 +48,7 @@ def test_chart_services_are_known_commands_and_the_sequencer_is_stateful() -> No
     assert set(values["services"]) <= set(COMMANDS)
     template = (CHART / "templates" / "stages.yaml").read_text()
     assert 'ternary "StatefulSet" "Deployment" $stateful' in template
-    assert 'eq $name "sequencer"' in template and "SLUICE_WORKER_ID" in template
+    assert 'has $name (list "router" "sequencer")' in template and "SLUICE_WORKER_ID" in template
 
 
 def helm_path() -> str:
@@ -90,7 +90,7 @@ def component(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any
 def test_chart_renders(helm: str) -> None:
     docs = render(helm, "admin.existingSecret=sluice-admin")
     kinds = {(d["kind"], d["metadata"]["labels"].get("app.kubernetes.io/component")) for d in docs}
-    assert {("Deployment", "ingest"), ("Deployment", "enrich"), ("Deployment", "router"),
+    assert {("Deployment", "ingest"), ("Deployment", "enrich"), ("StatefulSet", "router"),
             ("StatefulSet", "sequencer"), ("Deployment", "admin"),
             ("Service", "admin")} <= kinds  # fmt: skip
 
