@@ -67,15 +67,19 @@ def config(tmp_path: Path) -> Iterator[Path]:
 
 
 @contextmanager
-def services(config: Path, pipeline: str, dead_mode: str = "skip") -> Iterator[None]:
-    """enrich, router and sequencer, each in a thread of the test process."""
+def services(
+    config: Path, pipeline: str, dead_mode: str = "skip", *, sequencer: bool = True
+) -> Iterator[None]:
+    """enrich, router and (unless told not to) the sequencer, each in a thread of the test
+    process; each start is a restart of the one before (the same worker ids)."""
     router_stop, seq_stop = StopFlag(), StopFlag()
     seq = load(SequencerSettings, worker_id=f"w-{pipeline}", dead_mode=dead_mode)
     with ExitStack() as running:
         worker = running.enter_context(Worker(config_file=config))
         running.enter_context(InThread(Router(load(RouterSettings), router_stop), router_stop,
                                        "router"))  # fmt: skip
-        running.enter_context(InThread(Sequencer(seq, seq_stop), seq_stop, "sequencer", 90))
+        if sequencer:
+            running.enter_context(InThread(Sequencer(seq, seq_stop), seq_stop, "sequencer", 90))
         yield
     assert worker.error is None, repr(worker.error)
 
@@ -313,3 +317,36 @@ def test_block_mode_a_record_at_the_cap_is_refused_and_its_key_stays_held(
         assert len(dlq.messages) == 4 and by_key(out.messages, a) == []
         assert {(k.key, k.offset, k.waiting) for k in read_blocked(seq, 10)} == {(a, 0, 2)}
     assert replay_outcomes(stack, topics, "r4") == []
+
+
+def test_a_replay_across_restarts_of_the_router_and_the_sequencer_is_emitted_once(
+    stack: Stack, topics: str, config: Path
+) -> None:
+    """The replay's outcomes reach a sequencer that was down while they were made; it
+    emits each once, late, and neither a restart nor the same records replayed again under
+    another id emits anything twice (what was emitted is in its changelog)."""
+    a = b"cust-a"
+    records = [work(0, a), work(1, a, ONCE), work(2, a, ONCE), work(3, a)]
+    first = [(0, "ok"), (1, "dead"), (2, "dead"), (3, "ok")]
+    with (Tail(stack.bootstrap, f"{topics}.output") as out,
+          serve_admin(config_file=config) as admin):  # fmt: skip
+        with services(config, topics):
+            produce(stack.bootstrap, f"{topics}.work", records)
+            out.until(lambda ms: len(ms) >= 4, 60, "every record or its gap marker")
+        assert [of(m)[:2] for m in out.messages] == first
+        with services(config, topics, sequencer=False):  # the router restarted, no sequencer
+            done = replay(admin, "r1", succeeded=2, failed_again=0)
+            assert done["sent"] == 2
+        out.settle(2)
+        assert len(out.messages) == 4, "emitted with no sequencer running"
+        with services(config, topics):  # the sequencer back: the late successes, once
+            out.until(lambda ms: len(ms) >= 6, 60, "the two late successes")
+            out.settle(2)
+        assert sorted(of(m) for m in out.messages[4:]) == [
+            (1, "ok", "true", "r1", 1), (2, "ok", "true", "r1", 1)]  # fmt: skip
+        with services(config, topics):  # all restarted; the same records under another id
+            again = replay(admin, "r2", succeeded=2, failed_again=0, replay_count_min=0,
+                           replay_count_max=0)  # fmt: skip
+            assert (again["sent"], again["cache_hits"]) == (2, 2), again
+            out.settle(3)
+        assert len(out.messages) == 6, [of(m) for m in out.messages]
