@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 import yaml
 
 from tests.support.promnames import dashboard_exprs, exported_names, metric_names, rule_exprs
+from tests.support.tools import tool_path
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "helm" / "sluice" / "files" / "prometheus-rules.yaml"
@@ -29,15 +29,7 @@ GUIDE = ROOT / "docs" / "operations.md"
 
 
 def promtool_path() -> str:
-    """The promtool that ``scripts/promtool.sh`` installed (else one on PATH); skips saying why not."""
-    found = subprocess.run(["bash", str(ROOT / "scripts" / "promtool.sh"), "--path"],
-                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    if found.returncode == 0:
-        return found.stdout.strip()
-    on_path = shutil.which("promtool")
-    if on_path is None:
-        pytest.skip(found.stderr.strip() or "promtool is not installed")
-    return on_path
+    return tool_path("promtool")
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

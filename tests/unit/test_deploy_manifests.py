@@ -9,7 +9,6 @@ checks run when ``scripts/helm.sh`` (part of ``make setup``) could install helm.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import yaml
 
 from services.admin.app import is_loopback
 from services.cli import COMMANDS
+from tests.support.tools import tool_path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "sluice"
@@ -52,15 +52,7 @@ def test_chart_services_are_known_commands_and_the_sequencer_is_stateful() -> No
 
 
 def helm_path() -> str:
-    """The helm that ``scripts/helm.sh`` installed (else one on PATH); skips saying why not."""
-    found = subprocess.run(["bash", str(ROOT / "scripts" / "helm.sh"), "--path"],
-                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    if found.returncode == 0:
-        return found.stdout.strip()
-    on_path = shutil.which("helm")
-    if on_path is None:
-        pytest.skip(found.stderr.strip() or "helm is not installed")
-    return on_path
+    return tool_path("helm")
 
 
 @pytest.fixture(scope="module")
