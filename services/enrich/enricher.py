@@ -217,7 +217,8 @@ class Enricher:
         await asyncio.gather(*writes)
         wp.aimd.on_success()
         await wp.wake()
-        cooldown = cooldown_from_headers(result.headers, time.time())
+        # Until the next request's worth is back (this one's estimate stands in for it).
+        cooldown = cooldown_from_headers(result.headers, time.time(), res.tokens)
         if cooldown:
             await wp.state.extend_cooldown(cooldown)
             m.COOLDOWNS.labels(wp.name).inc()

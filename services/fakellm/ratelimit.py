@@ -25,7 +25,9 @@ class Quota:
 
     limit: int
     remaining: int
-    reset_s: float  # seconds until the next unit frees up (0 if none is used)
+    reset_s: (
+        float  # seconds until the whole limit is free again, as the providers say (0: none used)
+    )
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,11 @@ class SlidingLimiter:
             times, limit, window = self._sec, limits.rps, 1.0
         else:
             return None
-        reset = times[0] + window - now if times else 0.0
+        reset = times[-1] + window - now if times else 0.0  # the newest leaves last
         return Quota(limit, max(0, limit - len(times)), max(0.0, reset))
 
     def _tokens_quota(self, limits: RateLimits, now: float) -> Quota | None:
         if not limits.tpm:
             return None
-        reset = self._tok[0][0] + 60.0 - now if self._tok else 0.0
+        reset = self._tok[-1][0] + 60.0 - now if self._tok else 0.0
         return Quota(limits.tpm, max(0, limits.tpm - self._tok_sum), max(0.0, reset))

@@ -451,6 +451,51 @@ def test_cooldown_from_headers_on_success(headers: dict[str, str], seconds: floa
     assert got == pytest.approx(seconds) if seconds is not None else got is None
 
 
+@pytest.mark.parametrize(
+    ("headers", "tokens", "seconds"),
+    [
+        # 3 requests/min, nothing left, full again in 57 s: one request is back in 19 s
+        ({"x-ratelimit-limit-requests": "3", "x-ratelimit-remaining-requests": "0",
+          "x-ratelimit-reset-requests": "57s"}, None, 19.0),
+        ({"anthropic-ratelimit-requests-limit": "3", "anthropic-ratelimit-requests-remaining": "0",
+          "anthropic-ratelimit-requests-reset": iso(57)}, None, 19.0),
+        # a tokens dimension: the request's tokens of the limit, when they are known
+        ({"x-ratelimit-limit-tokens": "10000", "x-ratelimit-remaining-tokens": "0",
+          "x-ratelimit-reset-tokens": "60s"}, 500, 3.0),
+        ({"x-ratelimit-limit-tokens": "10000", "x-ratelimit-remaining-tokens": "0",
+          "x-ratelimit-reset-tokens": "60s"}, None, 60.0),
+        ({"anthropic-ratelimit-output-tokens-limit": "1000",
+          "anthropic-ratelimit-output-tokens-remaining": "0",
+          "anthropic-ratelimit-output-tokens-reset": iso(30)}, 100, 3.0),
+        # never more than the whole reset, never based on a limit that is not a number
+        ({"x-ratelimit-limit-tokens": "100", "x-ratelimit-remaining-tokens": "0",
+          "x-ratelimit-reset-tokens": "8s"}, 5000, 8.0),
+        ({"x-ratelimit-limit-requests": "lots", "x-ratelimit-remaining-requests": "0",
+          "x-ratelimit-reset-requests": "57s"}, None, 57.0),
+        ({"x-ratelimit-limit-requests": "0", "x-ratelimit-remaining-requests": "0",
+          "x-ratelimit-reset-requests": "57s"}, None, 57.0),
+        # the longest dimension still wins
+        ({"x-ratelimit-limit-requests": "3", "x-ratelimit-remaining-requests": "0",
+          "x-ratelimit-reset-requests": "57s", "x-ratelimit-limit-tokens": "1000",
+          "x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "40s"}, 600, 24.0),
+    ],
+)  # fmt: skip
+def test_an_exhausted_dimension_waits_for_one_requests_worth(
+    headers: dict[str, str], tokens: int | None, seconds: float
+) -> None:
+    assert cooldown_from_headers(headers, NOW, tokens) == pytest.approx(seconds)
+
+
+def test_a_refused_request_waits_for_one_requests_worth_or_its_retry_after() -> None:
+    exhausted = {"x-ratelimit-limit-requests": "3", "x-ratelimit-remaining-requests": "0",
+                 "x-ratelimit-reset-requests": "57s"}  # fmt: skip
+    assert retry_after_from_headers(exhausted, NOW) == pytest.approx(19.0)
+    assert retry_after_from_headers({**exhausted, "retry-after": "30"}, NOW) == 30
+    # a limit the response does not name: the whole reset, as before
+    unnamed = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "57s"}
+    assert retry_after_from_headers(unnamed, NOW) == pytest.approx(57.0)
+
+
 def test_hint_from_message() -> None:
     assert hint_from_message("Rate limit reached. Please try again in 20ms. Visit ...") == 0.02
     assert hint_from_message("Please retry after 6 seconds.") == 6

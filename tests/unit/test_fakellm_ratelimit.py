@@ -59,6 +59,23 @@ def test_rpm_quota_in_headers() -> None:
     assert d.requests.reset_s == pytest.approx(60.0)
 
 
+def test_reset_is_when_the_whole_limit_is_free_again() -> None:
+    # As OpenAI ("resets to its initial state") and Anthropic ("fully replenished") define it.
+    clock = FakeClock()
+    lim = SlidingLimiter(clock)
+    limits = RateLimits(rpm=3, tpm=1000)
+    lim.check(limits, 100)
+    clock.t += 20
+    d = lim.check(limits, 200)
+    assert d.requests is not None and d.tokens is not None
+    assert d.requests.reset_s == pytest.approx(60.0)  # the newest leaves the window last
+    assert d.tokens.reset_s == pytest.approx(60.0)
+    clock.t += 30
+    d = lim.check(limits, 1)
+    assert d.requests is not None and d.requests.remaining == 0
+    assert d.requests.reset_s == pytest.approx(60.0)
+
+
 def test_tokens_per_minute() -> None:
     clock = FakeClock()
     lim = SlidingLimiter(clock)

@@ -6,6 +6,15 @@
 * Anthropic: ``anthropic-ratelimit-<dim>-remaining`` / ``-reset`` with RFC 3339 times.
 
 A reset applies when its dimension has nothing remaining (or does not say).
+The reset headers say when a dimension is back to its full limit; when the
+response also names that limit (``x-ratelimit-limit-<dim>``,
+``anthropic-ratelimit-<dim>-limit``), the wait is only until one request's
+worth is back: ``reset * need / limit``, where ``need`` is 1 for a requests
+dimension and the request's tokens for a tokens dimension (when known; the
+whole reset otherwise). A provider with a 3 requests/min limit that says
+``reset 57s`` is asked again after 19 s, not 57. A provider whose window
+refills all at once answers that early request with a 429, whose own wait
+then applies: never less than one request's worth, sometimes more.
 The longest applicable wait wins; every wait is capped at a day.
 """
 
@@ -69,26 +78,55 @@ def parse_retry_after(text: str, now: float) -> float | None:
     return seconds if seconds is not None else seconds_until(text, now)
 
 
-def _resets(headers: Mapping[str, str], now: float) -> Iterator[tuple[str | None, float]]:
-    """(remaining header value, reset seconds) for every dimension that names a reset."""
+def _resets(
+    headers: Mapping[str, str], now: float, tokens: int | None
+) -> Iterator[tuple[str | None, float]]:
+    """(remaining header value, wait) for every dimension that names a reset.
+
+    The wait is until one request's worth is back where the limit is named
+    (see the module docstring), else the whole reset.
+    """
     for name, value in headers.items():
         if m := _OPENAI.fullmatch(name):
-            remaining = headers.get(f"x-ratelimit-remaining-{m.group(1)}")
+            dim = m.group(1)
+            remaining = headers.get(f"x-ratelimit-remaining-{dim}")
+            limit = headers.get(f"x-ratelimit-limit-{dim}")
             wait = parse_duration(value)
         elif m := _ANTHROPIC.fullmatch(name):
-            remaining = headers.get(f"anthropic-ratelimit-{m.group(1)}-remaining")
+            dim = m.group(1)
+            remaining = headers.get(f"anthropic-ratelimit-{dim}-remaining")
+            limit = headers.get(f"anthropic-ratelimit-{dim}-limit")
             wait = seconds_until(value, now)
         else:
             continue
         if wait is not None:
-            yield remaining, wait
+            yield remaining, one_request_wait(wait, limit, 1 if dim == "requests" else tokens)
+
+
+def one_request_wait(reset_s: float, limit: str | None, need: int | None) -> float:
+    """Of a dimension that is full again in ``reset_s``: the wait until ``need`` is back.
+
+    The whole reset when the limit or the need is not known (or not a positive
+    number); never more than the whole reset.
+    """
+    if need is None or limit is None:
+        return reset_s
+    try:
+        cap = float(limit.strip())
+    except ValueError:
+        return reset_s
+    if not cap > 0 or math.isinf(cap):
+        return reset_s
+    return reset_s * min(1.0, max(need, 1) / cap)
 
 
 def _exhausted(remaining: str | None) -> bool:
     return remaining is not None and remaining.strip() in ("0", "0.0")
 
 
-def retry_after_from_headers(headers: Mapping[str, str], now: float) -> float | None:
+def retry_after_from_headers(
+    headers: Mapping[str, str], now: float, tokens: int | None = None
+) -> float | None:
     """How long a refused request should wait: the longest applicable header (lower-case names).
 
     ``retry-after-ms`` and ``retry-after`` say the same thing; the first is exact
@@ -100,14 +138,18 @@ def retry_after_from_headers(headers: Mapping[str, str], now: float) -> float | 
         waits.append(exact / 1000)
     elif (v := headers.get("retry-after")) is not None and (s := parse_retry_after(v, now)) is not None:  # fmt: skip
         waits.append(s)
-    waits += [wait for remaining, wait in _resets(headers, now) if remaining is None or _exhausted(remaining)]  # fmt: skip
+    waits += [wait for remaining, wait in _resets(headers, now, tokens) if remaining is None or _exhausted(remaining)]  # fmt: skip
     return max(waits) if waits else None
 
 
-def cooldown_from_headers(headers: Mapping[str, str], now: float) -> float | None:
-    """After a success: the wait until a dimension with nothing remaining resets, else ``None``."""
+def cooldown_from_headers(
+    headers: Mapping[str, str], now: float, tokens: int | None = None
+) -> float | None:
+    """After a success: the wait until a dimension with nothing remaining has one request's
+    worth back (``tokens``: what the next request needs of a tokens dimension, if known),
+    else ``None``."""
     lower = {k.lower(): v for k, v in headers.items()}
-    waits = [wait for remaining, wait in _resets(lower, now) if _exhausted(remaining)]
+    waits = [wait for remaining, wait in _resets(lower, now, tokens) if _exhausted(remaining)]
     return max(waits) if waits else None
 
 
