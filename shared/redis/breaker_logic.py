@@ -102,20 +102,40 @@ def window_counts(s: BreakerState, cfg: BreakerSpec, now_ms: int) -> tuple[int, 
     return sum(n for n, _ in s.window.values()), sum(f for _, f in s.window.values())
 
 
-def allow(s: BreakerState, cfg: BreakerSpec, now_ms: int) -> Admission:
+def room(s: BreakerState, cfg: BreakerSpec, now_ms: int) -> tuple[int | None, bool]:
+    """How many calls may start now (``None``: no bound), and whether they are probes.
+
+    Nothing changes: :func:`take` admits them.
+    """
     if s.state == CLOSED:
-        return Admission(True, False, CLOSED)
+        return None, False
+    if s.state == OPEN and now_ms < s.open_until_ms:
+        return 0, False
+    probes = 0 if s.state == OPEN else s.probes  # open past its period: half-open, no probe yet
+    if probes > 0 and now_ms >= s.probe_deadline_ms:
+        probes = 0  # the probes in flight never reported
+    return max(0, cfg.half_open_probes - probes), True
+
+
+def take(s: BreakerState, cfg: BreakerSpec, now_ms: int, n: int) -> None:
+    """Admit ``n`` calls (at most :func:`room`): half-open counts them as probes."""
+    if s.state == CLOSED or n <= 0:
+        return
     if s.state == OPEN:
-        if now_ms < s.open_until_ms:
-            return Admission(False, False, OPEN)
         s.state, s.probes = HALF_OPEN, 0
     if s.probes > 0 and now_ms >= s.probe_deadline_ms:
-        s.probes = 0  # the probes in flight never reported
-    if s.probes < cfg.half_open_probes:
-        s.probes += 1
-        s.probe_deadline_ms = now_ms + cfg.probe_ms
-        return Admission(True, True, HALF_OPEN)
-    return Admission(False, False, HALF_OPEN)
+        s.probes = 0
+    s.probes += n
+    s.probe_deadline_ms = now_ms + cfg.probe_ms
+
+
+def allow(s: BreakerState, cfg: BreakerSpec, now_ms: int) -> Admission:
+    """May one call start now? (:func:`room` and :func:`take` for one call.)"""
+    free, probe = room(s, cfg, now_ms)
+    if free is not None and free < 1:
+        return Admission(False, False, effective_state(s.state, s.open_until_ms, now_ms))
+    take(s, cfg, now_ms, 1)
+    return Admission(True, probe, effective_state(s.state, s.open_until_ms, now_ms))
 
 
 def record(s: BreakerState, cfg: BreakerSpec, now_ms: int, ok: bool, probe: bool) -> str:

@@ -28,105 +28,146 @@ Reply: {granted, wait_us, now_us, blocker, level_1, ..., level_n}
   peek     refilled levels, nothing written.
 Written buckets get PEXPIRE = time until they would be full again + 1 s, so an
 idle bucket disappears exactly when it is indistinguishable from a missing one.
+
+``BUCKET_LIB`` holds the arithmetic as Lua functions (``bk_load``,
+``bk_take``, ``bk_adjust``, ``bk_levels``) and ``COOLDOWN_LIB`` the
+cooldown's, so the scripts that admit and settle a call
+(:mod:`shared.redis.call_lua`) run the same code in their one round trip.
 """
 
 from __future__ import annotations
 
-BUCKET_LUA = r"""
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local op = ARGV[1]
-local n = #KEYS - 1
-
-local function load(i)
-  local rate = tonumber(ARGV[3 * i - 1])
-  local cap = tonumber(ARGV[3 * i])
-  local amount = tonumber(ARGV[3 * i + 1])
-  local v = redis.call('HMGET', KEYS[i + 1], 'l', 't')
-  local level = cap
-  if v[1] then
-    local dt = now - tonumber(v[2])
-    if dt < 0 then dt = 0 end
-    level = tonumber(v[1]) + dt * rate / 1000000
-    if level > cap then level = cap end
-  end
-  return {rate, cap, amount, level}
-end
-
-local function store(i, s, level)
-  redis.call('HSET', KEYS[i + 1], 'l', string.format('%.17g', level), 't', string.format('%.17g', now))
-  redis.call('PEXPIRE', KEYS[i + 1], math.ceil((s[2] - level) * 1000 / s[1]) + 1000)
-end
-
--- Microseconds left of the provider's cooldown, or nil when there is none.
-local function cooldown_wait()
-  local until_ms = tonumber(redis.call('GET', KEYS[1]) or '')
-  if until_ms and now / 1000 < until_ms then
-    return until_ms * 1000 - now
+COOLDOWN_LIB = r"""
+-- Microseconds left of a provider's cooldown (key: integer ms of Redis TIME), or nil.
+local function cooldown_left_us(key, now_us)
+  local until_ms = tonumber(redis.call('GET', key) or '')
+  if until_ms and now_us / 1000 < until_ms then
+    return until_ms * 1000 - now_us
   end
   return nil
 end
 
-if op == 'reserve_many' then
-  local cw = cooldown_wait()
-  if cw then return {0, cw, now, -1} end
-  local m = tonumber(ARGV[3 * n + 2])
-  local st = {}
-  local levels = {}
-  for i = 1, n do
-    st[i] = load(i)
-    levels[i] = st[i][4]
+-- No call starts for at least `seconds` from now_ms (never shortened); returns until_ms.
+local function cooldown_extend(key, now_ms, seconds)
+  local want = now_ms + math.ceil(seconds * 1000)
+  local until_ms = tonumber(redis.call('GET', key) or '0') or 0
+  if want > until_ms then
+    until_ms = want
+    redis.call('SET', key, string.format('%.17g', want), 'PX', want - now_ms + 1000)
   end
+  return until_ms
+end
+"""
+
+BUCKET_LIB = r"""
+-- n buckets: keys[i], with rate_per_s, capacity, amount at argv[at + 3(i-1) ..],
+-- each refilled to now (us).
+local function bk_load(keys, n, argv, at, now)
+  local b = {}
+  for i = 1, n do
+    local j = at + 3 * (i - 1)
+    local rate, cap, amount = tonumber(argv[j]), tonumber(argv[j + 1]), tonumber(argv[j + 2])
+    local v = redis.call('HMGET', keys[i], 'l', 't')
+    local level = cap
+    if v[1] then
+      local dt = now - tonumber(v[2])
+      if dt < 0 then dt = 0 end
+      level = tonumber(v[1]) + dt * rate / 1000000
+      if level > cap then level = cap end
+    end
+    b[i] = {key = keys[i], rate = rate, cap = cap, amount = amount, level = level}
+  end
+  return b
+end
+
+local function bk_store(bucket, level, now)
+  bucket.level = level
+  redis.call('HSET', bucket.key, 'l', string.format('%.17g', level), 't', string.format('%.17g', now))
+  redis.call('PEXPIRE', bucket.key, math.ceil((bucket.cap - level) * 1000 / bucket.rate) + 1000)
+end
+
+-- Take for the longest prefix of m requests that fits in every bucket now, at most
+-- `most` of them (-1: no bound); request j costs argv[at + (j-1)n + i-1] of bucket i.
+-- Returns granted, the wait (us) of the first request refused by a bucket (0: none),
+-- and the index of the bucket it waits longest for.
+local function bk_take(b, n, argv, at, m, most, now)
+  local levels = {}
+  for i = 1, n do levels[i] = b[i].level end
   local granted, wait, blocker = 0, 0, 0
   for j = 1, m do
-    local base = 3 * n + 2 + (j - 1) * n
+    if granted == most then break end
+    local base = at - 1 + (j - 1) * n
     for i = 1, n do
-      local need = tonumber(ARGV[base + i])
-      if need > st[i][2] then need = st[i][2] end
+      local need = tonumber(argv[base + i])
+      if need > b[i].cap then need = b[i].cap end
       if levels[i] < need then
-        local w = math.ceil((need - levels[i]) * 1000000 / st[i][1])
+        local w = math.ceil((need - levels[i]) * 1000000 / b[i].rate)
         if w > wait then wait = w; blocker = i end
       end
     end
     if wait > 0 then break end
     for i = 1, n do
-      levels[i] = levels[i] - tonumber(ARGV[base + i])
+      levels[i] = levels[i] - tonumber(argv[base + i])
     end
     granted = granted + 1
   end
-  local out = {granted, wait, now, blocker}
   for i = 1, n do
-    if granted > 0 then store(i, st[i], levels[i]) end
-    out[4 + i] = string.format('%.17g', levels[i])
+    if granted > 0 then bk_store(b[i], levels[i], now) else b[i].level = levels[i] end
+  end
+  return granted, wait, blocker
+end
+
+-- Each bucket's level + its amount, capped at capacity.
+local function bk_adjust(b, n, now)
+  for i = 1, n do
+    local level = b[i].level + b[i].amount
+    if level > b[i].cap then level = b[i].cap end
+    bk_store(b[i], level, now)
+  end
+end
+
+-- The levels, as strings, appended to out.
+local function bk_levels(b, n, out)
+  for i = 1, n do
+    out[#out + 1] = string.format('%.17g', b[i].level)
   end
   return out
+end
+"""
+
+BUCKET_LUA = (
+    r"""
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+    + COOLDOWN_LIB
+    + BUCKET_LIB
+    + r"""
+local op = ARGV[1]
+local n = #KEYS - 1
+local bkeys = {}
+for i = 1, n do bkeys[i] = KEYS[i + 1] end
+
+if op == 'reserve_many' then
+  local cw = cooldown_left_us(KEYS[1], now)
+  if cw then return {0, cw, now, -1} end
+  local b = bk_load(bkeys, n, ARGV, 2, now)
+  local granted, wait, blocker = bk_take(b, n, ARGV, 3 * n + 3, tonumber(ARGV[3 * n + 2]), -1, now)
+  return bk_levels(b, n, {granted, wait, now, blocker})
 elseif op == 'adjust' then
   -- With a TTL, KEYS[1] is the reservation's settle marker: settle it once only,
   -- even when a retry follows a reply that was lost after the write.
   local mark_ttl = tonumber(ARGV[3 * n + 2] or '')
+  local b = bk_load(bkeys, n, ARGV, 2, now)
   if mark_ttl and not redis.call('SET', KEYS[1], '1', 'NX', 'PX', mark_ttl) then
-    local out = {0, 0, now, 0}
-    for i = 1, n do
-      out[4 + i] = string.format('%.17g', load(i)[4])
-    end
-    return out
+    return bk_levels(b, n, {0, 0, now, 0})
   end
-  local out = {1, 0, now, 0}
-  for i = 1, n do
-    local s = load(i)
-    local level = s[4] + s[3]
-    if level > s[2] then level = s[2] end
-    store(i, s, level)
-    out[4 + i] = string.format('%.17g', level)
-  end
-  return out
+  bk_adjust(b, n, now)
+  return bk_levels(b, n, {1, 0, now, 0})
 elseif op == 'peek' then
-  local out = {1, 0, now, 0}
-  for i = 1, n do
-    out[4 + i] = string.format('%.17g', load(i)[4])
-  end
-  return out
+  return bk_levels(bk_load(bkeys, n, ARGV, 2, now), n, {1, 0, now, 0})
 end
 return redis.error_reply('bucket: unknown op ' .. tostring(op))
 """
+)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 from shared.redis import keys
+from shared.redis.bucket_lua import COOLDOWN_LIB
 from shared.redis.client import translated
 
 _NOW_MS = r"""
@@ -32,14 +33,9 @@ EXTEND_LUA = (
 if redis.replicate_commands then pcall(redis.replicate_commands) end
 """
     + _NOW_MS
+    + COOLDOWN_LIB
     + r"""
-local want = now + math.ceil(tonumber(ARGV[1]) * 1000)
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-local until_ms = cur
-if want > cur then
-  until_ms = want
-  redis.call('SET', KEYS[1], string.format('%.17g', want), 'PX', want - now + 1000)
-end
+local until_ms = cooldown_extend(KEYS[1], now, tonumber(ARGV[1]))
 local rem = until_ms - now
 if rem < 0 then rem = 0 end
 return {until_ms, rem}
