@@ -6,13 +6,18 @@ small in-memory fakes in unit tests. Every method may raise
 :class:`shared.errors.ProviderStateUnavailable` when the store cannot be
 reached; callers never call a provider without the fleet's limits.
 
-    limits     reserve_many / reconcile / refund    fleet-wide token buckets
-    cooldown   extend_cooldown                      no call starts before it ends
-    breaker    allow / record / trip                failure-rate circuit breaker
-    health     health                               pause flag + breaker state
-    fleet      heartbeat / leave                    this worker's calls in flight, and
-                                                    the calls it counted (call statistics)
-    cache      cached / remember                    answers by request digest
+    before a call   admit      cache lookup, pause flag, breaker admission,
+                               cooldown and fleet-wide token buckets, at once
+    after a call    settle     buckets settled to the usage, breaker outcome,
+                               cooldown, cache write, at once (once per reservation)
+    limits          refund     a reservation the provider never saw
+    breaker         trip       forced open fleet-wide (a rejected API key)
+    health          health     pause flag + breaker state
+    fleet           heartbeat / leave   this worker's calls in flight, and the
+                               calls it counted (call statistics)
+
+A paid call is two round trips to the store (``admit``, ``settle``); a cache
+hit is one (``admit`` with a lookup reserves nothing when it finds the answer).
 
 The value types that cross the seam live here too, so this module imports no
 client library.
@@ -41,6 +46,7 @@ class Reservation:
     levels: dict[str, float] = field(default_factory=dict)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     settled: bool = False  # reconciled or refunded (each reservation is settled once)
+    probe: bool = False  # a half-open probe: its outcome closes or re-opens the breaker
 
 
 @dataclass
@@ -52,6 +58,34 @@ class Batch:
     now_us: int
     blocked_by: str | None = None
     levels: dict[str, float] = field(default_factory=dict)
+    # The requests not granted cannot be: the provider is paused, or its breaker
+    # admits no more calls (open, or half-open with every probe out).
+    unavailable: bool = False
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What ``admit`` did: found the answer (nothing reserved), or reserved what it could."""
+
+    cached: bytes | None
+    batch: Batch
+
+
+@dataclass(frozen=True)
+class CacheWrite:
+    digest: str
+    value: bytes
+    ttl_s: float
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What one paid call's outcome does to the fleet's state."""
+
+    used_tokens: int  # what the call used (0 when it failed: the request counted, no tokens)
+    outcome: str | None  # "ok" or "fail" for the breaker; None: the breaker is not told
+    cooldown_s: float = 0.0  # no call starts for this long (never shortens one in force)
+    remember: CacheWrite | None = None
 
 
 @dataclass(frozen=True)
@@ -77,28 +111,21 @@ class Health:
 class ProviderState(Protocol):
     """The fleet's shared state about one provider (see the module docstring)."""
 
-    async def reserve_many(self, model: str | None, tokens: Sequence[int]) -> Batch:
-        """Reserve 1 request + ``tokens[i]`` for the longest prefix that fits now."""
+    async def admit(
+        self, model: str | None, tokens: Sequence[int], lookup: str | None = None
+    ) -> Admitted:
+        """Before calls: with ``lookup``, the answer stored for that digest (then nothing
+        else is done); else, while the provider is available, reserve 1 request +
+        ``tokens[i]`` for the longest prefix that fits now, each with its breaker
+        admission (``tokens`` empty: the lookup alone)."""
         ...
 
-    async def reconcile(self, res: Reservation, actual_tokens: int) -> bool:
-        """Settle a reservation to what the call really used (once per reservation)."""
+    async def settle(self, res: Reservation, settlement: Settlement) -> str:
+        """After a paid call: apply ``settlement`` once per reservation; the breaker's state."""
         ...
 
     async def refund(self, res: Reservation) -> bool:
         """Give a reservation back: the provider never saw or charged the request."""
-        ...
-
-    async def extend_cooldown(self, seconds: float) -> float:
-        """No call starts for at least ``seconds`` (never shortened); the remaining seconds."""
-        ...
-
-    async def allow(self) -> Admission:
-        """May a call start now? (In half-open, ``probe`` marks the few let through.)"""
-        ...
-
-    async def record(self, ok: bool, probe: bool = False) -> str:
-        """Account a call's outcome; the breaker state afterwards."""
         ...
 
     async def trip(self, reason: str) -> bool:
@@ -118,12 +145,4 @@ class ProviderState(Protocol):
 
     async def leave(self, worker_id: str) -> None:
         """Drop this worker's heartbeat at once (clean shutdown)."""
-        ...
-
-    async def cached(self, digest: str) -> bytes | None:
-        """The answer stored for a request digest, if any (shared by the pipeline)."""
-        ...
-
-    async def remember(self, digest: str, value: bytes, ttl_s: float) -> None:
-        """Store an answer for ``ttl_s`` seconds (``ttl_s <= 0``: no-op)."""
         ...

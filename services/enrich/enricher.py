@@ -3,10 +3,18 @@
 For the task's provider chain (primary, then fallbacks): skip a provider that
 is paused or whose breaker is open; serve a cached answer if this exact
 request was answered before; otherwise take a slot under the worker's AIMD
-limit, reserve from the fleet-wide token buckets through the worker's
-:class:`~services.enrich.gate.BucketGate` (FIFO, batched; re-checking the pause
-flag while waiting), ask the breaker, call with a hard deadline, and settle the
-reservation. One success → ``P.results``; one failure → ``P.failures``.
+limit, get the breaker's admission and a reservation from the fleet-wide
+token buckets, call with a hard deadline, and settle the reservation with the
+outcome. One success → ``P.results``; one failure → ``P.failures``.
+
+Two round trips to the shared state per paid call, one per cache hit: when a
+slot is free and nobody queues at the worker's gate, one ``admit`` does the
+lookup, the pause and breaker check and the reservation; a busy worker looks
+up alone, then waits for a slot and reserves through its
+:class:`~services.enrich.gate.BucketGate` (FIFO, batched). One ``settle``
+after the call applies the usage, the breaker outcome, the cooldown and the
+cache write.
+
 When no provider of the chain is available the record fails with kind
 ``outage`` (the router parks it without spending an attempt) and the worker
 stops taking new work until one is available again. A provider that rejects
@@ -52,7 +60,7 @@ from shared.kafka.message import TP
 from shared.kinds import FailureKind
 from shared.logs import coords
 from shared.outcomes import Failure, Record, failure_record, ok_result, oversize, unexpected
-from shared.provider_state import Reservation
+from shared.provider_state import Admitted, CacheWrite, Reservation, Settlement
 from shared.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -167,60 +175,90 @@ class Enricher:
     async def _call(
         self, wp: WorkerProvider, req: ProviderRequest
     ) -> tuple[Answer, CallSuccess] | Failure:
+        """The cached answer, or one paid call: two round trips to the shared state."""
         digest = request_hash(wp.provider.kind, req)
-        started = time.monotonic()
-        cached = await self._cached(wp, digest) if self.cache_ttl_s > 0 else None
-        m.STEP.labels(wp.name, "cache_lookup").observe(time.monotonic() - started)
-        if cached is not None:
-            return cached
-        async with wp.slot():
-            return await self._call_in_slot(wp, req, digest)
-
-    async def _call_in_slot(
-        self, wp: WorkerProvider, req: ProviderRequest, digest: str
-    ) -> tuple[Answer, CallSuccess] | Failure:
+        lookup = digest if self.cache_ttl_s > 0 else None
         estimate = req.input_tokens_estimate() + req.max_tokens
-        # The breaker first: no Redis round trip between taking a token and sending.
+        if wp.start_now():
+            # A free slot and nobody queued: lookup, admission and reservation in the
+            # one round trip before the call (the usual case below the limit).
+            try:
+                first = await self._admit(wp, req.model, [estimate], lookup)
+                hit = self._hit(wp, first.cached)
+                if hit is not None:
+                    return hit
+                if first.batch.reservations:
+                    m.BUCKET_WAIT.labels(wp.name).observe(0)
+                    return await self._paid(wp, req, digest, first.batch.reservations[0])
+                if first.batch.unavailable:
+                    return unavailable(wp.name, wp.health)
+                return await self._queued(wp, req, digest, estimate)  # the buckets are empty
+            finally:
+                wp.slots.release()
+        if lookup is not None:
+            hit = self._hit(wp, (await self._admit(wp, req.model, [], lookup)).cached)
+            if hit is not None:
+                return hit
+        async with wp.slot():
+            return await self._queued(wp, req, digest, estimate)
+
+    async def _admit(
+        self, wp: WorkerProvider, model: str | None, tokens: list[int], lookup: str | None
+    ) -> Admitted:
         started = time.monotonic()
-        admission = await wp.state.allow()
-        m.STEP.labels(wp.name, "breaker").observe(time.monotonic() - started)
-        if not admission.allowed:
-            return unavailable(wp.name, wp.health)
+        try:
+            return await wp.state.admit(model, tokens, lookup)
+        finally:
+            m.STEP.labels(wp.name, "admit").observe(time.monotonic() - started)
+
+    def _hit(self, wp: WorkerProvider, raw: bytes | None) -> tuple[Answer, CallSuccess] | None:
+        hit = cache_entry.usable(self.task, raw)
+        if hit is not None:
+            m.CACHE_HITS.labels(wp.name).inc()
+        return hit
+
+    async def _queued(
+        self, wp: WorkerProvider, req: ProviderRequest, digest: str, estimate: int
+    ) -> tuple[Answer, CallSuccess] | Failure:
+        """Wait at the worker's gate (FIFO, batched) for a reservation, then call."""
         waited = time.monotonic()
-        res = await wp.gate.acquire(req.model, estimate)  # FIFO, batched reservations
+        res = await wp.gate.acquire(req.model, estimate)
         if res is None:
             return unavailable(wp.name, wp.health)  # paused or open while we waited
         m.BUCKET_WAIT.labels(wp.name).observe(time.monotonic() - waited)
+        return await self._paid(wp, req, digest, res)
+
+    async def _paid(
+        self, wp: WorkerProvider, req: ProviderRequest, digest: str, res: Reservation
+    ) -> tuple[Answer, CallSuccess] | Failure:
         result = await wp.provider.call(req)
         wp.calls.add(result.latency_ms, not result.ok)  # reaches Redis with the next heartbeat
         # The call is paid for: from here on a Redis outage delays the bookkeeping
-        # but never makes us call again.
+        # but never makes us call again (a settle is applied once per reservation).
         started = time.monotonic()
         try:
             if isinstance(result, CallSuccess):
-                return await _until_redis(
-                    lambda: self._succeeded(wp, digest, res, admission.probe, result)
-                )
-            return await _until_redis(lambda: self._failed_call(wp, res, admission.probe, result))
+                return await self._succeeded(wp, digest, res, result)
+            return await self._failed_call(wp, res, result)
         finally:
-            m.STEP.labels(wp.name, "bookkeeping").observe(time.monotonic() - started)
+            m.STEP.labels(wp.name, "settle").observe(time.monotonic() - started)
 
     async def _succeeded(
-        self, wp: WorkerProvider, digest: str, res: Reservation, probe: bool, result: CallSuccess
+        self, wp: WorkerProvider, digest: str, res: Reservation, result: CallSuccess
     ) -> tuple[Answer, CallSuccess] | Failure:
         parsed = parse_output(self.task, result.content)
-        # Independent Redis writes, at once: the record waits for one round trip, not three.
-        writes = [wp.state.reconcile(res, result.tokens_in + result.tokens_out),
-                  wp.state.record(True, probe)]  # fmt: skip
-        if isinstance(parsed, Answer) and self.cache_ttl_s > 0:
-            writes.append(wp.state.remember(digest, cache_entry.encode(result), self.cache_ttl_s))
-        await asyncio.gather(*writes)
+        # Until the next request's worth is back (this one's estimate stands in for it).
+        cooldown = cooldown_from_headers(result.headers, time.time(), res.tokens) or 0.0
+        remember = (
+            CacheWrite(digest, cache_entry.encode(result), self.cache_ttl_s)
+            if isinstance(parsed, Answer) and self.cache_ttl_s > 0
+            else None
+        )
+        used = result.tokens_in + result.tokens_out
+        await _until_redis(lambda: wp.state.settle(res, Settlement(used, "ok", cooldown, remember)))
         wp.aimd.on_success()
         await wp.wake()
-        # Until the next request's worth is back (this one's estimate stands in for it).
-        cooldown = cooldown_from_headers(result.headers, time.time(), res.tokens)
         if cooldown:
-            await wp.state.extend_cooldown(cooldown)
             m.COOLDOWNS.labels(wp.name).inc()
         m.LATENCY.labels(wp.name, result.model).observe(result.latency_ms / 1000)
         m.TOKENS.labels(wp.name, result.model, "in").inc(result.tokens_in)
@@ -231,25 +269,25 @@ class Enricher:
         m.CALLS.labels(wp.name, "ok", "").inc()
         return parsed, result
 
-    async def _failed_call(
-        self, wp: WorkerProvider, res: Reservation, probe: bool, result: CallFailure
-    ) -> Failure:
+    async def _failed_call(self, wp: WorkerProvider, res: Reservation, result: CallFailure) -> Failure:  # fmt: skip
         f = result.failure
-        await wp.state.reconcile(res, 0)  # the request counted at the provider; its tokens did not
         m.CALLS.labels(wp.name, "failed", f.kind.value).inc()
         if f.kind in _PUSHBACK:
             wp.aimd.on_pushback(time.monotonic())
         if f.retry_after_s:
-            await wp.state.extend_cooldown(f.retry_after_s)
             m.COOLDOWNS.labels(wp.name).inc()
         effect = breaker_effect(f)
+        # A failure of the provider counts against its breaker; one that was the
+        # request's fault still shows a probe that the provider answers.
+        outcome = "fail" if effect is Effect.FAILURE else "ok" if res.probe and effect is not Effect.TRIP_AUTH else None  # fmt: skip
+        # The request counted at the provider; its tokens did not.
+        settled = Settlement(0, outcome, f.retry_after_s or 0.0)
+        state = await _until_redis(lambda: wp.state.settle(res, settled))
         if effect is Effect.TRIP_AUTH:
             return await self._auth_rejected(wp, result)
         if effect is Effect.FAILURE:
             # If this failure opened the breaker, the record failed because of the outage.
-            return outage_if_opened(f, await wp.state.record(False, probe))
-        if probe:
-            await wp.state.record(True, probe)  # the provider answered; the request was at fault
+            return outage_if_opened(f, state)
         return f
 
     async def _auth_rejected(self, wp: WorkerProvider, result: CallFailure) -> Failure:
@@ -266,12 +304,6 @@ class Enricher:
         else:
             log.warning("provider %s rejected the API key (%s): breaker already open", wp.name, how)
         return auth_outage(result.failure, wp.name, result.status)
-
-    async def _cached(self, wp: WorkerProvider, digest: str) -> tuple[Answer, CallSuccess] | None:
-        hit = cache_entry.usable(self.task, await wp.state.cached(digest))
-        if hit is not None:
-            m.CACHE_HITS.labels(wp.name).inc()
-        return hit
 
 
 async def _until_redis(step: Callable[[], Awaitable[T]]) -> T:

@@ -16,8 +16,9 @@ between waiting tasks: the tokens that appear are taken as soon as the pump
 wakes, which is what keeps a busy worker close to the configured rate. The
 fleet-wide bucket stays the only admission control; the gate adds none.
 
-A waiter gets ``None`` when the provider became unavailable (paused, breaker
-open) while it waited. A Redis failure reaches every waiter as the exception.
+Each reservation carries its breaker admission (the store grants both at
+once). A waiter gets ``None`` when the provider became unavailable (paused,
+breaker open, or half-open with every probe out) while it waited. A Redis failure reaches every waiter as the exception.
 A grant whose waiter was cancelled before it could use it is refunded.
 """
 
@@ -72,6 +73,10 @@ class BucketGate:
     def waiting(self) -> int:
         return sum(1 for t in self._queue if not t.fut.done())
 
+    def idle(self) -> bool:
+        """Nobody waits: a new call may reserve on its own without jumping the queue."""
+        return all(t.fut.done() for t in self._queue)
+
     async def acquire(self, model: str | None, tokens: int) -> Reservation | None:
         """A granted reservation, or ``None`` if the provider became unavailable meanwhile."""
         loop = asyncio.get_running_loop()
@@ -106,6 +111,9 @@ class BucketGate:
                     self._finish_all(exc)
                     return
                 self._hand_out(batch, got.reservations)
+                if got.unavailable:  # paused, or the breaker admits no more: nobody waits
+                    self._finish_all(None)
+                    return
                 if len(got.reservations) < len(batch):
                     await asyncio.sleep(min(max(got.wait_s, MIN_SLEEP_S), self.recheck_s))
         finally:

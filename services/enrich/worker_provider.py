@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from services.enrich.aimd import Aimd
@@ -11,7 +11,7 @@ from services.enrich.gate import BucketGate
 from services.enrich.providers.base import Provider
 from services.enrich.slots import Slots
 from shared.call_stats import CallTally
-from shared.provider_state import Health, ProviderState
+from shared.provider_state import Batch, Health, ProviderState
 
 
 @dataclass
@@ -30,7 +30,10 @@ class WorkerProvider:
 
     def __post_init__(self) -> None:
         self.slots = Slots(lambda: self.aimd.current)
-        self.gate = BucketGate(self.state.reserve_many, self.state.refund, lambda: self.available)
+        self.gate = BucketGate(self._reserve, self.state.refund, lambda: self.available)
+
+    async def _reserve(self, model: str | None, tokens: Sequence[int]) -> Batch:
+        return (await self.state.admit(model, tokens)).batch
 
     @property
     def available(self) -> bool:
@@ -49,6 +52,11 @@ class WorkerProvider:
             yield
         finally:
             self.slots.release()
+
+    def start_now(self) -> bool:
+        """Take a call slot if one is free and nobody queues for a slot or at the gate:
+        the call may then admit itself in one round trip (release with ``slots.release``)."""
+        return self.gate.idle() and self.slots.try_acquire()
 
     async def wake(self) -> None:
         """The limit may have grown: let waiting calls in."""

@@ -34,6 +34,12 @@ class BreakerView:
     reason: str = ""  # why it last opened (failure_rate | probe_failed | auth); "" when closed
 
 
+def spec_args(c: BreakerSpec) -> list[str]:
+    """The six parameters every breaker script takes, in their order (pure)."""
+    return [str(c.window_s), str(c.min_requests), repr(float(c.failure_threshold)),
+            str(c.open_ms), str(c.half_open_probes), str(c.probe_ms)]  # fmt: skip
+
+
 def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -58,12 +64,8 @@ class Breakers:
     async def _run(
         self, provider: str, op: str, ok: bool = False, probe: bool = False, reason: str = ""
     ) -> list[Any]:
-        c = self.config_for(provider)
-        args = [
-            op, "1" if ok else "0", "1" if probe else "0", str(c.window_s), str(c.min_requests),
-            repr(float(c.failure_threshold)), str(c.open_ms), str(c.half_open_probes), str(c.probe_ms),
-            reason,
-        ]  # fmt: skip
+        args = [op, "1" if ok else "0", "1" if probe else "0",
+                *spec_args(self.config_for(provider)), reason]  # fmt: skip
         with translated(f"breaker {op} {provider}"):
             reply = await self._script(
                 keys=[keys.breaker(self.pipeline, provider), keys.window(self.pipeline, provider)],

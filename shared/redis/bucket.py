@@ -94,11 +94,58 @@ def dims_for(limits: ProviderLimits | None, model: str | None) -> list[Dim]:
     return out
 
 
-def _args(op: str, parts: Sequence[tuple[Dim, float]]) -> list[str]:
-    args = [op]
+def bucket_args(parts: Sequence[tuple[Dim, float]]) -> list[str]:
+    """rate, capacity and amount of each bucket, as the scripts take them (pure)."""
+    args: list[str] = []
     for dim, amount in parts:
         args += [repr(dim.spec.rate_per_s), repr(dim.spec.capacity), repr(float(amount))]
     return args
+
+
+def cost_rows(dims: Sequence[Dim], tokens: Sequence[int]) -> list[str]:
+    """Each request's cost in each bucket, row by row, as the scripts take them (pure)."""
+    return [repr(1.0 if d.kind == "requests" else float(t)) for t in tokens for d in dims]
+
+
+def settle_parts(
+    dims: Sequence[Dim], request_delta: int, token_delta: int
+) -> list[tuple[Dim, float]]:
+    """The buckets a settle changes, with their deltas (> 0 gives back; pure)."""
+    parts = [(d, float(request_delta if d.kind == "requests" else token_delta)) for d in dims]
+    return [(d, delta) for d, delta in parts if delta != 0]
+
+
+def check_tokens(tokens: Sequence[int]) -> None:
+    if tokens and min(tokens) < 0:
+        raise ValueError("tokens must be >= 0")
+
+
+def granted_batch(
+    provider: str,
+    model: str | None,
+    tokens: Sequence[int],
+    dims: Sequence[Dim],
+    head: tuple[int, int, int, int],
+    levels: Sequence[Any],
+    probe: bool = False,
+    unavailable: bool = False,
+) -> Batch:
+    """The :class:`Batch` a script's reply says was taken (pure).
+
+    ``head`` is (granted, wait_us, now_us, blocker) as the scripts reply them.
+    """
+    granted, wait_us, now_us, blocker = head
+    return Batch(
+        reservations=[
+            Reservation(True, 0.0, provider, model, t, 1, now_us, probe=probe)
+            for t in tokens[:granted]
+        ],
+        wait_s=wait_us / US,
+        now_us=now_us,
+        blocked_by="cooldown" if blocker == -1 else dims[blocker - 1].name if blocker else None,
+        levels={d.name: float(v) for d, v in zip(dims, levels, strict=False)},
+        unavailable=unavailable,
+    )
 
 
 # How long a settled reservation's marker lives: longer than any bookkeeping
@@ -130,7 +177,7 @@ class Limiter:
         with translated(f"bucket {op} {provider}"):
             reply = await self._script(
                 keys=[first_key or keys.cooldown(self.pipeline, provider), *bucket_keys],
-                args=[*_args(op, parts), *extra],
+                args=[op, *bucket_args(parts), *extra],
             )
         return list(reply)
 
@@ -162,23 +209,12 @@ class Limiter:
         """
         if not tokens:
             raise ValueError("tokens must not be empty")
-        if min(tokens) < 0:
-            raise ValueError("tokens must be >= 0")
+        check_tokens(tokens)
         dims = dims_for(self.limits.get(provider), model)
-        rows = [[1.0 if d.kind == "requests" else float(t) for d in dims] for t in tokens]
-        extra = [str(len(rows))] + [repr(c) for row in rows for c in row]
-        parts = [(d, c) for d, c in zip(dims, rows[0], strict=True)]
-        reply = await self._run(provider, parts, "reserve_many", extra)
+        extra = [str(len(tokens)), *cost_rows(dims, tokens)]
+        reply = await self._run(provider, [(d, 0.0) for d in dims], "reserve_many", extra)
         granted, wait_us, now_us, blocker = (int(x) for x in reply[:4])
-        return Batch(
-            reservations=[
-                Reservation(True, 0.0, provider, model, t, 1, now_us) for t in tokens[:granted]
-            ],
-            wait_s=wait_us / US,
-            now_us=now_us,
-            blocked_by="cooldown" if blocker == -1 else dims[blocker - 1].name if blocker else None,
-            levels={d.name: float(v) for d, v in zip(dims, reply[4:], strict=False)},
-        )
+        return granted_batch(provider, model, tokens, dims, (granted, wait_us, now_us, blocker), reply[4:])  # fmt: skip
 
     async def _settle(self, res: Reservation, request_delta: int, token_delta: int) -> bool:
         """Apply the deltas once per reservation, fleet-wide.
@@ -191,12 +227,7 @@ class Limiter:
         if not res.granted or res.settled:
             return False
         res.settled = True
-        dims = dims_for(self.limits.get(res.provider), res.model)
-        parts = [
-            (d, float(request_delta if d.kind == "requests" else token_delta))
-            for d in dims
-            if (request_delta if d.kind == "requests" else token_delta) != 0
-        ]
+        parts = settle_parts(dims_for(self.limits.get(res.provider), res.model), request_delta, token_delta)  # fmt: skip
         if parts:
             marker = keys.settled(self.pipeline, res.provider, res.id)
             try:

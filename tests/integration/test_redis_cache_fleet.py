@@ -1,4 +1,4 @@
-"""Result cache and fleet in-flight heartbeats on a real Redis."""
+"""Fleet in-flight heartbeats on a real Redis (the result cache: test_redis_call.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from devtools.stack.resolve import Stack
-from services.enrich.providers.base import Message, ProviderRequest
-from services.enrich.tasks import request_hash
 from shared.redis.client import connect
 from shared.redis.fleet import Fleet
-from shared.redis.state import RedisProviderState
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +20,6 @@ async def r(stack: Stack) -> AsyncIterator[aioredis.Redis]:
     client = connect(stack.redis_url)
     yield client
     await client.aclose()
-
-
-async def test_cache_get_put_and_ttl(r: aioredis.Redis, pipeline: str) -> None:
-    cache = RedisProviderState(r, pipeline, "p")
-    d = request_hash("openai", ProviderRequest("m", (Message("user", "x"),)))
-    assert await cache.cached(d) is None
-    await cache.remember(d, b'{"sentiment":"positive"}', ttl_s=0.3)
-    assert await cache.cached(d) == b'{"sentiment":"positive"}'
-    assert await RedisProviderState(r, pipeline, "q").cached(d) == b'{"sentiment":"positive"}'
-    assert await RedisProviderState(r, "other" + pipeline, "p").cached(d) is None  # by pipeline
-    await cache.remember("off", b"x", ttl_s=0)
-    assert await cache.cached("off") is None
-    await asyncio.sleep(0.4)
-    assert await cache.cached(d) is None
 
 
 async def test_fleet_inflight_sums_live_workers_and_forgets_dead_ones(

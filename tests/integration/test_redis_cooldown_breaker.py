@@ -9,7 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from devtools.stack.resolve import Stack
-from shared.provider_state import Health
+from shared.provider_state import Health, Settlement
 from shared.redis import keys
 from shared.redis.breaker import Breakers
 from shared.redis.breaker_logic import BreakerSpec, BreakerState
@@ -137,11 +137,11 @@ async def test_trip_opens_fleet_wide_with_its_reason_until_a_probe_succeeds(
     assert await state.trip("auth") is False  # already open: the period is not pushed back
     h = await provider_health(r, pipeline, "p")  # what the router and every worker read
     assert (h.breaker, h.reason, h.available) == ("open", "auth", False)
-    assert not (await state.allow()).allowed
+    assert (await state.admit(None, [1])).batch.unavailable
     await until_half_open(state.health)
-    adm = await state.allow()
-    assert adm.probe
-    assert await state.record(True, probe=True) == "closed"
+    [probe] = (await state.admit(None, [1])).batch.reservations
+    assert probe.probe
+    assert await state.settle(probe, Settlement(1, "ok")) == "closed"
     h = await state.health()
     assert (h.breaker, h.reason, h.available) == ("closed", "", True)
 
@@ -156,7 +156,7 @@ async def test_pause_flag_and_provider_state(r: aioredis.Redis, pipeline: str) -
     assert (await RedisProviderState(r, pipeline, "q").health()).available  # other providers
     await set_paused(r, pipeline, "p", False)
     assert (await state.health()).available
-    await state.extend_cooldown(5.0)
+    await Cooldowns(r, pipeline).extend_cooldown("p", 5.0)
     assert 2.0 < await Cooldowns(r, pipeline).cooldown_remaining("p") <= 5.0
     assert (await state.breakers.view("p")).state == "closed"
     assert await state.limiter.levels("p") == {} and await state.fleet.fleet_inflight("p") == 0

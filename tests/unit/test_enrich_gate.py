@@ -23,6 +23,7 @@ class FakeBucket:
     models: list[str | None] = field(default_factory=list)
     refunded: list[Reservation] = field(default_factory=list)
     fail: Exception | None = None
+    closes_after: int | None = None  # the store says the breaker admits no more after these
     _last: float | None = None
 
     async def reserve_many(self, model: str | None, tokens: Sequence[int]) -> Batch:
@@ -38,10 +39,12 @@ class FakeBucket:
         else:
             self._last = now
         k = min(self.tokens_now, len(tokens))
+        closed = self.closes_after is not None and k > self.closes_after
+        k = min(k, self.closes_after) if self.closes_after is not None else k
         self.tokens_now -= k
         grants = [Reservation(True, 0.0, "p", model, t, 1, 0) for t in tokens[:k]]
-        wait = 0.0 if k == len(tokens) else self._last + self.every_s - now
-        return Batch(grants, wait, 0)
+        wait = 0.0 if k == len(tokens) or closed else self._last + self.every_s - now
+        return Batch(grants, wait, 0, unavailable=closed)
 
     async def refund(self, res: Reservation) -> bool:
         self.refunded.append(res)
@@ -98,6 +101,15 @@ async def test_unavailable_provider_releases_every_waiter_with_none() -> None:
     up[0] = False  # paused while the others wait: seen within recheck_s
     done = await asyncio.wait_for(asyncio.gather(*tasks[1:]), 1.0)
     assert done == [None, None]
+
+
+async def test_waiters_the_breaker_no_longer_admits_get_none_at_once() -> None:
+    # Half-open with one probe left: the store grants one and says the rest cannot be.
+    bucket = FakeBucket(tokens_now=10, closes_after=1)
+    gate = gate_for(bucket)
+    got = await asyncio.wait_for(asyncio.gather(*(gate.acquire(None, 1) for _ in range(3))), 5.0)
+    assert [r is not None for r in got] == [True, False, False]
+    assert len(bucket.calls) == 1  # told once, no polling
 
 
 async def test_a_redis_failure_reaches_every_waiter_and_the_next_call_recovers() -> None:

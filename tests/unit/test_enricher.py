@@ -7,6 +7,7 @@ path: what goes out, what the fleet's state was told, and who was called.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,7 @@ from shared.errors import ProviderStateUnavailable
 from shared.kafka.concurrent import Output
 from shared.kinds import FailureKind as K
 from shared.outcomes import Failure, Record
-from shared.provider_state import Admission, Batch, Health, Reservation
+from shared.provider_state import Admitted, Batch, Health, Reservation, Settlement
 from shared.topics import Topics
 
 T = Topics("p")
@@ -52,7 +53,6 @@ TASK = TaskConfig.model_validate(
     }
 )
 UP = Health(paused=False, breaker="closed")
-ALLOWED = Admission(True, False, "closed")
 
 
 @dataclass
@@ -60,8 +60,8 @@ class FakeState:
     """An in-memory ProviderState: logs every call; outages and breaker answers are scripted."""
 
     now: Health = UP
-    admit: Admission = ALLOWED
-    after_failure: str = "closed"  # what record(False) says the breaker is afterwards
+    admits: str = "yes"  # yes | probe (half-open) | no (paused or open): what admit grants
+    after_failure: str = "closed"  # the breaker's state after a settle with outcome "fail"
     down: dict[str, int] = field(default_factory=dict)  # method -> outages before it works
     cache: dict[str, bytes] = field(default_factory=dict)
     log: list[tuple[Any, ...]] = field(default_factory=list)
@@ -75,29 +75,32 @@ class FakeState:
     def calls(self, method: str) -> list[tuple[Any, ...]]:
         return [e[1:] for e in self.log if e[0] == method]
 
-    async def reserve_many(self, model: str | None, tokens: Sequence[int]) -> Batch:
-        self._step("reserve_many", model, list(tokens))
-        return Batch([Reservation(True, 0.0, "x", model, t, 1, 0) for t in tokens], 0.0, 0)
+    def settlements(self) -> list[Settlement]:
+        return [st for _, st in self.calls("settle")]
 
-    async def reconcile(self, res: Reservation, actual_tokens: int) -> bool:
-        self._step("reconcile", res.tokens, actual_tokens)
-        return True
+    async def admit(
+        self, model: str | None, tokens: Sequence[int], lookup: str | None = None
+    ) -> Admitted:
+        self._step("admit", model, list(tokens), lookup)
+        if lookup is not None and lookup in self.cache:
+            return Admitted(self.cache[lookup], Batch([], 0.0, 0))
+        if not tokens:
+            return Admitted(None, Batch([], 0.0, 0))
+        if self.admits == "no":
+            return Admitted(None, Batch([], 0.0, 0, unavailable=True))
+        probe = self.admits == "probe"
+        grants = [Reservation(True, 0.0, "x", model, t, 1, 0, probe=probe) for t in tokens]
+        return Admitted(None, Batch(grants, 0.0, 0))
+
+    async def settle(self, res: Reservation, settlement: Settlement) -> str:
+        self._step("settle", res, settlement)
+        if settlement.remember is not None:
+            self.cache[settlement.remember.digest] = settlement.remember.value
+        return self.after_failure if settlement.outcome == "fail" else "closed"
 
     async def refund(self, res: Reservation) -> bool:
         self._step("refund", res.tokens)
         return True
-
-    async def extend_cooldown(self, seconds: float) -> float:
-        self._step("extend_cooldown", seconds)
-        return seconds
-
-    async def allow(self) -> Admission:
-        self._step("allow")
-        return self.admit
-
-    async def record(self, ok: bool, probe: bool = False) -> str:
-        self._step("record", ok, probe)
-        return "closed" if ok else self.after_failure
 
     async def trip(self, reason: str) -> bool:
         self._step("trip", reason)
@@ -112,14 +115,6 @@ class FakeState:
 
     async def leave(self, worker_id: str) -> None:
         self._step("leave", worker_id)
-
-    async def cached(self, digest: str) -> bytes | None:
-        self._step("cached", digest)
-        return self.cache.get(digest)
-
-    async def remember(self, digest: str, value: bytes, ttl_s: float) -> None:
-        self._step("remember", digest, ttl_s)
-        self.cache[digest] = value
 
 
 @dataclass
@@ -197,12 +192,14 @@ async def test_a_success_is_a_result_and_the_fleet_is_told() -> None:
     assert jsondoc.loads(out.record.value or b"")["enrichment"] == {"sentiment": "negative"}
     assert h.get_str(out.record.headers, h.PROVIDER) == "a"
     s = state_of(a)
-    [(tokens, used)] = s.calls("reconcile")
-    assert used == 15 and tokens > 0  # settled to what the call used
-    assert s.calls("record") == [(True, False)]
-    [(digest, ttl)] = s.calls("remember")
-    assert ttl == 60 and cache_entry.decode(s.cache[digest]) == ok()
+    [(res, settled)] = s.calls("settle")
+    assert settled.used_tokens == 15 and res.tokens > 0  # settled to what the call used
+    assert settled.outcome == "ok" and not res.probe
+    assert settled.remember is not None and settled.remember.ttl_s == 60
+    assert cache_entry.decode(s.cache[settled.remember.digest]) == ok()
     assert s.calls("heartbeat") == [("w1", 0)]
+    # two round trips: the lookup with the reservation, then the settle
+    assert [e[0] for e in s.log] == ["health", "heartbeat", "admit", "settle"]
 
 
 async def test_a_cached_answer_calls_no_provider_and_takes_nothing() -> None:
@@ -213,7 +210,7 @@ async def test_a_cached_answer_calls_no_provider_and_takes_nothing() -> None:
     a = worker("a", state=state)  # no scripted result: a call would fail the record
     out, _ = await run(a)
     assert out.topic == T.results and calls_of(a) == []
-    assert [e[0] for e in state.log] == ["health", "heartbeat", "cached"]
+    assert [e[0] for e in state.log] == ["health", "heartbeat", "admit"]  # one round trip
 
 
 async def test_each_call_is_counted_for_the_fleets_statistics_and_a_cache_hit_is_not() -> None:
@@ -244,7 +241,8 @@ async def test_no_cache_no_lookup_no_write() -> None:
     a = worker("a", ok())
     out, _ = await run(a, cache_ttl_s=0)
     assert out.topic == T.results
-    assert state_of(a).calls("cached") == [] and state_of(a).calls("remember") == []
+    assert [lookup for *_, lookup in state_of(a).calls("admit")] == [None]
+    assert [st.remember for st in state_of(a).settlements()] == [None]
 
 
 # -- fallback and outages --------------------------------------------------------------------
@@ -260,15 +258,15 @@ async def test_a_paused_primary_falls_back_to_the_next_provider() -> None:
 
 
 async def test_a_breaker_that_refuses_the_call_falls_back() -> None:
-    refused = FakeState(admit=Admission(False, False, "open"))
+    refused = FakeState(admits="no")
     a, b = worker("a", ok(), state=refused), worker("b", ok())
     out, _ = await run(a, b)
     assert h.get_str(out.record.headers, h.PROVIDER) == "b"
-    assert calls_of(a) == [] and refused.calls("reserve_many") == []  # nothing taken
+    assert calls_of(a) == [] and refused.calls("settle") == []  # nothing taken
 
 
 async def test_breaker_open_on_the_only_provider_is_an_outage() -> None:
-    a = worker("a", ok(), state=FakeState(admit=Admission(False, False, "open")))
+    a = worker("a", ok(), state=FakeState(admits="no"))
     out, _ = await run(a)
     assert failure_of(out) == ("outage", "breaker_open", "a")
     assert calls_of(a) == []
@@ -294,7 +292,7 @@ async def test_a_failure_that_opens_the_breaker_is_an_outage_and_the_fallback_ta
     a, b = worker("a", failed(K.PROVIDER_ERROR, "http_500", 500), state=opening), worker("b", ok())
     out, _ = await run(a, b)
     assert out.topic == T.results and h.get_str(out.record.headers, h.PROVIDER) == "b"
-    assert opening.calls("record") == [(False, False)]
+    assert [st.outcome for st in opening.settlements()] == ["fail"]
 
 
 async def test_a_failure_that_opens_the_only_providers_breaker_is_the_outages() -> None:
@@ -332,55 +330,57 @@ async def test_a_rejected_key_without_fallback_is_an_outage() -> None:
 @pytest.mark.parametrize(
     ("result", "breaker", "halved"),
     [
-        (failed(K.RATE_LIMITED, "http_429", 429), [], True),
-        (failed(K.OVERLOADED, "http_529", 529), [(False, False)], True),
-        (failed(K.PROVIDER_ERROR, "http_500", 500), [(False, False)], False),
-        (failed(K.TIMEOUT, "timeout"), [(False, False)], False),
-        (failed(K.BAD_REQUEST, "http_400", 400), [], False),
+        (failed(K.RATE_LIMITED, "http_429", 429), None, True),
+        (failed(K.OVERLOADED, "http_529", 529), "fail", True),
+        (failed(K.PROVIDER_ERROR, "http_500", 500), "fail", False),
+        (failed(K.TIMEOUT, "timeout"), "fail", False),
+        (failed(K.BAD_REQUEST, "http_400", 400), None, False),
     ],
 )
 async def test_a_failed_call_is_the_records_failure(
-    result: CallFailure, breaker: list[tuple[bool, bool]], halved: bool
+    result: CallFailure, breaker: str | None, halved: bool
 ) -> None:
     a = worker("a", result)
     out, _ = await run(a)
     f = result.failure
     assert failure_of(out) == (f.kind.value, f.error_class, "a")
     s = state_of(a)
-    assert [used for _, used in s.calls("reconcile")] == [0]  # the request counted, no tokens
-    assert s.calls("record") == breaker
+    [settled] = s.settlements()
+    assert settled.used_tokens == 0  # the request counted, no tokens
+    assert settled.outcome == breaker
     assert a.aimd.current == (4 if halved else 8)
-    assert s.calls("remember") == []
+    assert settled.remember is None
 
 
 async def test_retry_after_cools_the_provider_down_and_goes_with_the_failure() -> None:
     a = worker("a", failed(K.RATE_LIMITED, "http_429", 429, retry_after_s=2.0))
     out, _ = await run(a)
-    assert state_of(a).calls("extend_cooldown") == [(2.0,)]
+    assert [st.cooldown_s for st in state_of(a).settlements()] == [2.0]
     assert h.get_str(out.record.headers, h.RETRY_AFTER) == "2.000"
 
 
 async def test_a_probe_answered_with_a_bad_request_closes_the_breaker() -> None:
-    probing = FakeState(admit=Admission(True, True, "half_open"))
+    probing = FakeState(admits="probe")
     a = worker("a", failed(K.BAD_REQUEST, "http_400", 400), state=probing)
     out, _ = await run(a)
     assert failure_of(out) == ("bad_request", "http_400", "a")
-    assert probing.calls("record") == [(True, True)]
+    [(res, settled)] = probing.calls("settle")
+    assert res.probe and settled.outcome == "ok"
 
 
 async def test_an_answer_that_is_not_the_schema_is_invalid_output_and_not_cached() -> None:
     a = worker("a", ok('{"mood": 1}'))
     out, _ = await run(a)
     assert failure_of(out) == ("invalid_output", "schema", "a")
-    assert state_of(a).calls("record") == [(True, False)]  # the provider itself answered
-    assert state_of(a).calls("remember") == []
+    [settled] = state_of(a).settlements()
+    assert settled.outcome == "ok" and settled.remember is None  # the provider itself answered
 
 
 async def test_a_record_that_is_not_json_is_a_bad_request_without_a_call() -> None:
     a = worker("a", ok())
     out, _ = await run(a, value=b"not json")
     assert failure_of(out) == ("bad_request", "not_json", None)
-    assert calls_of(a) == [] and state_of(a).calls("allow") == []
+    assert calls_of(a) == [] and state_of(a).calls("admit") == []
 
 
 async def test_a_result_too_large_for_the_topics_is_an_oversize_failure() -> None:
@@ -393,27 +393,29 @@ async def test_a_result_too_large_for_the_topics_is_an_oversize_failure() -> Non
 
 
 async def test_bookkeeping_after_a_paid_call_is_retried_never_the_call() -> None:
-    state = FakeState(down={"reconcile": 2})
+    state = FakeState(down={"settle": 2})
     a = worker("a", ok(), state=state)
     out, _ = await run(a)
     assert out.topic == T.results and len(calls_of(a)) == 1
-    assert len(state.calls("reconcile")) == 3 and len(state.calls("remember")) == 3
+    # the same reservation each time: the store applies it once
+    assert len({id(res) for res, _ in state.calls("settle")}) == 1
+    assert len(state.settlements()) == 3 and len(state.cache) == 1
 
 
 async def test_a_failed_calls_bookkeeping_is_retried_too() -> None:
-    state = FakeState(down={"record": 1})
+    state = FakeState(down={"settle": 1})
     a = worker("a", failed(K.PROVIDER_ERROR, "http_500", 500), state=state)
     out, _ = await run(a)
     assert failure_of(out) == ("provider_error", "http_500", "a")
-    assert len(calls_of(a)) == 1 and state.calls("record") == [(False, False)] * 2
+    assert len(calls_of(a)) == 1 and [st.outcome for st in state.settlements()] == ["fail"] * 2
 
 
 async def test_no_call_without_the_fleets_limits_the_record_waits() -> None:
-    state = FakeState(down={"allow": 2})
+    state = FakeState(down={"admit": 2})
     a = worker("a", ok(), state=state)
     out, _ = await run(a)
     assert out.topic == T.results and len(calls_of(a)) == 1
-    assert len(state.calls("allow")) == 3
+    assert len(state.calls("admit")) == 3
 
 
 # -- one decode of the record --------------------------------------------------------------
@@ -430,7 +432,55 @@ async def test_the_record_is_decoded_once_whatever_the_providers_tried(
         return real(raw)
 
     monkeypatch.setattr(jsondoc, "loads", counting)
-    refused = FakeState(admit=Admission(False, False, "open"))
+    refused = FakeState(admits="no")
     out, _ = await run(worker("a", ok(), state=refused), worker("b", ok()))
     assert out.topic == T.results
     assert seen.count(VALUE) == 1
+
+
+# -- round trips to the shared state ------------------------------------------------------
+
+
+@dataclass
+class HeldProvider(FakeProvider):
+    """Answers only once ``release`` is set, so calls overlap."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def call(self, request: ProviderRequest) -> CallResult:
+        await self.release.wait()
+        return await super().call(request)
+
+
+async def test_a_busy_worker_looks_up_first_and_reserves_at_its_gate() -> None:
+    # One call slot: the second record finds it taken, so it asks for the answer alone
+    # (nothing reserved while it waits for a slot), then reserves through the gate.
+    state = FakeState()
+    held = HeldProvider("a", [ok(), ok('{"sentiment": "positive"}')])
+    a = WorkerProvider("a", held, state, Aimd(1))
+    e = Enricher(T, "t", TASK.model_copy(update={"providers": ["a"]}), {"a": a}, 60)
+    await e.refresh("w1")
+    records = [Record(b"k", b'{"text": "%d"}' % i, h.source_headers(SRC, 5)) for i in (1, 2)]
+    both = asyncio.gather(*(e.handle(r, ("p.work", 0), i) for i, r in enumerate(records)))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    held.release.set()
+    outs = await asyncio.wait_for(both, 5.0)
+    assert [out.topic for [out] in outs] == [T.results, T.results]
+    admits = [(len(tokens), lookup is not None) for _, tokens, lookup in state.calls("admit")]
+    assert admits == [(1, True), (0, True), (1, False)]
+    assert len(state.calls("settle")) == 2
+
+
+async def test_a_cache_hit_while_the_worker_is_busy_costs_one_round_trip() -> None:
+    state = FakeState()
+    req = render(TASK, {"text": "my bill is wrong"}, provider="a")
+    assert isinstance(req, ProviderRequest)
+    state.cache[request_hash("openai", req)] = cache_entry.encode(ok())
+    a = worker("a", state=state)
+    assert a.slots.try_acquire()  # every slot busy (limit 8)
+    for _ in range(7):
+        assert a.slots.try_acquire()
+    out, _ = await run(a)
+    assert out.topic == T.results and calls_of(a) == []
+    assert [tokens for _, tokens, _ in state.calls("admit")] == [[]]  # the lookup, no reservation
