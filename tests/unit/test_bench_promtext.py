@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.common import per_call
+from bench.e2e import one_call_per_record, paced
 from bench.enrich import command_calls, counter_delta, cpu_s_by_kind, redis_per_call
 from bench.promtext import counter_by_label, merged_buckets, quantile_le
 
@@ -113,3 +114,45 @@ def test_cpu_by_kind_sums_the_windows_workers() -> None:
            "redis": 0.5, "bench": 0.25}  # fmt: skip
     got = cpu_s_by_kind(cpu, ["enrich-main-0", "enrich-main-1"])
     assert got == {"enrich": 5.0, "fakellm": 1.5, "redis": 0.5, "bench": 0.25}  # no kafka sampled
+
+
+def test_pacing_follows_the_schedule_even_when_waits_return_early() -> None:
+    """Record i goes at start + i / rate, however early the producer's poll returns
+    (it does on every delivery report)."""
+    clock = [100.0]
+
+    def poll(timeout: float) -> None:  # a delivery report after at most 1 ms
+        clock[0] += min(timeout, 0.001)
+
+    sent = [(i, clock[0]) for i in paced(50, 10.0, lambda: clock[0], poll)]
+    assert [i for i, _ in sent] == list(range(50))
+    for i, at in sent:
+        assert 100.0 + i / 10.0 <= at < 100.0 + i / 10.0 + 0.002, (i, at)
+    assert sent[-1][1] >= 104.9  # 50 records at 10/s take 4.9 s, not 50 ms
+
+
+def test_pacing_does_not_wait_for_records_already_due() -> None:
+    clock = [0.0]
+    waits: list[float] = []
+    late = iter([5.0])  # the producer falls 5 s behind after the first record
+
+    def now() -> float:
+        return clock[0]
+
+    def poll(timeout: float) -> None:
+        waits.append(timeout)
+        clock[0] += timeout
+
+    got = []
+    for i in paced(4, 2.0, now, poll):
+        got.append((i, clock[0]))
+        clock[0] += next(late, 0.0)
+    assert got == [(0, 0.0), (1, 5.0), (2, 5.0), (3, 5.0)]  # catches up, no extra waits
+    assert waits == []
+
+
+def test_one_call_per_record_means_exactly_one() -> None:
+    assert one_call_per_record({"llm_requests": 300, "records_completed": 300})
+    assert not one_call_per_record({"llm_requests": 301, "records_completed": 300})  # a retry
+    assert not one_call_per_record({"llm_requests": 0, "records_completed": 0})
+    assert not one_call_per_record({"llm_requests": None, "records_completed": 300})
