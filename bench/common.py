@@ -51,6 +51,11 @@ def fill(bootstrap: str, topic: str, n: int, keys: int = 500) -> None:
     p.flush(120)
 
 
+def per_call(amount: float, calls: int, digits: int = 3) -> float | None:
+    """``amount / calls``, rounded; ``None`` when there was no call."""
+    return round(amount / calls, digits) if calls > 0 else None
+
+
 def emit(result: dict[str, Any]) -> None:
     """The result: one JSON object as the last line of output."""
     sys.stdout.flush()

@@ -34,8 +34,14 @@ clean run (``--stack-warmup`` seconds, at 90% of the limit) goes first.
 Records of the first ``--warmup`` seconds of each run (a new fleet's
 start-up) are left out of every figure; the per-record figures of each run
 (hops included) are written to ``records.csv`` in its log folder, to see
-when the tail happened. The last line is one JSON object; targets:
-``overhead_p99_ms <= 100`` and ``others_p99_delta_ms <= 100``.
+when the tail happened. Each run also reports ``llm_calls_per_record``:
+fakellm's requests in that run (each run has its own fakellm) / records that
+reached ``P.output`` (warm-up included). The producer keeps ``--rate``: record
+``i`` goes at start + ``i`` / rate. The last line is one JSON object, with the
+clean run's ``llm_calls_per_record`` at top level; targets:
+``overhead_p99_ms <= 100``, ``others_p99_delta_ms <= 100`` and
+``llm_calls_per_record == 1.0`` (exactly one call per record: no retry, no
+repeat).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +60,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 
-from bench.common import emit
+from bench.common import emit, per_call
 from bench.ordered import run_ordered
 from bench.promtext import merged_buckets, quantile_le
 from devtools.fleet.fleet import Fleet, FleetSpec
@@ -109,14 +116,28 @@ def feed(args: argparse.Namespace, failing: bool) -> Feed:
     return Feed(out, args.rate, int(args.rate * args.warmup))
 
 
+def paced(
+    n: int, rate: float, now: Callable[[], float], wait: Callable[[float], object]
+) -> Iterator[int]:
+    """``0 .. n-1``, each once it is due: ``i`` at the first ``now()`` + ``i / rate``.
+
+    ``wait(seconds)`` may return early (a producer's ``poll`` returns on the first
+    delivery report): it is called again until the record is due, so the stream
+    keeps ``rate`` instead of running ahead of it; a record already due goes at once.
+    """
+    start = now()
+    for i in range(n):
+        due = start + i / rate
+        while (left := due - now()) > 0:
+            wait(left)
+        yield i
+
+
 def produce_paced(bootstrap: str, topic: str, f: Feed) -> None:
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random",
                   "enable.idempotence": True})  # fmt: skip
-    start = time.monotonic()
-    for i, (key, value, _) in enumerate(f.records):
-        delay = start + i / f.rate - time.monotonic()
-        if delay > 0:
-            p.poll(delay)
+    for i in paced(len(f.records), f.rate, time.monotonic, p.poll):
+        key, value, _ = f.records[i]
         p.produce(topic, value, key)
     p.flush(60)
 
@@ -163,6 +184,15 @@ def scrape_steps(fleet: Fleet) -> dict[str, Any]:
     return enrich_steps(scrapes)
 
 
+def llm_requests(fleet: Fleet) -> int | None:
+    """fakellm's requests since it started (one fleet, one fakellm per run); ``None``
+    when its stats cannot be read."""
+    try:
+        return int(fleet.llm_stats()["requests_total"])
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
+
+
 def sluice_run(
     stack: Stack, args: argparse.Namespace, f: Feed, label: str, log_root: Path
 ) -> dict[str, Any]:
@@ -194,12 +224,14 @@ def sluice_run(
         producer.join()
         print(f"[{label}] {len(seen)}/{wanted} records of the measured keys emitted", flush=True)
         steps = scrape_steps(fleet)
+        calls = llm_requests(fleet)
     finally:
         fleet.stop()
     work_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.work)
                if h.get_int(m.headers(), h.ATTEMPT) == 1}  # fmt: skip
     result_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.results)}
     out = read_topic(stack.bootstrap, topics.output)
+    completed = len({ident(m) for m in out})
     since = min((int(h.get_str(m.headers(), h.SRC_TS) or 0) for m in out), default=0)
     since += int(args.warmup * 1000)
     e2e: list[int] = []
@@ -247,8 +279,16 @@ def sluice_run(
             "overhead_with_ordering_p50_ms": percentile(with_order, 0.5),
             "overhead_with_ordering_p99_ms": percentile(with_order, 0.99),
             "waited_for_order": sum(1 for w in hops["ordering_wait"] if w > 0),
+            "llm_requests": calls, "records_completed": completed,
+            "llm_calls_per_record": None if calls is None else per_call(calls, completed, 4),
             "enrich_steps_le_ms": steps,
             "hops_p50_p99_ms": {k: [percentile(v, 0.5), percentile(v, 0.99)] for k, v in hops.items()}}  # fmt: skip
+
+
+def one_call_per_record(run: dict[str, Any]) -> bool:
+    """Every record of the run completed with exactly one LLM call each (no retry, no
+    repeat; a run without records or without fakellm's count does not pass)."""
+    return bool(run["records_completed"]) and run["llm_requests"] == run["records_completed"]
 
 
 def ordered_run(stack: Stack, args: argparse.Namespace, f: Feed, log_root: Path) -> dict[str, Any]:
@@ -334,8 +374,10 @@ def run(argv: list[str]) -> int:
         "baseline_others_p99_ms": ordered["others_p99_ms"] if ordered else None,
         "baseline_others_p50_ms": ordered["others_p50_ms"] if ordered else None,
         "baseline_censored": ordered["censored"] if ordered else None,
+        "llm_calls_per_record": clean["llm_calls_per_record"],
         "targets_met": {"overhead_p99_ms<=100": (clean["overhead_p99_ms"] or 10**9) <= 100,
-                        "others_p99_delta_ms<=100": delta is not None and delta <= 100},
+                        "others_p99_delta_ms<=100": delta is not None and delta <= 100,
+                        "llm_calls_per_record==1.0": one_call_per_record(clean)},
         "runs": {"clean": clean, "failing": failing, "ordered": ordered}, "logs": str(log_root),
     }  # fmt: skip
     emit(result)

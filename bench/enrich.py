@@ -37,6 +37,24 @@ throughput / limit; ``max_1s_window_over_limit`` = max(0, fakellm's busiest
 1 s window - limit); ``provider_429`` = 429s fakellm answered in the window;
 ``worker_rss_mb_max`` = the highest VmRSS of any worker, sampled every second.
 
+What one provider call costs, per call = over the window / fakellm's
+``requests_total`` in the window (``None`` without a call):
+
+* ``redis_roundtrips_per_call``: the workers' ``sluice_redis_requests_total``
+  (every request a process sends to Redis, a pipeline or a script being one),
+  summed over workers and ops; ``redis_roundtrips_per_call_by_op`` the same
+  per op (``bucket``, ``breaker``, ``cache``, ``heartbeat``, ...);
+* ``redis_scripts_per_call`` and ``redis_commands_per_call``: from Redis's
+  ``INFO commandstats`` read at the window's start and end (nothing reset):
+  ``evalsha`` + ``eval`` calls, and all commands but the bench's own
+  ``info``. commandstats also counts each command a Lua script runs inside
+  (a script is one round trip but several commands), and it counts the
+  whole server (another client of the same Redis counts too): it cannot
+  count round trips by itself, hence the client-side counter;
+* ``cpu_ms_per_call``: CPU ms per process kind (``enrich``, the window's
+  workers summed; ``fakellm``; ``kafka`` and ``redis`` when the bench
+  started them; ``bench``).
+
 Baseline (:mod:`bench.naive`): the LLM call inside the poll loop, one consumer
 per partition, on its own copy of the records, for ``--baseline-seconds``.
 
@@ -57,7 +75,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,11 +83,13 @@ from types import FrameType
 from typing import Any
 
 import httpx
+import redis
 from confluent_kafka import Consumer, ConsumerGroupState, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from bench.common import TEXTS, emit
+from bench.common import TEXTS, emit, per_call
 from bench.naive import run_baseline
+from bench.promtext import counter_by_label
 from devtools.fleet.processes import Processes, start_fakellm
 from devtools.stack.ports import free_port
 from devtools.stack.resolve import Stack, acquire
@@ -84,6 +104,10 @@ TARGET_UTILIZATION = 0.95
 DEFAULT_HEADROOM = 0.97
 STARTUP_ALLOWANCE_S = 10.0  # records for the time between spawn and a stable group
 STOP_TIMEOUT_S = 30.0
+REDIS_REQUESTS = "sluice_redis_requests_total"
+SCRIPT_COMMANDS = ("evalsha", "eval", "evalsha_ro", "eval_ro")
+BENCH_COMMANDS = ("info",)  # the bench's own reads of commandstats
+PROCESS_KINDS = ("fakellm", "kafka", "redis", "bench")  # and enrich: the window's workers
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -239,22 +263,62 @@ def start_fake(procs: Processes, latency: str, limit: int) -> Fake:
 
 
 # -- worker metrics (Prometheus text) ----------------------------------------------
-def scrape(port: int) -> dict[str, float]:
+def scrape(port: int) -> str:
+    """A worker's ``/metrics`` text ("" when it does not answer)."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return ""
+
+
+def enrich_figures(text: str) -> dict[str, float]:
     """The few enrich metrics the bench reports, summed over labels."""
     want = ("sluice_bucket_wait_seconds_sum", "sluice_bucket_wait_seconds_count",
             "sluice_llm_latency_seconds_sum", "sluice_llm_latency_seconds_count",
             "sluice_llm_cache_hits_total", "sluice_enrich_in_flight",
             "sluice_enrich_concurrency_limit")  # fmt: skip
     out: dict[str, float] = dict.fromkeys(want, 0.0)
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return out
     for line in text.splitlines():
         name = line.split("{", 1)[0].split(" ", 1)[0]
         if name in out:
             out[name] += float(line.rsplit(" ", 1)[1])
     return out
+
+
+# -- per provider call (pure) -------------------------------------------------------
+def counter_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """``after - before`` for every key of ``after`` (a key new in ``after`` counts from 0)."""
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
+
+def command_calls(commandstats: Mapping[str, Any]) -> dict[str, float]:
+    """``{command: calls}`` from redis-py's ``INFO commandstats`` (``cmdstat_<name>`` keys)."""
+    return {k.removeprefix("cmdstat_"): float(v["calls"]) for k, v in commandstats.items()
+            if k.startswith("cmdstat_") and isinstance(v, Mapping)}  # fmt: skip
+
+
+def cpu_s_by_kind(cpu: Mapping[str, float], workers: Iterable[str]) -> dict[str, float]:
+    """CPU seconds per process kind: ``enrich`` summed over ``workers``, then each of
+    :data:`PROCESS_KINDS` that was sampled."""
+    return {"enrich": sum(cpu.get(w, 0.0) for w in workers),
+            **{kind: cpu[kind] for kind in PROCESS_KINDS if kind in cpu}}  # fmt: skip
+
+
+def redis_per_call(
+    requests: Mapping[str, float], commands: Mapping[str, float], calls: int
+) -> dict[str, Any]:
+    """The window's Redis figures per provider call, from the deltas of the workers'
+    ``sluice_redis_requests_total`` by op and of Redis's commandstats by command."""
+    scripts = sum(commands.get(c, 0.0) for c in SCRIPT_COMMANDS)
+    executed = sum(n for c, n in commands.items() if c not in BENCH_COMMANDS)
+    return {
+        "redis_roundtrips_per_call": per_call(sum(requests.values()), calls),
+        "redis_roundtrips_per_call_by_op": {
+            op: per_call(n, calls) for op, n in sorted(requests.items()) if n
+        },
+        "redis_scripts_per_call": per_call(scripts, calls),
+        "redis_commands_per_call": per_call(executed, calls),
+    }
 
 
 # -- one measured window ------------------------------------------------------------
@@ -265,6 +329,7 @@ class Ctx:
     procs: Processes
     args: argparse.Namespace
     log_dir: str
+    redis: redis.Redis
 
 
 @dataclass
@@ -275,6 +340,8 @@ class Snapshot:
     cpu: dict[str, float]
     busy: float
     metrics: dict[int, dict[str, float]]
+    redis_requests: dict[str, float]  # the workers' sluice_redis_requests_total by op
+    commands: dict[str, float]  # Redis's commandstats: calls by command
 
 
 @dataclass
@@ -337,13 +404,16 @@ def snapshot(ctx: Ctx, probe: Consumer, win: Window) -> Snapshot:
     t = Topics(win.pipeline)
     parts = ctx.args.partitions
     fails = end_total(probe, t.failures, parts)
+    texts = {port: scrape(port) for port in win.metrics_ports}
     return Snapshot(
         at=time.monotonic(),
         outcomes=end_total(probe, t.results, parts) + fails,
         failures=fails,
         cpu={n: proc_cpu_s(pid) for n, pid in cpu_pids(ctx.stack, ctx.procs).items()},
         busy=machine_busy_s(),
-        metrics={port: scrape(port) for port in win.metrics_ports},
+        metrics={port: enrich_figures(text) for port, text in texts.items()},
+        redis_requests=counter_by_label(texts.values(), REDIS_REQUESTS, "op"),
+        commands=command_calls(ctx.redis.info("commandstats")),
     )
 
 
@@ -447,6 +517,8 @@ def summarize(ctx: Ctx, win: Window, limit: int, mif: int, records: int, s0: Sna
     span = s1.at - s0.at
     rps = (s1.outcomes - s0.outcomes) / span
     failed = s1.failures - s0.failures
+    calls = int(stats["requests_total"])
+    cpu_s = counter_delta(cpu_s_by_kind(s0.cpu, win.workers), cpu_s_by_kind(s1.cpu, win.workers))
     return {
         "pipeline": win.pipeline,
         "limit_rps": limit,
@@ -466,6 +538,12 @@ def summarize(ctx: Ctx, win: Window, limit: int, mif: int, records: int, s0: Sna
         "bucket_wait_mean_ms": _delta_mean_ms(win, s0, s1, "sluice_bucket_wait_seconds"),
         "llm_latency_mean_ms": _delta_mean_ms(win, s0, s1, "sluice_llm_latency_seconds"),
         "cpu_pct": _cpu(win, s0, s1),
+        "cpu_ms_per_call": {kind: per_call(1000 * s, calls, 2) for kind, s in cpu_s.items()},
+        **redis_per_call(
+            counter_delta(s0.redis_requests, s1.redis_requests),
+            counter_delta(s0.commands, s1.commands),
+            calls,
+        ),
         "in_flight_start_end": [_gauge(win, s, "sluice_enrich_in_flight") for s in (s0, s1)],
         "aimd_limit_start_end": [
             _gauge(win, s, "sluice_enrich_concurrency_limit") for s in (s0, s1)
@@ -549,7 +627,7 @@ def find_max(ctx: Ctx, main: dict[str, Any]) -> dict[str, Any]:
 def _point(r: dict[str, Any], window: str) -> dict[str, Any]:
     keys = ("throughput_rps", "configured_rps", "utilization", "ok_rps", "provider_rps", "max_in_flight", "provider_429",
             "max_1s_window_over_limit", "max_requests_1s", "failed_outcomes", "worker_rss_mb_max", "bucket_wait_mean_ms",
-            "cpu_pct")  # fmt: skip
+            "cpu_pct", "redis_roundtrips_per_call", "cpu_ms_per_call")  # fmt: skip
     return {"window": window, **{k: r[k] for k in keys}}
 
 
@@ -559,16 +637,18 @@ def run(argv: list[str]) -> int:
     procs = Processes(Path(log_dir))
     say(f"logs and configs in {log_dir}")
     with sigterm_as_exception(), acquire() as stack:
+        commandstats = redis.Redis.from_url(stack.redis_url)
         try:
             say(f"Kafka {stack.bootstrap} ({stack.kafka_source}), Redis {stack.redis_url} ({stack.redis_source})")  # fmt: skip
             fake = start_fake(procs, args.latency, args.limit)
-            ctx = Ctx(stack, fake, procs, args, log_dir)
+            ctx = Ctx(stack, fake, procs, args, log_dir, commandstats)
             main = measure(ctx, "main", args.limit, args.max_in_flight, args.seconds)
             say(f"[main] {json.dumps(main)}")
             base = {} if args.no_baseline else baseline(ctx)
             extra = find_max(ctx, main) if args.find_max else {}
         finally:
             procs.stop(grace_s=STOP_TIMEOUT_S)
+            commandstats.close()
     result = result_line(args, main, base, extra, log_dir)
     emit(result)
     return 0
@@ -578,7 +658,9 @@ def result_line(args: argparse.Namespace, main: dict[str, Any], base: dict[str, 
                 extra: dict[str, Any], log_dir: str) -> dict[str, Any]:  # fmt: skip
     b = base.get("baseline_rps")
     keep = ("ok_rps", "provider_rps", "max_requests_1s", "failed_outcomes", "repeated_paid_requests", "bucket_wait_mean_ms",
-            "llm_latency_mean_ms", "cpu_pct", "records", "work_left_at_end", "failure_kinds_whole_run")  # fmt: skip
+            "llm_latency_mean_ms", "cpu_pct", "redis_roundtrips_per_call", "redis_roundtrips_per_call_by_op",
+            "redis_scripts_per_call", "redis_commands_per_call", "cpu_ms_per_call", "records", "work_left_at_end",
+            "failure_kinds_whole_run")  # fmt: skip
     return {
         "bench": "enrich",
         "throughput_rps": main["throughput_rps"],

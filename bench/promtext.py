@@ -1,4 +1,4 @@
-"""Quantiles of Prometheus histograms scraped from several processes (pure)."""
+"""Quantiles of Prometheus histograms and sums of counters scraped from several processes (pure)."""
 
 from __future__ import annotations
 
@@ -37,3 +37,16 @@ def quantile_le(buckets: list[tuple[float, float]], q: float) -> float | None:
         if count >= want:
             return le
     return buckets[-1][0]
+
+
+def counter_by_label(texts: Iterable[str], metric: str, label: str) -> dict[str, float]:
+    """``{value of label: count}`` of the counter ``metric`` (its ``_total`` sample name),
+    summed over processes and over its other labels."""
+    out: dict[str, float] = {}
+    for text in texts:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == metric and label in sample.labels:
+                    key = sample.labels[label]
+                    out[key] = out.get(key, 0.0) + sample.value
+    return out

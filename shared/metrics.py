@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from prometheus_client import Gauge, start_http_server
+from prometheus_client import Counter, Gauge, start_http_server
 
 from shared.errors import ConfigError
 
@@ -28,6 +28,12 @@ DEPENDENCY_UP = Gauge(
     "sluice_dependency_up",
     "1 while the dependency answers, 0 while it cannot be reached",
     ["dependency"],
+)
+
+REDIS_REQUESTS = Counter(
+    "sluice_redis_requests_total",
+    "Requests this process sent to Redis (a pipeline or a script is one), by operation",
+    ["op"],  # translated()'s first word of ``what``: bucket, breaker, cache, ...
 )
 
 

@@ -3,7 +3,8 @@
 :func:`connect` returns a ``redis.asyncio.Redis`` with short timeouts, a
 periodic health check of idle connections and a few retries with jittered
 exponential backoff on connection errors and timeouts; :func:`translated`
-turns what is left of those errors into :class:`ProviderStateUnavailable`.
+turns what is left of those errors into :class:`ProviderStateUnavailable`
+and counts the request in ``sluice_redis_requests_total{op}``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from shared.errors import ProviderStateUnavailable
+from shared.metrics import REDIS_REQUESTS
 from shared.redis.address import redis_address
 
 SOCKET_TIMEOUT_S = 2.0
@@ -63,9 +65,22 @@ def connect(
     return aioredis.Redis(connection_pool=pool)
 
 
+def request_op(what: str) -> str:
+    """The operation label of a :func:`translated` block: the first word of ``what``."""
+    return what.split(" ", 1)[0]
+
+
 @contextmanager
 def translated(what: str) -> Iterator[None]:
-    """Raise :class:`ProviderStateUnavailable` for Redis outages inside the block."""
+    """Count one Redis request under ``what``'s first word and raise
+    :class:`ProviderStateUnavailable` for Redis outages inside the block.
+
+    Each block sends one request (a command, a pipeline or a script), so the
+    counter is this process's round trips to Redis. ``what`` starts with a
+    literal operation word (``bucket``, ``breaker``, ``cache``, ...), never a
+    key or a provider name: that word is the metric's only label.
+    """
+    REDIS_REQUESTS.labels(request_op(what)).inc()
     try:
         yield
     except ProviderStateUnavailable:

@@ -6,10 +6,11 @@ import fnmatch
 
 import pytest
 import redis.exceptions
+from prometheus_client import REGISTRY
 
 from shared.errors import ProviderStateUnavailable, SluiceError
 from shared.redis import keys
-from shared.redis.client import connect, translated
+from shared.redis.client import connect, request_op, translated
 
 
 def test_inflight_pattern_matches_only_that_providers_workers() -> None:
@@ -36,6 +37,28 @@ def test_outages_become_provider_state_unavailable(exc: Exception) -> None:
 def test_other_redis_errors_pass_through() -> None:
     with pytest.raises(redis.exceptions.ResponseError), translated("test"):
         raise redis.exceptions.ResponseError("WRONGTYPE")
+
+
+def _requests(op: str) -> float:
+    return REGISTRY.get_sample_value("sluice_redis_requests_total", {"op": op}) or 0.0
+
+
+def test_a_translated_block_counts_one_request_under_its_first_word() -> None:
+    before = {op: _requests(op) for op in ("bucket", "breaker", "cache")}
+    with translated("bucket take openai"):
+        pass
+    assert _requests("bucket") == before["bucket"] + 1
+    assert _requests("breaker") == before["breaker"]
+    assert _requests("cache") == before["cache"]
+    assert _requests("openai") == 0.0  # the provider is never a label
+    assert request_op("cache get") == "cache" and request_op("health") == "health"
+
+
+def test_an_outage_inside_still_counts_and_still_raises() -> None:
+    before = _requests("breaker")
+    with pytest.raises(ProviderStateUnavailable), translated("breaker record openai"):
+        raise redis.exceptions.ConnectionError("refused")
+    assert _requests("breaker") == before + 1
 
 
 async def test_connect_sets_short_timeouts() -> None:
