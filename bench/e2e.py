@@ -157,10 +157,7 @@ def enrich_steps(scrapes: list[str]) -> dict[str, list[float | str | None]]:
     included), from the workers' histograms: the upper bound of the bucket (ms)."""
     series: dict[str, tuple[str, dict[str, str]]] = {
         "bucket_wait": ("sluice_bucket_wait_seconds", {})
-    } | {
-        step: ("sluice_enrich_step_seconds", {"step": step})
-        for step in ("cache_lookup", "breaker", "bookkeeping")
-    }
+    } | {step: ("sluice_enrich_step_seconds", {"step": step}) for step in ("admit", "settle")}
     out: dict[str, list[float | str | None]] = {}
     for name, (metric, match) in series.items():
         buckets = merged_buckets(scrapes, metric, match)

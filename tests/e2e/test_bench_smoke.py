@@ -64,7 +64,7 @@ def test_bench_e2e(stack: Stack) -> None:
     assert set(clean["hops_p50_p99_ms"]) == {"ingest", "enrich_minus_llm", "ordering_wait",
                                              "sequencer", "commit_visibility"}  # fmt: skip
     steps = clean["enrich_steps_le_ms"]  # scraped from the workers' /metrics
-    assert set(steps) == {"bucket_wait", "cache_lookup", "breaker", "bookkeeping"}
+    assert set(steps) == {"bucket_wait", "admit", "settle"}
     assert all(p50 is not None for p50, _ in steps.values())
 
 

@@ -46,13 +46,13 @@ def test_enrich_steps_reports_bucket_bounds_in_ms_per_step() -> None:
 sluice_bucket_wait_seconds_bucket{provider="p",le="0.01"} 99.0
 sluice_bucket_wait_seconds_bucket{provider="p",le="+Inf"} 100.0
 # TYPE sluice_enrich_step_seconds histogram
-sluice_enrich_step_seconds_bucket{provider="p",step="breaker",le="0.0025"} 100.0
-sluice_enrich_step_seconds_bucket{provider="p",step="breaker",le="+Inf"} 100.0
+sluice_enrich_step_seconds_bucket{provider="p",step="admit",le="0.0025"} 100.0
+sluice_enrich_step_seconds_bucket{provider="p",step="admit",le="+Inf"} 100.0
 """
     got = enrich_steps([scrape])
     assert got["bucket_wait"] == [10.0, 10.0]
-    assert got["breaker"] == [2.5, 2.5]
-    assert got["cache_lookup"] == [None, None]  # nothing observed
+    assert got["admit"] == [2.5, 2.5]
+    assert got["settle"] == [None, None]  # nothing observed
     assert enrich_steps([scrape.replace('le="0.01"} 99.0', 'le="0.01"} 50.0')])["bucket_wait"] == [
         10.0,
         "inf",
