@@ -60,6 +60,13 @@ end
 """
 
 BUCKET_LIB = r"""
+-- The bucket keys: KEYS from index `first` on.
+local function bucket_keys(first)
+  local out = {}
+  for i = first, #KEYS do out[#out + 1] = KEYS[i] end
+  return out
+end
+
 -- n buckets: keys[i], with rate_per_s, capacity, amount at argv[at + 3(i-1) ..],
 -- each refilled to now (us).
 local function bk_load(keys, n, argv, at, now)
@@ -145,9 +152,8 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
     + BUCKET_LIB
     + r"""
 local op = ARGV[1]
-local n = #KEYS - 1
-local bkeys = {}
-for i = 1, n do bkeys[i] = KEYS[i + 1] end
+local bkeys = bucket_keys(2)
+local n = #bkeys
 
 if op == 'reserve_many' then
   local cw = cooldown_left_us(KEYS[1], now)

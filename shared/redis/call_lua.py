@@ -35,8 +35,6 @@ from __future__ import annotations
 from shared.redis.breaker_lua import BREAKER_LIB
 from shared.redis.bucket_lua import BUCKET_LIB, COOLDOWN_LIB
 
-FIXED_KEYS = 5  # the keys before the buckets, in both operations
-
 CALL_LUA = (
     r"""
 if redis.replicate_commands then pcall(redis.replicate_commands) end
@@ -48,10 +46,9 @@ local now_ms = math.floor(now_us / 1000)
     + BUCKET_LIB
     + BREAKER_LIB
     + r"""
+local bkeys = bucket_keys(6)
+local n = #bkeys
 local op = ARGV[1]
-local n = #KEYS - 5
-local bkeys = {}
-for i = 1, n do bkeys[i] = KEYS[i + 5] end
 
 if op == 'admit' then
   if ARGV[2] == '1' then
