@@ -59,7 +59,8 @@ class Batch:
     blocked_by: str | None = None
     levels: dict[str, float] = field(default_factory=dict)
     # The requests not granted cannot be: the provider is paused, or its breaker
-    # admits no more calls (open, or half-open with every probe out).
+    # admits no more calls (open, or half-open with every probe out); ``blocked_by``
+    # then says which: "paused" or "breaker".
     unavailable: bool = False
 
 

@@ -28,7 +28,7 @@ from enum import Enum
 from shared.kinds import FailureKind
 from shared.outcomes import Failure
 from shared.provider_state import Health
-from shared.redis.breaker_logic import AUTH, OPEN
+from shared.redis.breaker_logic import AUTH, CLOSED, OPEN
 
 __all__ = [
     "AUTH",
@@ -102,6 +102,16 @@ def unavailable(provider: str, health: Health | None) -> Failure:
         f"breaker_open:{reason}" if reason else "breaker_open",
         f"provider {provider}: breaker open" + (f" (reason {reason})" if reason else ""),
     )
+
+
+def refused(health: Health | None, refused_by: str | None) -> Health:
+    """What a worker knows at once when the fleet's state refused a call: the provider
+    is paused, or its breaker admits no more (open, or half-open with every probe out),
+    until its next health refresh says otherwise."""
+    known = health if health is not None else Health(paused=False, breaker=CLOSED)
+    if refused_by == "paused":
+        return replace(known, paused=True)
+    return replace(known, breaker=OPEN)
 
 
 def opened_for_auth(health: Health | None) -> Health:

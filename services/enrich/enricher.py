@@ -207,7 +207,7 @@ class Enricher:
     ) -> Admitted:
         started = time.monotonic()
         try:
-            return await wp.state.admit(model, tokens, lookup)
+            return await wp.admit(model, tokens, lookup)
         finally:
             m.STEP.labels(wp.name, "admit").observe(time.monotonic() - started)
 

@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from services.enrich.aimd import Aimd
+from services.enrich.breaker_policy import refused
 from services.enrich.gate import BucketGate
 from services.enrich.providers.base import Provider
 from services.enrich.slots import Slots
 from shared.call_stats import CallTally
-from shared.provider_state import Batch, Health, ProviderState
+from shared.provider_state import Admitted, Batch, Health, ProviderState
 
 
 @dataclass
@@ -32,8 +33,18 @@ class WorkerProvider:
         self.slots = Slots(lambda: self.aimd.current)
         self.gate = BucketGate(self._reserve, self.state.refund, lambda: self.available)
 
+    async def admit(
+        self, model: str | None, tokens: Sequence[int], lookup: str | None = None
+    ) -> Admitted:
+        """The fleet's ``admit``; a refusal for a pause or the breaker is known here at
+        once, so the worker stops taking work before its next health refresh."""
+        got = await self.state.admit(model, tokens, lookup)
+        if got.batch.unavailable:
+            self.health = refused(self.health, got.batch.blocked_by)
+        return got
+
     async def _reserve(self, model: str | None, tokens: Sequence[int]) -> Batch:
-        return (await self.state.admit(model, tokens)).batch
+        return (await self.admit(model, tokens)).batch
 
     @property
     def available(self) -> bool:

@@ -89,13 +89,17 @@ class RedisProviderState:
             return Admitted(
                 value if isinstance(value, bytes) else str(value).encode(), _empty(reply)
             )
-        if status in ("miss", "paused", "open"):
-            return Admitted(None, _empty(reply, unavailable=status != "miss"))
+        if status == "miss":
+            return Admitted(None, _empty(reply))
+        if status in ("paused", "open"):
+            return Admitted(None, _empty(reply, refused_by="paused" if status == "paused" else "breaker"))  # fmt: skip
         granted, wait_us, now_us, blocker = (int(x) for x in reply[1:5])
         batch = granted_batch(
             self.name, model, tokens, dims, (granted, wait_us, now_us, blocker), reply[8:],
             probe=bool(int(reply[5])), unavailable=status == "full",
         )  # fmt: skip
+        if status == "full":
+            batch.blocked_by = "breaker"  # half-open, every probe out
         return Admitted(None, batch)
 
     async def settle(self, res: Reservation, settlement: Settlement) -> str:
@@ -145,6 +149,7 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _empty(reply: Sequence[Any], unavailable: bool = False) -> Batch:
-    """Nothing reserved (an answer found, only a lookup asked, or the provider unavailable)."""
-    return Batch([], 0.0, int(reply[3]), unavailable=unavailable)
+def _empty(reply: Sequence[Any], refused_by: str | None = None) -> Batch:
+    """Nothing reserved: an answer found, only a lookup asked, or the provider
+    unavailable (``refused_by`` "paused" or "breaker")."""
+    return Batch([], 0.0, int(reply[3]), blocked_by=refused_by, unavailable=refused_by is not None)

@@ -102,7 +102,7 @@ async def test_a_paused_provider_or_an_open_breaker_grants_nothing(
     state = state_for(r, pipeline)
     await set_paused(r, pipeline, "p", True)
     paused = (await state.admit("m", [1, 1])).batch
-    assert paused.reservations == [] and paused.unavailable
+    assert paused.reservations == [] and paused.unavailable and paused.blocked_by == "paused"
     await set_paused(r, pipeline, "p", False)
     grants = (await state.admit("m", [1, 1])).batch.reservations
     for res in grants:  # two failures of two calls: the breaker opens
@@ -110,6 +110,7 @@ async def test_a_paused_provider_or_an_open_breaker_grants_nothing(
     assert last == "open"
     refused = (await state.admit("m", [1])).batch
     assert refused.reservations == [] and refused.unavailable and refused.levels == {}
+    assert refused.blocked_by == "breaker"
 
 
 async def test_half_open_grants_one_probe_and_its_success_closes(
@@ -122,7 +123,7 @@ async def test_half_open_grants_one_probe_and_its_success_closes(
         assert asyncio.get_running_loop().time() < deadline, "the breaker never let a probe through"
         await asyncio.sleep(0.1)
     [probe] = batch.reservations  # one probe, and the rest cannot be
-    assert probe.probe and batch.unavailable
+    assert probe.probe and batch.unavailable and batch.blocked_by == "breaker"
     assert (await state.admit("m", [1])).batch.reservations == []  # the probe is out
     assert await state.settle(probe, Settlement(1, "ok")) == "closed"
     after = (await state.admit("m", [1, 1])).batch

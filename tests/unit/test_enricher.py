@@ -61,6 +61,7 @@ class FakeState:
 
     now: Health = UP
     admits: str = "yes"  # yes | probe (half-open) | no (paused or open): what admit grants
+    refused_by: str = "breaker"  # why it grants nothing ("paused" or "breaker")
     after_failure: str = "closed"  # the breaker's state after a settle with outcome "fail"
     down: dict[str, int] = field(default_factory=dict)  # method -> outages before it works
     cache: dict[str, bytes] = field(default_factory=dict)
@@ -87,7 +88,7 @@ class FakeState:
         if not tokens:
             return Admitted(None, Batch([], 0.0, 0))
         if self.admits == "no":
-            return Admitted(None, Batch([], 0.0, 0, unavailable=True))
+            return Admitted(None, Batch([], 0.0, 0, blocked_by=self.refused_by, unavailable=True))
         probe = self.admits == "probe"
         grants = [Reservation(True, 0.0, "x", model, t, 1, 0, probe=probe) for t in tokens]
         return Admitted(None, Batch(grants, 0.0, 0))
@@ -484,3 +485,16 @@ async def test_a_cache_hit_while_the_worker_is_busy_costs_one_round_trip() -> No
     out, _ = await run(a)
     assert out.topic == T.results and calls_of(a) == []
     assert [tokens for _, tokens, _ in state.calls("admit")] == [[]]  # the lookup, no reservation
+
+
+@pytest.mark.parametrize(("refused_by", "error_class"), [("paused", "paused"), ("breaker", "breaker_open")])  # fmt: skip
+async def test_a_refusal_by_the_fleets_state_stops_intake_before_the_next_refresh(
+    refused_by: str, error_class: str
+) -> None:
+    # The worker last read the provider as available; the store knows better.
+    a = worker("a", ok(), state=FakeState(admits="no", refused_by=refused_by))
+    out, e = await run(a)
+    assert failure_of(out) == ("outage", error_class, "a") and calls_of(a) == []
+    assert not e.accepting()  # no more records until a refresh says it is back
+    await e.refresh("w1")
+    assert e.accepting()
