@@ -16,6 +16,13 @@ class Problem(BaseModel):
     detail: str
 
 
+NOT_JSON_TEXT: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "the body is not JSON text"}
+}
+"""What a route with a JSON body answers when the body cannot be read as text
+(FastAPI's own 400, before any validation)."""
+
+
 class Healthz(BaseModel):
     status: Literal["ok"] = "ok"
 

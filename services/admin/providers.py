@@ -33,9 +33,11 @@ async def list_providers(ctx: Ctx) -> m.Providers:
     )
 
 
-@router.post("/providers/{name}/pause", response_model=m.PauseResult,
-             responses={**_MUTATION, 400: {"model": m.Problem,
-                                           "description": "the body is not JSON text"}})  # fmt: skip
+@router.post(
+    "/providers/{name}/pause",
+    response_model=m.PauseResult,
+    responses={**_MUTATION, **m.NOT_JSON_TEXT},
+)
 async def pause(
     name: str,
     body: m.PauseIn,

@@ -106,3 +106,14 @@ def test_insecure_dev_makes_everyone_the_insecure_dev_operator() -> None:
     assert p is not None and p.role is Role.OPERATOR and p.who == "insecure-dev"
     assert Authenticator(TOKENS).principal(VIEW).who == "viewer"  # type: ignore[union-attr]
     assert Authenticator(TOKENS).principal("wrong") is None
+
+
+def test_every_operation_with_a_json_body_documents_the_400_of_a_body_that_is_not_text() -> None:
+    # FastAPI answers 400 before any validation when the body cannot be read as JSON text.
+    spec = create_app(settings(admin_token=OP)).openapi()
+    with_body = [(method, path) for path, ops in spec["paths"].items()
+                 for method, op in ops.items() if "requestBody" in op]  # fmt: skip
+    assert ("post", "/v1/replays") in with_body
+    missing = [(method, path) for method, path in with_body
+               if "400" not in spec["paths"][path][method]["responses"]]  # fmt: skip
+    assert missing == []

@@ -22,7 +22,7 @@ from services.admin.blocked import models as m
 from services.admin.blocked.release import NothingReleased, ReleaseWriter
 from services.admin.blocked.view import blocked_model, find, target
 from services.admin.context import AdminContext, Ctx
-from services.admin.models import Problem
+from services.admin.models import NOT_JSON_TEXT, Problem
 from services.sequencer.blocked import BlockedKey, read_blocked
 from shared.errors import BrokerError, DeliveryError
 from shared.headers import SourceId
@@ -36,7 +36,7 @@ READ_TIMEOUT_S = 20.0
 
 _UNREADABLE = "P.sequencer.state cannot be read"
 _RELEASE: dict[int | str, dict[str, Any]] = {
-    400: {"model": Problem, "description": "the body is not JSON text"},
+    **NOT_JSON_TEXT,
     403: {"model": Problem, "description": "the viewer token may only read"},
     404: {"model": Problem, "description": "that key is not blocked at that record now"},
     503: {"model": Problem, "description": f"{_UNREADABLE}, or the release and its audit "

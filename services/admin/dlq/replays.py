@@ -45,6 +45,7 @@ MONEY_NOTE = "estimate, in the currency of the provider's prices; output at max_
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     **UNKNOWN,
+    **am.NOT_JSON_TEXT,
     202: {"model": ReplayTask, "description": "the replay task, started"},
     403: {"model": am.Problem, "description": "a replay (not a dry run) with the viewer token"},
     409: {
