@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 
 from devtools.stack.ports import free_port, wait_until
+from devtools.stack.procs import reap
 from shared.errors import StackError
 
 log = logging.getLogger(__name__)
@@ -195,7 +196,7 @@ class LocalKafka:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=10)
+                reap(self.proc)
         self.proc = None
 
     def restart(self, timeout_s: float = 90.0) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from devtools.stack.ports import free_port, wait_until
+from devtools.stack.procs import reap
 from shared.errors import StackError
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ class LocalRedis:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=5)
+                reap(self.proc)
         self.proc = None
 
     def restart(self) -> None:
