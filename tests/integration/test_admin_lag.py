@@ -231,7 +231,7 @@ def test_stalled_enrich_with_its_only_provider_paused(
         cfg = admin_config(tmp_path / "c.yaml", url)
         produce_work(stack.bootstrap, pipeline, work_records(30))
         with serve_admin(config_file=cfg, admin_lag_interval_s=0.5, admin_lag_window_s=3.0) as api, \
-             Worker(config_file=cfg, worker_id="w1"):  # fmt: skip
+             Worker(config_file=cfg, worker_id="w1") as worker:  # fmt: skip
 
             def statuses() -> list[str | None]:
                 r = api.get("/v1/lag", params={"group": group})
@@ -249,6 +249,13 @@ def test_stalled_enrich_with_its_only_provider_paused(
             wait_statuses("ok")  # caught up, offsets committed
             r = api.post("/v1/providers/primary/pause", json={"reason": "lag test"})
             assert r.status_code == 200, r.text
+            # The worker stops taking work once its own view of the provider says paused
+            # (its health refresh); a record it had taken before that is parked as an
+            # outage instead of waiting in P.work. On a busy machine the refresh can come
+            # after the next records are fetched, so they are written once it stopped.
+            wait_for(
+                lambda: worker.service.stats.paused, WAIT_S, 0.1, "the worker stops taking work"
+            )
             produce_work(stack.bootstrap, pipeline, work_records(30, start=30))
             wait_statuses("stalled")  # every partition: lag, no commit, a live member
             text = api.get("/metrics", None).text
