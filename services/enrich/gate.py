@@ -4,9 +4,9 @@ Every call waits here for its reservation, in arrival order. One pump task
 per provider and worker does the waiting for all of them:
 
 * it reserves for the head of the queue, up to ``max_batch`` requests in one
-  Lua call (:meth:`shared.redis.bucket.Limiter.reserve_many`: the longest
-  prefix that fits now, exactly what one reservation after the other at that
-  instant would grant), and hands each grant to its waiter;
+  Lua call (the fleet's ``admit``, :meth:`shared.provider_state.ProviderState.admit`:
+  the longest prefix that fits now, exactly what one reservation after the
+  other at that instant would grant), and hands each grant to its waiter;
 * when the bucket refuses, it sleeps exactly as long as the bucket says the
   next request needs (at most ``recheck_s``, so a pause is seen while waiting),
   then asks again; whatever refilled meanwhile is taken in that one call.

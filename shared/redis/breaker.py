@@ -1,13 +1,13 @@
 """Circuit breaker per provider, shared by the fleet through Redis.
 
 Every operation is one call of ``BREAKER_LUA`` (Redis ``TIME`` as the clock);
-the state machine is :mod:`shared.redis.breaker_logic`.
+the state machine is :mod:`shared.redis.breaker_logic`. A call's admission and
+its outcome go through enrich's ``admit`` and ``settle`` scripts
+(:mod:`shared.redis.call_lua`), which share the script's library; what runs
+on its own is here:
 
-    adm = await breakers.allow("openai")
-    if adm.allowed:
-        ok = await call_provider()
-        await breakers.record("openai", ok, adm.probe)
     await breakers.trip("openai", "auth")   # the key was rejected: open it now
+    view = await breakers.view("openai")
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from shared.provider_state import Admission
 from shared.redis import keys
 from shared.redis.breaker_logic import BreakerSpec
 from shared.redis.breaker_lua import BREAKER_LUA
@@ -72,16 +71,6 @@ class Breakers:
                 args=args,
             )
         return list(reply)
-
-    async def allow(self, provider: str) -> Admission:
-        """May a call start now? (In half-open, ``probe`` marks the few calls let through.)"""
-        allowed, probe, state, *_ = await self._run(provider, "allow")
-        return Admission(bool(int(allowed)), bool(int(probe)), _s(state))
-
-    async def record(self, provider: str, ok: bool, probe: bool = False) -> str:
-        """Account a call's outcome; returns the breaker state afterwards."""
-        reply = await self._run(provider, "record", ok, probe)
-        return _s(reply[2])
 
     async def trip(self, provider: str, reason: str) -> bool:
         """Force the breaker open with ``reason``; True when this call opened it."""

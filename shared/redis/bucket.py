@@ -1,15 +1,14 @@
 """Fleet-wide token buckets per provider (and per model where configured).
 
 Two dimensions, requests/min and tokens/min; a limit of 0 leaves that
-dimension unlimited. :meth:`Limiter.reserve_many` checks the provider's
-cooldown and takes 1 request + its ``tokens`` from every configured bucket
-for as many requests of a batch as fit now, in order, in one Lua call (Redis
-``TIME`` is the clock), and says how long the first refused one must wait;
-:meth:`Limiter.reserve` is that for one request. After the call,
-:meth:`Limiter.reconcile` settles the token buckets to the response's usage;
-:meth:`Limiter.refund` gives everything back when the provider never saw (or
-never charged) the request. Burst choices are explained in
-:mod:`shared.redis.bucket_math`.
+dimension unlimited. Enrich reserves and settles through the ``admit`` and
+``settle`` scripts (:mod:`shared.redis.call_lua`), which take from these
+buckets with the library of :mod:`shared.redis.bucket_lua` (Redis ``TIME`` is
+the clock); :class:`Limiter` holds what runs on its own: the refund of a
+request the provider never saw (or never charged), and a look at the levels.
+The script's ``reserve_many`` and ``adjust`` operations, which the tests drive
+to check the Lua against :mod:`shared.redis.bucket_math`, stay in the script.
+Burst choices are explained in :mod:`shared.redis.bucket_math`.
 """
 
 from __future__ import annotations
@@ -181,41 +180,6 @@ class Limiter:
             )
         return list(reply)
 
-    async def reserve(self, provider: str, model: str | None, tokens: int) -> Reservation:
-        """One request: granted, or refused with the wait and the bucket that blocks it."""
-        batch = await self.reserve_many(provider, model, [tokens])
-        if batch.reservations:
-            res = batch.reservations[0]
-            res.levels = batch.levels
-            return res
-        return Reservation(
-            granted=False,
-            wait_s=batch.wait_s,
-            provider=provider,
-            model=model,
-            tokens=0,
-            requests=0,
-            now_us=batch.now_us,
-            blocked_by=batch.blocked_by,
-            levels=batch.levels,
-        )
-
-    async def reserve_many(self, provider: str, model: str | None, tokens: Sequence[int]) -> Batch:
-        """Reserve for several requests in one round trip: the longest prefix that fits now.
-
-        The same as one reservation per request at one instant, stopping at
-        the first refusal; each granted request gets its own :class:`Reservation`
-        (settled on its own).
-        """
-        if not tokens:
-            raise ValueError("tokens must not be empty")
-        check_tokens(tokens)
-        dims = dims_for(self.limits.get(provider), model)
-        extra = [str(len(tokens)), *cost_rows(dims, tokens)]
-        reply = await self._run(provider, [(d, 0.0) for d in dims], "reserve_many", extra)
-        granted, wait_us, now_us, blocker = (int(x) for x in reply[:4])
-        return granted_batch(provider, model, tokens, dims, (granted, wait_us, now_us, blocker), reply[4:])  # fmt: skip
-
     async def _settle(self, res: Reservation, request_delta: int, token_delta: int) -> bool:
         """Apply the deltas once per reservation, fleet-wide.
 
@@ -236,10 +200,6 @@ class Limiter:
                 res.settled = False  # the caller retries once Redis is back
                 raise
         return True
-
-    async def reconcile(self, res: Reservation, actual_tokens: int) -> bool:
-        """Settle the token buckets to what the call really used (False if nothing to do)."""
-        return await self._settle(res, 0, res.tokens - max(0, actual_tokens))
 
     async def refund(self, res: Reservation) -> bool:
         """Give the request and its tokens back: the provider never saw or charged it."""

@@ -20,10 +20,7 @@ from services.fakellm.server import serve_in_thread
 from shared.call_stats import CallTally
 from shared.config_file import load_config
 from shared.kafka.provision import create_topics
-from shared.redis.breaker import Breakers
-from shared.redis.bucket import Limiter
 from shared.redis.client import connect
-from shared.redis.cooldown import Cooldowns
 from shared.redis.fleet import Fleet
 from shared.redis.health import provider_health
 from shared.redis.provider_config import bucket_limits
@@ -39,6 +36,7 @@ from tests.support.admin import (
 )
 from tests.support.enrich import Worker, fake_stats, produce_work, work_records
 from tests.support.kafka import wait_for
+from tests.support.redis_ops import BreakersOps, CooldownsOps, LimiterOps
 
 pytestmark = pytest.mark.integration
 
@@ -276,10 +274,10 @@ def test_providers_show_what_the_fleet_keeps_in_redis(
 
     async def fleet_state() -> None:
         r = connect(stack.redis_url)
-        await Breakers(r, topics).trip("primary", "auth")
-        limiter = Limiter(r, topics, {"primary": bucket_limits(cfg)})
+        await BreakersOps(r, topics).trip("primary", "auth")
+        limiter = LimiterOps(r, topics, {"primary": bucket_limits(cfg)})
         assert (await limiter.reserve("primary", "slow-model", 0)).granted
-        await Cooldowns(r, topics).extend_cooldown("primary", 30)
+        await CooldownsOps(r, topics).extend_cooldown("primary", 30)
         fleet = Fleet(r, topics)
         for worker, latencies in (("w1", [80] * 49 + [4000]), ("w2", [80] * 50)):
             tally = CallTally()

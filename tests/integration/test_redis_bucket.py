@@ -17,9 +17,9 @@ from shared.errors import ProviderStateUnavailable
 from shared.provider_state import Batch
 from shared.redis import bucket_math as bm
 from shared.redis import keys
-from shared.redis.bucket import Limiter, ModelLimits, ProviderLimits, dims_for
+from shared.redis.bucket import ModelLimits, ProviderLimits, dims_for
 from shared.redis.client import connect
-from shared.redis.cooldown import Cooldowns
+from tests.support.redis_ops import CooldownsOps, LimiterOps
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ LIMITS = ProviderLimits(rpm=120, tpm=60, token_burst_s=100.0)
 
 
 async def test_reserve_refund_reconcile(r: aioredis.Redis, pipeline: str) -> None:
-    lim = Limiter(r, pipeline, {"p": LIMITS})
+    lim = LimiterOps(r, pipeline, {"p": LIMITS})
     started = time.monotonic()
     first = await lim.reserve("p", None, 80)
     assert first.granted and first.requests == 1 and first.tokens == 80
@@ -65,7 +65,7 @@ async def test_reserve_refund_reconcile(r: aioredis.Redis, pipeline: str) -> Non
 async def test_a_settle_that_failed_can_be_retried(
     r: aioredis.Redis, pipeline: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lim = Limiter(r, pipeline, {"p": LIMITS})
+    lim = LimiterOps(r, pipeline, {"p": LIMITS})
     res = await lim.reserve("p", None, 80)
     real_run = lim._run
 
@@ -84,7 +84,7 @@ async def test_a_settle_that_failed_can_be_retried(
 async def test_a_settle_whose_reply_was_lost_is_not_applied_twice(
     r: aioredis.Redis, pipeline: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lim = Limiter(r, pipeline, {"p": LIMITS})
+    lim = LimiterOps(r, pipeline, {"p": LIMITS})
     res = await lim.reserve("p", None, 80)
     real_run = lim._run
 
@@ -102,7 +102,7 @@ async def test_a_settle_whose_reply_was_lost_is_not_applied_twice(
 
 
 async def test_model_buckets_and_unlimited_dimensions(r: aioredis.Redis, pipeline: str) -> None:
-    lim = Limiter(
+    lim = LimiterOps(
         r, pipeline, {"p": ProviderLimits(rpm=0, tpm=0, models={"small": ModelLimits(rpm=60)})}
     )
     assert (await lim.reserve("p", "big", 10**6)).granted  # nothing configured: unlimited
@@ -119,8 +119,8 @@ async def test_model_buckets_and_unlimited_dimensions(r: aioredis.Redis, pipelin
 async def test_cooldown_blocks_reserve_with_the_remaining_wait(
     r: aioredis.Redis, pipeline: str
 ) -> None:
-    lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=6000)})
-    await Cooldowns(r, pipeline).extend_cooldown("p", 0.3)
+    lim = LimiterOps(r, pipeline, {"p": ProviderLimits(rpm=6000)})
+    await CooldownsOps(r, pipeline).extend_cooldown("p", 0.3)
     res = await lim.reserve("p", None, 1)
     assert not res.granted and res.blocked_by == "cooldown" and 0.2 < res.wait_s <= 0.3
     full = bm.spec_per_minute(6000, bm.REQUEST_BURST_S, exact_per_second=True)
@@ -141,7 +141,7 @@ async def test_lua_matches_the_python_reference(r: aioredis.Redis, pipeline: str
     limits = ProviderLimits(
         rpm=120, tpm=600, models={"m": ModelLimits(tpm=300)}, stack_model_limits=True
     )
-    lim = Limiter(r, pipeline, {"p": limits})
+    lim = LimiterOps(r, pipeline, {"p": limits})
     dims = dims_for(limits, "m")
     bkeys = [keys.bucket(pipeline, "p", d.name) for d in dims]
     steps: list[tuple[str, int, float]] = [
@@ -192,7 +192,7 @@ async def test_reserve_many_lua_matches_the_python_reference(
     r: aioredis.Redis, pipeline: str
 ) -> None:
     limits = ProviderLimits(rpm=600, tpm=3000, request_burst_s=0.5)  # 10 req/s (burst 5); 50 tok/s
-    lim = Limiter(r, pipeline, {"p": limits})
+    lim = LimiterOps(r, pipeline, {"p": limits})
     dims = dims_for(limits, None)
     bkeys = [keys.bucket(pipeline, "p", d.name) for d in dims]
     specs = [d.spec for d in dims]
@@ -216,7 +216,7 @@ async def test_reserve_many_lua_matches_the_python_reference(
 async def test_reserve_many_settles_each_request_on_its_own(
     r: aioredis.Redis, pipeline: str
 ) -> None:
-    lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=600, tpm=6000, request_burst_s=0.5)})
+    lim = LimiterOps(r, pipeline, {"p": ProviderLimits(rpm=600, tpm=6000, request_burst_s=0.5)})
     got = await lim.reserve_many("p", None, [10, 20, 30])
     assert [x.requests for x in got.reservations] == [1, 1, 1]
     assert await lim.refund(got.reservations[1])
@@ -233,7 +233,9 @@ async def test_two_worker_gates_share_the_bucket_without_exceeding_it(
     r: aioredis.Redis, pipeline: str
 ) -> None:
     """Two workers' gates (one pump each) on one real bucket: under the limit, and using it."""
-    lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=30_000)})  # 500/s: capacity 5, refill 495/s
+    lim = LimiterOps(
+        r, pipeline, {"p": ProviderLimits(rpm=30_000)}
+    )  # 500/s: capacity 5, refill 495/s
     grants: list[float] = []
 
     def gate() -> BucketGate:

@@ -29,8 +29,9 @@ DURATION_US = 4_000_000
 
 WORKER = r"""
 import asyncio, json, sys
-from shared.redis.bucket import Limiter, ProviderLimits
+from shared.redis.bucket import ProviderLimits
 from shared.redis.client import connect
+from tests.support.redis_ops import LimiterOps
 
 url, pipeline, barrier, rpm = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 
@@ -51,7 +52,7 @@ async def main():
     start_us, end_us = map(int, times.split())
     sec, usec = await r.time()
     await asyncio.sleep(max(0.0, (start_us - (sec * 1_000_000 + usec)) / 1e6))
-    lim = Limiter(r, pipeline, {"p": ProviderLimits(rpm=rpm)})
+    lim = LimiterOps(r, pipeline, {"p": ProviderLimits(rpm=rpm)})
     grants = []
     await asyncio.gather(*(contender(lim, grants, end_us) for _ in range(4)))
     await r.aclose()

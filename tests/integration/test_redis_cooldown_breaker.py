@@ -11,16 +11,15 @@ import redis.asyncio as aioredis
 from devtools.stack.resolve import Stack
 from shared.provider_state import Health, Settlement
 from shared.redis import keys
-from shared.redis.breaker import Breakers
 from shared.redis.breaker_logic import BreakerSpec, BreakerState
 from shared.redis.breaker_logic import allow as ref_allow
 from shared.redis.breaker_logic import record as ref_record
 from shared.redis.breaker_logic import trip as ref_trip
 from shared.redis.client import connect
-from shared.redis.cooldown import Cooldowns
 from shared.redis.health import provider_health, set_paused
 from shared.redis.pause import Pauses
 from shared.redis.state import RedisProviderState
+from tests.support.redis_ops import BreakersOps, CooldownsOps
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +45,7 @@ async def r(stack: Stack) -> AsyncIterator[aioredis.Redis]:
 
 
 async def test_cooldown_is_extended_never_shortened(r: aioredis.Redis, pipeline: str) -> None:
-    cd = Cooldowns(r, pipeline)
+    cd = CooldownsOps(r, pipeline)
     assert await cd.cooldown_remaining("p") == 0.0
     assert 1.0 < await cd.extend_cooldown("p", 2.0) <= 2.0
     assert 1.0 < await cd.extend_cooldown("p", 0.5) <= 2.0  # shorter: ignored
@@ -61,7 +60,7 @@ async def test_cooldown_is_extended_never_shortened(r: aioredis.Redis, pipeline:
 
 
 async def test_breaker_opens_probes_and_closes(r: aioredis.Redis, pipeline: str) -> None:
-    b = Breakers(r, pipeline, {"p": CFG})
+    b = BreakersOps(r, pipeline, {"p": CFG})
     assert (await b.allow("p")).allowed
     for ok in (True, True, False):
         assert await b.record("p", ok) == "closed"
@@ -84,7 +83,7 @@ async def test_breaker_opens_probes_and_closes(r: aioredis.Redis, pipeline: str)
 
 
 async def test_probe_failure_reopens(r: aioredis.Redis, pipeline: str) -> None:
-    b = Breakers(r, pipeline, CFG)
+    b = BreakersOps(r, pipeline, CFG)
     for _ in range(4):
         await b.record("p", False)
     await until_half_open(lambda: provider_health(r, pipeline, "p"))
@@ -101,7 +100,7 @@ async def test_lua_breaker_follows_the_reference(r: aioredis.Redis, pipeline: st
     cfg = BreakerSpec(
         window_s=5, min_requests=3, failure_threshold=0.6, open_s=1.0, half_open_probes=1
     )
-    b = Breakers(r, pipeline, cfg)
+    b = BreakersOps(r, pipeline, cfg)
     ref = BreakerState()
     events = [("rec", True, False), ("rec", False, False), ("rec", False, False),
               ("allow", False, False), ("sleep", False, False), ("allow", False, False),
@@ -156,8 +155,8 @@ async def test_pause_flag_and_provider_state(r: aioredis.Redis, pipeline: str) -
     assert (await RedisProviderState(r, pipeline, "q").health()).available  # other providers
     await set_paused(r, pipeline, "p", False)
     assert (await state.health()).available
-    await Cooldowns(r, pipeline).extend_cooldown("p", 5.0)
-    assert 2.0 < await Cooldowns(r, pipeline).cooldown_remaining("p") <= 5.0
+    await CooldownsOps(r, pipeline).extend_cooldown("p", 5.0)
+    assert 2.0 < await CooldownsOps(r, pipeline).cooldown_remaining("p") <= 5.0
     assert (await state.breakers.view("p")).state == "closed"
     assert await state.limiter.levels("p") == {} and await state.fleet.fleet_inflight("p") == 0
 
