@@ -20,18 +20,29 @@ from shared.settings import CommonSettings
 STATS_INTERVAL_MS = 5000
 
 
-def producer_config(settings: CommonSettings, **extra: Any) -> dict[str, Any]:
+LINGER_MS = 5
+"""The producer's batching wait unless the stage says otherwise (ingest's: it
+forwards at the source's rate, where batches pay; a stage that produces at an
+LLM provider's rate gains nothing from waiting and adds the wait to every record)."""
+
+
+def producer_config(
+    settings: CommonSettings, linger_ms: int = LINGER_MS, **extra: Any
+) -> dict[str, Any]:
+    """A stage's producer: idempotent, ``acks=all``, ``murmur2_random`` (never
+    changed); ``linger.ms`` and ``compression.type`` are defaults that a
+    ``SLUICE_KAFKA_PROP_*`` of the same name replaces; ``extra`` wins over both."""
     check_props(settings.kafka_props)
+    tunable: dict[str, Any] = {"linger.ms": linger_ms, "compression.type": "lz4"}
     conf: dict[str, Any] = {
         "enable.idempotence": True,
         "acks": "all",
         "partitioner": "murmur2_random",
-        "linger.ms": 5,
-        "compression.type": "lz4",
         "message.max.bytes": 8 * 1024 * 1024,
         "logger": rdkafka_logger(),
     }
-    return settings.kafka_config(**{**conf, **extra})
+    defaults = {k: v for k, v in tunable.items() if k not in settings.kafka_props}
+    return settings.kafka_config(**{**defaults, **conf, **extra})
 
 
 def consumer_config(settings: CommonSettings, group: str, **extra: Any) -> dict[str, Any]:
