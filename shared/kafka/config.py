@@ -20,20 +20,16 @@ from shared.settings import CommonSettings
 STATS_INTERVAL_MS = 5000
 
 
-LINGER_MS = 5
-"""The producer's batching wait unless the stage says otherwise (ingest's: it
-forwards at the source's rate, where batches pay; a stage that produces at an
-LLM provider's rate gains nothing from waiting and adds the wait to every record)."""
+TUNABLE = {"linger.ms": 5, "compression.type": "lz4"}
+"""Producer defaults that a ``SLUICE_KAFKA_PROP_*`` of the same name replaces."""
 
 
-def producer_config(
-    settings: CommonSettings, linger_ms: int = LINGER_MS, **extra: Any
-) -> dict[str, Any]:
+def producer_config(settings: CommonSettings, **extra: Any) -> dict[str, Any]:
     """A stage's producer: idempotent, ``acks=all``, ``murmur2_random`` (never
-    changed); ``linger.ms`` and ``compression.type`` are defaults that a
-    ``SLUICE_KAFKA_PROP_*`` of the same name replaces; ``extra`` wins over both."""
+    changed by a passthrough property); :data:`TUNABLE` gives way to one;
+    ``extra`` wins over both."""
     check_props(settings.kafka_props)
-    tunable: dict[str, Any] = {"linger.ms": linger_ms, "compression.type": "lz4"}
+    tunable: dict[str, Any] = dict(TUNABLE)
     conf: dict[str, Any] = {
         "enable.idempotence": True,
         "acks": "all",
