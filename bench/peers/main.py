@@ -285,5 +285,6 @@ def run(argv: list[str]) -> int:
     print(table(rows), flush=True)
     emit({"bench": "peers", "limit_rps": args.limit, "rate_rps": args.rate, "seconds": args.seconds,
           "latency": args.latency, "failing_keys": len(f.failing_keys),
+          "failing_records": sum(1 for _, _, bad in f.records if bad),
           "wall_s": round(time.monotonic() - started, 1), "rows": rows, "logs": str(log_root)})  # fmt: skip
     return 0
