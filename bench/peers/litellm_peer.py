@@ -51,4 +51,6 @@ def start(procs: Processes, name: str, *, bootstrap: str, source: str, output: s
     redis = urlparse(redis_url)
     procs.spawn(name, [str(python()), str(HERE / "litellm_app.py"), bootstrap, source, output,
                        errors, group, api_base, model, str(rpm), redis.hostname or "127.0.0.1",
-                       str(redis.port or 6379), str(concurrency)])  # fmt: skip
+                       str(redis.port or 6379), str(concurrency)],
+                # its bundled model price map: no fetch from the internet at import
+                {"LITELLM_LOCAL_MODEL_COST_MAP": "True"})  # fmt: skip
