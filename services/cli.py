@@ -9,7 +9,7 @@
     sluice dev up | down | status       local stack (Kafka, Redis, fakellm, admin)
     sluice demo                         end-to-end run with live progress and a summary
     sluice tickets                      sample tickets to a running pipeline's source topic
-    sluice bench ingest | enrich | e2e  benchmarks
+    sluice bench NAME                   benchmarks (ingest, enrich, e2e, http, replay, peers)
 
 Errors that sluice raises on purpose print one line and exit with status 1
 (2 for usage errors); no traceback.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,25 +122,10 @@ class Fleet:
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
         """Every consumer group is stable with all its members."""
-        admin = AdminClient({"bootstrap.servers": self.spec.bootstrap})
-        want = self.spec.groups
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            self.check()
-            try:
-                futs = admin.describe_consumer_groups(list(want))
-                groups = {g: f.result(10) for g, f in futs.items()}
-            except KafkaException:
-                groups = {}
-            if groups and all(
-                g.state == ConsumerGroupState.STABLE and len(g.members) >= want[name]
-                for name, g in groups.items()
-            ):
-                return
-            time.sleep(0.5)
-        raise SluiceError(
-            f"services did not join their consumer groups in {timeout_s:.0f}s; logs in {self.spec.log_dir}"
-        )
+        if not wait_groups(self.spec.bootstrap, self.spec.groups, self.check, timeout_s):
+            raise SluiceError(
+                f"services did not join their consumer groups in {timeout_s:.0f}s; logs in {self.spec.log_dir}"
+            )
 
     def stop(self, grace_s: float = 60.0) -> None:
         """SIGTERM everything, wait for a clean exit (SIGKILL after ``grace_s``)."""
@@ -184,3 +169,27 @@ class Fleet:
         httpx.post(
             f"{self.fake_url}/_control/outage", json={"seconds": seconds}, timeout=5
         ).raise_for_status()
+
+
+def wait_groups(
+    bootstrap: str, want: Mapping[str, int], check: Callable[[], None], timeout_s: float
+) -> bool:
+    """Whether every group of ``want`` (group → members) became stable with at least
+    that many members within ``timeout_s``; ``check()`` runs between looks (it raises
+    when a process that should join died)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        check()
+        try:
+            futs = admin.describe_consumer_groups(list(want))
+            groups = {g: f.result(10) for g, f in futs.items()}
+        except KafkaException:
+            groups = {}
+        if groups and all(
+            g.state == ConsumerGroupState.STABLE and len(g.members) >= want[name]
+            for name, g in groups.items()
+        ):
+            return True
+        time.sleep(0.5)
+    return False

@@ -26,13 +26,17 @@ class ProcessExited(SluiceError):
 
 
 class Processes:
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, launcher: Sequence[str] | None = None) -> None:
+        """``launcher``: what every ``spawn`` runs its argv with (default: this
+        interpreter's ``-m services.cli``; empty: argv is the whole command)."""
         self.log_dir = log_dir
         self.running: dict[str, subprocess.Popen[bytes]] = {}
         # Processes SIGKILLed on purpose, by object, not by name: a check in another thread
         # may hold the killed process while the name is already started again.
         self._killed: set[subprocess.Popen[bytes]] = set()
-        self.launcher: list[str] = [sys.executable, "-m", "services.cli"]
+        self.launcher: list[str] = (
+            [sys.executable, "-m", "services.cli"] if launcher is None else list(launcher)
+        )
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def log_path(self, name: str) -> Path:
@@ -41,7 +45,7 @@ class Processes:
     def spawn(
         self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        """``python -m services.cli *argv`` as ``name`` (its log is appended to)."""
+        """``launcher *argv`` as ``name`` (its log is appended to)."""
         current = self.running.get(name)
         if current is not None and current.poll() is None:
             raise SluiceError(f"{name} is already running")

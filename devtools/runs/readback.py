@@ -127,13 +127,17 @@ class Probe:
     def end(self, topic: str) -> int:
         return sum(self.c.get_watermark_offsets(tp, timeout=10)[1] for tp in self._parts(topic))
 
-    def lag(self, group: str, topic: str) -> int:
-        """Records of ``topic`` that ``group`` has not committed past."""
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """Partition → the offset ``group`` has committed on ``topic`` (0: none)."""
         req = [ConsumerGroupTopicPartitions(group, self._parts(topic))]
         got = self.admin.list_consumer_group_offsets(req)[group].result(10)
+        return {tp.partition: max(tp.offset, 0) for tp in got.topic_partitions}
+
+    def lag(self, group: str, topic: str) -> int:
+        """Records of ``topic`` that ``group`` has not committed past."""
         return sum(
-            max(0, self.c.get_watermark_offsets(tp, timeout=10)[1] - max(tp.offset, 0))
-            for tp in got.topic_partitions
+            max(0, self.c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] - off)
+            for p, off in self.committed(group, topic).items()
         )
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from devtools.stack import maven
 from devtools.stack.ports import free_port, wait_until
 from devtools.stack.procs import reap
 from shared.errors import StackError
@@ -26,13 +27,6 @@ log = logging.getLogger(__name__)
 
 KAFKA_VERSION = os.environ.get("SLUICE_KAFKA_VERSION", "4.1.1")
 LOG4J_VERSION = "2.24.3"
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("SLUICE_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sluice"
-    )
-    return Path(base)
 
 
 def _pom(version: str) -> str:
@@ -47,33 +41,7 @@ def _pom(version: str) -> str:
 
 def resolve_classpath(version: str = KAFKA_VERSION) -> str:
     """Resolve the broker's classpath through Maven once; cached afterwards."""
-    home = cache_dir() / f"kafka-{version}"
-    cp_file = home / "classpath.txt"
-    if cp_file.exists():
-        cp = cp_file.read_text().strip()
-        if cp and all(Path(p).exists() for p in cp.split(os.pathsep)):
-            return cp
-    if shutil.which("java") is None:
-        raise StackError(
-            "no JDK found: install a Java 17+ runtime (e.g. apt-get install openjdk-17-jre-headless)"
-        )
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise StackError("Maven (mvn) not found: it resolves the Kafka jars; apt-get install maven")
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "pom.xml").write_text(_pom(version))
-    log.info("resolving Apache Kafka %s jars through Maven (first run only)", version)
-    tmp = home / "classpath.txt.tmp"
-    proc = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(home / "pom.xml"), "dependency:build-classpath",
-         f"-Dmdep.outputFile={tmp}"],
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    if proc.returncode != 0 or not tmp.exists():
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
-        raise StackError("Maven could not resolve the Kafka jars:\n" + "\n".join(tail))
-    tmp.replace(cp_file)
-    return cp_file.read_text().strip()
+    return maven.classpath(f"kafka-{version}", _pom(version), f"the Apache Kafka {version} jars")
 
 
 # The JVM options of the distribution's start scripts (kafka-run-class.sh): G1
