@@ -62,6 +62,7 @@ from shared.settings import CommonSettings, load
 from shared.topics import Topics, parse_rungs
 
 RUNGS = "5s,1m"
+STOP_READ_S = 5.0
 TOOLS = ("sluice", "pc-default", "pc-tuned", "litellm")
 COLUMNS = ("answered", "completed_rps", "utilization", "provider_429", "calls_per_record",
            "e2e_p50_ms", "e2e_p99_ms", "neighbours_p99_ms", "order_violations", "unfinished",
@@ -158,9 +159,15 @@ class Run:
                     next_note += 10
                     say(f"[{self.tool}] {answered}/{healthy} healthy records answered")
         finally:
-            tail.close()
             producer.join()
-            stats = self.stop()
+            try:
+                stats = self.stop()
+                # what the tool finished while it stopped (it commits those offsets)
+                end = time.monotonic() + STOP_READ_S
+                while time.monotonic() < end:
+                    raw += [(m, int(time.time() * 1000)) for m in tail.poll(0.5)]
+            finally:
+                tail.close()
         probe = Probe(self.stack.bootstrap)
         try:
             committed = probe.committed(group, self.source)

@@ -25,7 +25,7 @@ from shared.config_file import load_config
 from shared.errors import ConfigError
 from shared.kafka.clients import KAFKA, Clients
 from shared.kafka.concurrent import Dispatcher, start_loop, stop_loop
-from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.config import consumer_config, prompt_producer_config
 from shared.kafka.loop import Subscription
 from shared.kafka.producer import TrackedProducer
 from shared.kafka.shutdown import StopFlag
@@ -79,7 +79,7 @@ class EnrichService(Dispatcher):
                 on_commit=lambda err, parts: self.commits.commit_result(err, parts),
             )
         )
-        producer = TrackedProducer(producer_config(settings), clients.producer)
+        producer = TrackedProducer(prompt_producer_config(settings), clients.producer)
         subscription = Subscription([t.work], [t.results, t.failures], t.co_partitioned)
         super().__init__("enrich", settings, consumer, producer, self.enricher, self.event_loop,
                          subscription, settings.max_in_flight, stop or StopFlag(),

@@ -50,7 +50,7 @@ from services.router.settings import RouterSettings
 from shared.errors import DeliveryError
 from shared.kafka.clients import KAFKA, Clients
 from shared.kafka.commits import Transactions, TxnHooks, TxnSchedule
-from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.config import consumer_config, prompt_producer_config
 from shared.kafka.loop import ConsumerLoop, Handler, Subscription, consumer_error
 from shared.kafka.message import TP, Message
 from shared.kafka.shutdown import StopFlag
@@ -92,7 +92,7 @@ class Router(Handler, TxnHooks):
         self.gate = DrainGate(
             self.health, TokenBucket(rps, max(1.0, rps * settings.min_hold_s), time.time())
         )
-        self.txn = TxnProducer(producer_config(settings, **{
+        self.txn = TxnProducer(prompt_producer_config(settings, **{
             "transactional.id": settings.transactional_id,
             "transaction.timeout.ms": settings.transaction_timeout_ms,
             "delivery.report.only.error": True, "on_delivery": self._delivered}),

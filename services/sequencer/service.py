@@ -42,7 +42,7 @@ from services.sequencer.settings import SequencerSettings
 from services.sequencer.txn import start_offset
 from shared.kafka.clients import KAFKA, Clients
 from shared.kafka.commits import Transactions, TxnHooks, TxnSchedule
-from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.config import consumer_config, prompt_producer_config
 from shared.kafka.loop import ConsumerLoop, Handler, Subscription, consumer_error
 from shared.kafka.message import TP, Message
 from shared.kafka.shutdown import StopFlag
@@ -65,7 +65,7 @@ class Sequencer(Handler, TxnHooks):
         self.logs: dict[int, Changelog] = {}
         self.partitions = 0  # of the co-partitioned topics
         self._commit_started = 0.0
-        self.txn = TxnProducer(producer_config(settings, **{
+        self.txn = TxnProducer(prompt_producer_config(settings, **{
             "transactional.id": settings.transactional_id,
             "transaction.timeout.ms": settings.transaction_timeout_ms}),
             settings.txn_call_timeout_s, self.stop, clients.producer)  # fmt: skip

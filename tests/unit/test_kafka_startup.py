@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 from pydantic import SecretStr
 
 from shared.errors import ConfigError, StackError, TopicError
-from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.config import consumer_config, producer_config, prompt_producer_config
 from shared.kafka.startup import (
     check_props,
     check_topics,
@@ -133,3 +133,10 @@ def test_a_passthrough_property_replaces_the_producers_batching_defaults_only() 
     assert (conf["linger.ms"], conf["compression.type"]) == ("20", "zstd")
     # what exactly once rests on is never changed by a passthrough property
     assert (conf["acks"], conf["enable.idempotence"]) == ("all", True)
+
+
+def test_the_stages_at_the_providers_rate_do_not_linger_unless_told() -> None:
+    assert prompt_producer_config(CommonSettings())["linger.ms"] == 0
+    told = CommonSettings(kafka_props=props(linger_ms="3"))
+    assert prompt_producer_config(told)["linger.ms"] == "3"
+    assert prompt_producer_config(CommonSettings())["acks"] == "all"
