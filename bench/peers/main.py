@@ -38,6 +38,7 @@ the last send. The last line is one JSON object.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
@@ -136,7 +137,12 @@ class Run:
 
     # -- one run ------------------------------------------------------------------
     def measure(self, f: Feed, say: Callable[[str], None]) -> dict[str, Any]:
-        followed, group = self.start()
+        try:
+            followed, group = self.start()
+        except BaseException:
+            with contextlib.suppress(Exception):  # the start's own error is the one to see
+                self.stop()  # nothing it started outlives a failed start
+            raise
         healthy = sum(1 for _, _, bad in f.records if not bad)
         say(f"[{self.tool}] producing {len(f.records)} records at {f.rate:g}/s")
         producer = threading.Thread(
