@@ -36,6 +36,9 @@ Figures (the last line is one JSON object, the line before it the verdict):
   ``P.output`` receives a fresh record minus its source record's time;
   p50/p99 of the records produced in each phase; ``fresh_p99_delta_ms`` =
   replay phase - baseline (target <= 100); ``ratio`` = their quotient;
+  ``fresh_hops_p50_p99_ms``: per phase, where that time went (ingest; enrich
+  without the call: the wait in ``P.work``, at the gate and the bookkeeping;
+  the sequencer; the commit's visibility to the reader);
 * the admin's dry run of the same replay before it starts (matched, paid
   calls, estimated drain time) beside what the replay did.
 """
@@ -59,8 +62,8 @@ from confluent_kafka import Producer
 from bench.common import emit
 from bench.enrich import machine_busy_s, proc_cpu_s
 from devtools.fleet.fleet import Fleet, FleetSpec
-from devtools.runs.readback import Tail
-from devtools.runs.verify import percentile
+from devtools.runs.readback import Tail, ident, read_topic
+from devtools.runs.verify import Ident, percentile
 from devtools.stack.ports import free_port
 from devtools.stack.resolve import Stack, acquire
 from services.router.envelope import Consumed, failure_dlq_record, parse
@@ -161,21 +164,63 @@ class Phases:
         return None
 
 
+HOPS = ("ingest", "enrich_minus_llm", "sequencer", "commit_visibility")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A fresh record in ``P.output``: its source time, when a read_committed reader first
+    saw it, the output record's time and its LLM call's latency."""
+
+    src_ts: int
+    seen_ms: int
+    out_ts: int
+    llm_ms: int
+
+
 @dataclass
 class Fresh:
-    """Per fresh record: its source time and when a read_committed reader first saw it."""
+    """The fresh records as they went by: in ``P.output``, and their outcome's time in
+    ``P.results``."""
 
-    seen: dict[tuple[str, int, int], tuple[int, int]] = field(default_factory=dict)
+    seen: dict[Ident, Seen] = field(default_factory=dict)
+    result_ts: dict[Ident, int] = field(default_factory=dict)
 
     def latencies(self, phases: Phases) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {"baseline": [], "replay": []}
-        for src_ts, seen_ms in self.seen.values():
-            phase = phases.of(src_ts)
+        for s in self.seen.values():
+            phase = phases.of(s.src_ts)
             if phase is not None:
-                out[phase].append(seen_ms - src_ts)
+                out[phase].append(s.seen_ms - s.src_ts)
         for v in out.values():
             v.sort()
         return out
+
+    def hops(self, phases: Phases, work_ts: dict[Ident, int]) -> dict[str, dict[str, list[int]]]:
+        """Per phase, where a fresh record's time went (ms, sorted): ingest (source to
+        ``P.work``), enrich without the call (``P.work`` to ``P.results``: the wait behind
+        other work, at the gate, and the bookkeeping), the sequencer (``P.results`` to
+        ``P.output``) and the commit's visibility. Records missing a time are left out."""
+        out: dict[str, dict[str, list[int]]] = {
+            phase: {hop: [] for hop in HOPS} for phase in ("baseline", "replay")
+        }
+        for key, s in self.seen.items():
+            phase = phases.of(s.src_ts)
+            work, result = work_ts.get(key), self.result_ts.get(key)
+            if phase is None or work is None or result is None:
+                continue
+            for hop, ms in zip(HOPS, (work - s.src_ts, result - work - s.llm_ms,
+                                      s.out_ts - result, s.seen_ms - s.out_ts), strict=True):  # fmt: skip
+                out[phase][hop].append(ms)
+        for by_hop in out.values():
+            for v in by_hop.values():
+                v.sort()
+        return out
+
+
+def hops_p50_p99(hops: dict[str, dict[str, list[int]]]) -> dict[str, dict[str, list[int | None]]]:
+    return {phase: {hop: [percentile(v, 0.5), percentile(v, 0.99)] for hop, v in by_hop.items()}
+            for phase, by_hop in hops.items()}  # fmt: skip
 
 
 def interpolate(samples: list[tuple[int, int]], ms: int) -> float:
@@ -236,11 +281,15 @@ class Run:
                 src = h.source_id(hs)
                 key = (src.topic, src.partition, src.offset)
                 replay = h.get_str(hs, h.REPLAY_ID)
+                fresh = src.topic == self.source and replay is None
                 if m.topic() == self.topics.results:
                     if replay is not None and replay == self.replay_id:
                         self.replayed.setdefault(key, m.timestamp()[1])
-                elif src.topic == self.source and replay is None:
-                    self.fresh.seen.setdefault(key, (int(h.get_str(hs, h.SRC_TS) or 0), now_ms))
+                    elif fresh:
+                        self.fresh.result_ts.setdefault(key, m.timestamp()[1])
+                elif fresh and key not in self.fresh.seen:
+                    self.fresh.seen[key] = Seen(int(h.get_str(hs, h.SRC_TS) or 0), now_ms,
+                                                m.timestamp()[1], int(h.get_str(hs, h.LATENCY_MS) or 0))  # fmt: skip
 
     def sample(self) -> dict[str, Any]:
         stats = self.fleet.llm_stats()
@@ -389,6 +438,8 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
             admin.close()
     finally:
         fleet.stop()
+    work_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.work)
+               if h.get_str(m.headers(), h.ATTEMPT) == "1" and h.source_id(m.headers()).topic == source}  # fmt: skip
     drain_s = (phases.drained_ms - phases.replay_ms) / 1000
     baseline_s = (phases.replay_ms - phases.baseline_ms) / 1000
     replay_requests = run.requests_at(phases.drained_ms) - run.requests_at(phases.replay_ms)
@@ -412,6 +463,7 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
         "fresh_p99_delta_ms": delta,
         "ratio": round(replay_p99 / base_p99, 3) if replay_p99 is not None and base_p99 else None,
         "fresh_measured": {k: len(v) for k, v in lat.items()},
+        "fresh_hops_p50_p99_ms": hops_p50_p99(run.fresh.hops(phases, work_ts)),
         "targets_met": targets(int(after["rate_limited"]), util, delta),
         "task": {k: task[k] for k in ("status", "matched", "sent", "refused_by_cap", "cache_hits",
                                       "succeeded", "failed_again")},

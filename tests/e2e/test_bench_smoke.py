@@ -87,6 +87,8 @@ def test_bench_replay(stack: Stack) -> None:
     assert r["replay_drain_s"] > 0 and 0 < r["utilization"] <= 1.05
     assert r["fresh_measured"]["baseline"] > 0 and r["fresh_measured"]["replay"] > 0
     assert r["fresh_p99_delta_ms"] == r["fresh_p99_ms_replay"] - r["fresh_p99_ms_baseline"]
+    hops = r["fresh_hops_p50_p99_ms"]
+    assert all(p50 is not None for phase in hops.values() for p50, _ in phase.values()), hops
     assert r["ratio"] == pytest.approx(
         r["fresh_p99_ms_replay"] / r["fresh_p99_ms_baseline"], abs=0.01
     )
