@@ -157,7 +157,7 @@ def _produce_and_follow(args: argparse.Namespace, stack: Stack, fleet: Fleet, to
                         "lag": probe.lag(f"{topics.pipeline}.ingest", source)
                         + probe.lag(f"{topics.pipeline}.enrich", topics.work),
                     }  # fmt: skip
-                except KafkaException:
+                except (KafkaException, TimeoutError):
                     time.sleep(0.25)  # a partition without its leader yet, or a broker hiccup
                     continue
                 notes = {"ingested": f"lag {counts['lag']}", "retried": f"parked {counts['parked']}",

@@ -182,9 +182,11 @@ def wait_groups(
     while time.monotonic() < deadline:
         check()
         try:
-            futs = admin.describe_consumer_groups(list(want))
-            groups = {g: f.result(10) for g, f in futs.items()}
-        except KafkaException:
+            futs = admin.describe_consumer_groups(list(want), request_timeout=10)
+            groups = {g: f.result(15) for g, f in futs.items()}
+        except (KafkaException, TimeoutError):
+            # a broker that is still starting (or a starved machine) answers late or
+            # not at all; the next look asks again, the deadline bounds the wait
             groups = {}
         if groups and all(
             g.state == ConsumerGroupState.STABLE and len(g.members) >= want[name]
