@@ -39,6 +39,9 @@ Figures (the last line is one JSON object, the line before it the verdict):
   ``fresh_hops_p50_p99_ms``: per phase, where that time went (ingest; enrich
   without the call: the wait in ``P.work``, at the gate and the bookkeeping;
   the sequencer; the commit's visibility to the reader);
+* ``cpu_during_replay``: the machine's busy share during the replay and each
+  process kind's CPU ms per record carried (replayed and fresh), so a
+  saturated machine shows which process spends it;
 * the admin's dry run of the same replay before it starts (matched, paid
   calls, estimated drain time) beside what the replay did.
 """
@@ -60,7 +63,7 @@ import httpx
 from confluent_kafka import Producer
 
 from bench.common import emit
-from bench.enrich import machine_busy_s, proc_cpu_s
+from bench.enrich import cpu_pids, machine_busy_s, proc_cpu_s
 from devtools.fleet.fleet import Fleet, FleetSpec
 from devtools.runs.readback import Tail, ident, read_topic
 from devtools.runs.verify import Ident, percentile
@@ -380,9 +383,39 @@ def replay_phase(run: Run, replay_id: str, rate: float) -> tuple[dict[str, Any],
             raise BenchError(f"the replay made no progress in {STALL_S:.0f} s: {task}")
 
 
-def cpu_now(fleet: Fleet) -> tuple[float, float, float]:
-    """(the admin's CPU seconds, the machine's busy CPU seconds, monotonic time)."""
-    return proc_cpu_s(fleet.procs.running["admin"].pid), machine_busy_s(), time.monotonic()
+@dataclass(frozen=True)
+class CpuSample:
+    procs: dict[str, float]
+    """Process name (``enrich-1``, ``kafka``, ``bench``, ...) → its CPU seconds so far."""
+    busy_s: float
+    """The machine's busy CPU seconds so far (all cores)."""
+    at: float
+    """``time.monotonic()`` of the sample."""
+
+
+def cpu_now(stack: Stack, fleet: Fleet) -> CpuSample:
+    pids = cpu_pids(stack, fleet.procs)
+    return CpuSample(
+        {n: proc_cpu_s(pid) for n, pid in pids.items()}, machine_busy_s(), time.monotonic()
+    )
+
+
+def cpu_during(before: CpuSample, after: CpuSample, records: int) -> dict[str, Any]:
+    """The machine's use between two samples and each process kind's CPU ms per record
+    (``enrich-1`` and ``enrich-2`` count as ``enrich``; ``bench`` is this process: the
+    fresh producer and the readers); ``records`` is what the pipeline carried between
+    them. A process that restarted in between is left out (its counter began again)."""
+    by_kind: dict[str, float] = {}
+    for name, s in after.procs.items():
+        if name in before.procs and s >= before.procs[name]:
+            kind = name.split("-")[0]
+            by_kind[kind] = by_kind.get(kind, 0.0) + s - before.procs[name]
+    wall = after.at - before.at
+    per_record = {k: round(1000 * v / max(records, 1), 2) for k, v in sorted(by_kind.items())}
+    return {"machine_busy_pct": round(100 * (after.busy_s - before.busy_s) / wall, 1) if wall > 0 else None,
+            "cpu_ms_per_record": per_record,
+            "cpu_ms_per_record_total": round(sum(1000 * v for v in by_kind.values()) / max(records, 1), 2),
+            "records": records}  # fmt: skip
 
 
 def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
@@ -422,11 +455,11 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
             run.pump(args.baseline_seconds)
             phases.replay_ms = int(time.time() * 1000)
             before = run.sample()
-            cpu0 = cpu_now(fleet)
+            cpu0 = cpu_now(stack, fleet)
             say(f"[replay] {args.records} records at {args.replay_rate:g}/s, fresh traffic on")
             replay_id = f"bench-{phases.replay_ms}"
             dry, task = replay_phase(run, replay_id, args.replay_rate)
-            cpu1 = cpu_now(fleet)
+            cpu1 = cpu_now(stack, fleet)
             stop.set()
             producer.join(60)
             phases.drained_ms = max(run.replayed.values())
@@ -471,8 +504,7 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
         "dry_run": {"matched": dry["matched"], "paid_calls": dry["paid_calls"],
                     "cache_hits": dry["cache_hits"],
                     "drain_s": round(dry["drain"]["seconds"], 2) if dry["drain"] else None},
-        "cpu_during_replay": {"admin_cpu_s": round(cpu1[0] - cpu0[0], 1),
-                              "machine_busy_pct": round(100 * (cpu1[1] - cpu0[1]) / (cpu1[2] - cpu0[2]), 1),
+        "cpu_during_replay": {**cpu_during(cpu0, cpu1, task["sent"] + len(lat["replay"])),
                               "cores": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 1)},
         "latency": args.latency, "partitions": args.partitions, "baseline_s": round(baseline_s, 1),
         "warmup_s": args.warmup, "logs": str(log_dir),

@@ -92,6 +92,8 @@ def test_bench_replay(stack: Stack) -> None:
     assert r["ratio"] == pytest.approx(
         r["fresh_p99_ms_replay"] / r["fresh_p99_ms_baseline"], abs=0.01
     )
+    cpu = r["cpu_during_replay"]["cpu_ms_per_record"]
+    assert {"enrich", "ingest", "sequencer", "admin", "fakellm", "bench"} <= set(cpu), cpu
     assert set(r["targets_met"]) == {"provider_429==0", "utilization>=0.9",
                                      "fresh_p99_delta_ms<=100"}  # fmt: skip
 
