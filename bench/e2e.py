@@ -64,7 +64,7 @@ from bench.common import emit, per_call
 from bench.ordered import run_ordered
 from bench.promtext import merged_buckets, quantile_le
 from devtools.fleet.fleet import Fleet, FleetSpec
-from devtools.runs.readback import Tail, ident, read_topic
+from devtools.runs.readback import Tail, first_attempt_times, ident, read_topic
 from devtools.runs.verify import Ident, percentile
 from devtools.stack.resolve import Stack, acquire
 from shared import headers as h
@@ -224,8 +224,7 @@ def sluice_run(
         calls = llm_requests(fleet)
     finally:
         fleet.stop()
-    work_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.work)
-               if h.get_int(m.headers(), h.ATTEMPT) == 1}  # fmt: skip
+    work_ts = first_attempt_times(stack.bootstrap, topics.work)
     result_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.results)}
     out = read_topic(stack.bootstrap, topics.output)
     completed = len({ident(m) for m in out})

@@ -65,7 +65,7 @@ from confluent_kafka import Producer
 from bench.common import emit
 from bench.enrich import cpu_pids, machine_busy_s, proc_cpu_s
 from devtools.fleet.fleet import Fleet, FleetSpec
-from devtools.runs.readback import Tail, ident, read_topic
+from devtools.runs.readback import Tail, first_attempt_times
 from devtools.runs.verify import Ident, percentile
 from devtools.stack.ports import free_port
 from devtools.stack.resolve import Stack, acquire
@@ -471,8 +471,7 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
             admin.close()
     finally:
         fleet.stop()
-    work_ts = {ident(m): m.timestamp()[1] for m in read_topic(stack.bootstrap, topics.work)
-               if h.get_str(m.headers(), h.ATTEMPT) == "1" and h.source_id(m.headers()).topic == source}  # fmt: skip
+    work_ts = first_attempt_times(stack.bootstrap, topics.work, source)
     drain_s = (phases.drained_ms - phases.replay_ms) / 1000
     baseline_s = (phases.replay_ms - phases.baseline_ms) / 1000
     replay_requests = run.requests_at(phases.drained_ms) - run.requests_at(phases.replay_ms)

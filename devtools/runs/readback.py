@@ -63,6 +63,16 @@ def ident(m: Message) -> Ident:
     return (src.topic, src.partition, src.offset)
 
 
+def first_attempt_times(
+    bootstrap: str, work_topic: str, source: str | None = None
+) -> dict[Ident, int]:
+    """Source record → the time (ms) its first attempt was written to ``work_topic``
+    (``P.work``): when ingest handed it on. ``source``: only that source topic's."""
+    return {ident(m): m.timestamp()[1] for m in read_topic(bootstrap, work_topic)
+            if h.get_int(m.headers(), h.ATTEMPT) == 1
+            and (source is None or h.source_id(m.headers()).topic == source)}  # fmt: skip
+
+
 def out_rec(m: Message) -> OutRec:
     hs = m.headers()
     ts = m.timestamp()[1]
