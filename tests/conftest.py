@@ -15,6 +15,8 @@ import pytest
 
 from devtools.stack.resolve import Stack, acquire
 
+pytest_plugins = ["tests.support.sigterm"]
+
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
