@@ -181,6 +181,17 @@ def test_redis_keeps_an_append_only_file_on_a_volume() -> None:
     assert path == "/data" and name in doc["volumes"]
 
 
+def test_kafka_keeps_its_log_directory_on_a_volume() -> None:
+    """Kafka's data outlives ``down`` as Redis's does: the blocked keys, breakers and
+    cache in Redis never refer to topics and offsets that were thrown away."""
+    doc = compose()
+    kafka = doc["services"]["kafka"]
+    [volume] = kafka["volumes"]
+    name, path = volume.split(":")
+    assert path == kafka["environment"]["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    assert name in doc["volumes"]
+
+
 def test_enrich_runs_two_replicas_that_cannot_collide() -> None:
     services = compose()["services"]
     assert services["enrich"]["deploy"]["replicas"] == 2
