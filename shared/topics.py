@@ -15,6 +15,16 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _RUNG = re.compile(r"^(\d+)(ms|s|m|h)$")
 
 DAY_MS = 86_400_000
+COMPACT_SEGMENT_MS = 600_000
+"""A compacted topic's active segment rolls after 10 minutes: Kafka never compacts
+the active segment, and with the broker's defaults (1 GiB, 7 days) a changelog that
+is restored from its start would grow with the traffic until then."""
+COMPACT_SEGMENT_BYTES = 64 * 1024 * 1024
+TOMBSTONE_RETENTION_MS = 900_000
+"""How long a compacted topic keeps a tombstone once its segment is cleaned (the
+broker's default is a day: a day of emitted slots read at every restore). It must
+exceed the longest read from the start that may meet it: the sequencer's restore
+(``SLUICE_RESTORE_TIMEOUT_S``, 120 s) and the admin's reads."""
 
 
 @dataclass(frozen=True)
@@ -120,12 +130,18 @@ class Topics:
             "retention.ms": str(dlq_retention_days * DAY_MS),
             "max.message.bytes": str(max(8 * 1024 * 1024, max_message_bytes)),
         }
-        compact = {
+        compacted = {
             "cleanup.policy": "compact",
             "min.compaction.lag.ms": "60000",
+            "segment.ms": str(COMPACT_SEGMENT_MS),
+            "delete.retention.ms": str(TOMBSTONE_RETENTION_MS),
+        }
+        changelog = {
+            **compacted,
             # A pending outcome is kept base64-encoded with its key twice: up to
             # 8/3 of the record it holds.
             "max.message.bytes": str(3 * max_message_bytes),
+            "segment.bytes": str(max(COMPACT_SEGMENT_BYTES, 4 * max_message_bytes)),
         }
         specs = [
             TopicSpec(self.work, partitions, keep),
@@ -133,13 +149,9 @@ class Topics:
             TopicSpec(self.failures, partitions, keep),
             TopicSpec(self.parked, partitions, keep),
             TopicSpec(self.output, partitions, keep),
-            TopicSpec(self.state, partitions, compact),
+            TopicSpec(self.state, partitions, changelog),
             TopicSpec(self.audit, 1, keep_dlq),
-            TopicSpec(
-                self.replays,
-                1,
-                {k: compact[k] for k in ("cleanup.policy", "min.compaction.lag.ms")},
-            ),
+            TopicSpec(self.replays, 1, compacted),
         ]
         specs += [TopicSpec(self.retry(r), partitions, keep) for r in self.rungs]
         specs += [TopicSpec(name, partitions, keep_dlq) for name in self.dlqs]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from devtools.stack.kafka_local import metadata_ok
 from devtools.stack.resolve import Stack
@@ -40,9 +40,17 @@ def test_topics_create_is_idempotent_and_complete(
     second = cli(kafka_env, "topics", "create")
     assert second.returncode == 0
     assert json.loads(second.stdout.strip().splitlines()[-1])["created"] == []
-    md = AdminClient({"bootstrap.servers": stack.bootstrap}).list_topics(timeout=10)
+    admin = AdminClient({"bootstrap.servers": stack.bootstrap})
+    md = admin.list_topics(timeout=10)
     for name in (f"{pipeline}.work", f"{pipeline}.results", f"{pipeline}.sequencer.state"):
         assert len(md.topics[name].partitions) == 3
+    # the broker took every setting as given (the compacted topics' segment and tombstone bounds too)
+    for spec in Topics(pipeline).specs(3):
+        if "cleanup.policy" not in spec.config:
+            continue
+        res = ConfigResource(ResourceType.TOPIC, spec.name)
+        live = admin.describe_configs([res])[res].result(30)
+        assert {k: live[k].value for k in spec.config} == spec.config, spec.name
 
 
 def test_missing_source_topic_is_a_clear_error(kafka_env: dict[str, str]) -> None:

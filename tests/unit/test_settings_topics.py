@@ -1,6 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
+from services.sequencer.settings import SequencerSettings
 from shared.errors import ConfigError, TopicError
 from shared.kafka.provision import check_layout
 from shared.kinds import FailureKind
@@ -61,6 +62,22 @@ def test_topic_names_and_co_partitioning() -> None:
     state = next(s for s in t.specs(4) if s.name == t.state)
     assert state.config["cleanup.policy"] == "compact"
     assert t.co_partitioned == ("p.work", "p.results", "p.sequencer.state")
+
+
+def test_compacted_topics_roll_and_forget_tombstones_within_a_restore() -> None:
+    """Kafka compacts only closed segments and keeps a cleaned tombstone for
+    ``delete.retention.ms``: both bound what a restore from the start reads."""
+    t = Topics("p")
+    specs = {s.name: s.config for s in t.specs(4)}
+    restore_timeout_ms = 1000 * SequencerSettings.model_fields["restore_timeout_s"].default
+    for name in (t.state, t.replays):
+        c = specs[name]
+        assert c["cleanup.policy"] == "compact"
+        assert int(c["segment.ms"]) <= 15 * 60_000, name  # not the broker's 7 days
+        assert int(c["delete.retention.ms"]) <= 60 * 60_000, name  # not its day
+        assert int(c["delete.retention.ms"]) > 2 * restore_timeout_ms, name
+    state = specs[t.state]
+    assert int(state["max.message.bytes"]) < int(state["segment.bytes"]) <= 256 * 1024 * 1024
 
 
 def test_layout_conflicts_are_reported() -> None:
