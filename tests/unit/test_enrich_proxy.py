@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 import pytest
 import yarl
 
-from services.enrich.providers import CallSuccess, Message, ProviderRequest, build_provider
+from services.enrich.providers import (
+    CallResult,
+    CallSuccess,
+    Message,
+    ProviderRequest,
+    build_provider,
+)
 from services.enrich.providers.http import env_proxy
 from shared.config_file import ProviderConfig
 
@@ -35,6 +42,27 @@ ANSWER = {"id": "x", "object": "chat.completion", "model": "m", "choices": [
     "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}  # fmt: skip
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def call_through(monkeypatch: pytest.MonkeyPatch, scheme: str, proxy: Handler) -> CallResult:
+    """One call of an OpenAI adapter at ``<scheme>://llm.invalid/v1`` with the
+    environment's proxy for that scheme at a local server running ``proxy``."""
+    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setenv(f"{scheme}_proxy", f"http://who:secret@127.0.0.1:{port}")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    cfg = ProviderConfig(kind="openai", base_url=f"{scheme}://llm.invalid/v1", api_key="sk-test",
+                         timeout_s=10)  # fmt: skip
+    provider = build_provider("p", cfg)
+    try:
+        return await provider.call(ProviderRequest("m", (Message("user", "hi"),), max_tokens=5))
+    finally:
+        await provider.aclose()
+        server.close()
+
+
 async def test_a_call_goes_through_the_proxy_with_its_credentials(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -52,19 +80,7 @@ async def test_a_call_goes_through_the_proxy_with_its_credentials(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    monkeypatch.setenv("http_proxy", f"http://who:secret@127.0.0.1:{port}")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    cfg = ProviderConfig(kind="openai", base_url="http://llm.invalid/v1", api_key="sk-test",
-                         timeout_s=10)  # fmt: skip
-    provider = build_provider("p", cfg)
-    try:
-        got = await provider.call(ProviderRequest("m", (Message("user", "hi"),), max_tokens=5))
-    finally:
-        await provider.aclose()
-        server.close()
+    got = await call_through(monkeypatch, "http", proxy)
     assert isinstance(got, CallSuccess), got
     [head] = seen
     assert head.startswith(b"POST http://llm.invalid/v1/chat/completions HTTP/1.1\r\n"), head
@@ -84,19 +100,7 @@ async def test_the_api_key_never_reaches_the_proxy_of_an_https_provider(
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    monkeypatch.setenv("https_proxy", f"http://who:secret@127.0.0.1:{port}")
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    cfg = ProviderConfig(kind="openai", base_url="https://llm.invalid/v1", api_key="sk-test",
-                         timeout_s=10)  # fmt: skip
-    provider = build_provider("p", cfg)
-    try:
-        got = await provider.call(ProviderRequest("m", (Message("user", "hi"),), max_tokens=5))
-    finally:
-        await provider.aclose()
-        server.close()
+    got = await call_through(monkeypatch, "https", proxy)
     assert not isinstance(got, CallSuccess)
     [head] = seen
     assert head.startswith(b"CONNECT llm.invalid:443 HTTP/1.1\r\n"), head
