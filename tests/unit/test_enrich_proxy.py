@@ -21,13 +21,17 @@ from services.enrich.providers.http import env_proxy
 from shared.config_file import ProviderConfig
 
 
-def test_the_urls_scheme_picks_the_proxy() -> None:
-    proxies = {"https": "http://user:pw@proxy:3128", "http": "http://plain:8080"}
-    assert env_proxy("https://api.openai.com/v1/chat/completions", proxies) == yarl.URL(
+def test_the_urls_scheme_picks_the_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("no_proxy", "NO_PROXY", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", "http://user:pw@proxy:3128")
+    monkeypatch.setenv("http_proxy", "http://plain:8080")
+    assert env_proxy("https://api.openai.com/v1/chat/completions") == yarl.URL(
         "http://user:pw@proxy:3128"
     )
-    assert env_proxy("http://fakellm:8900/v1", proxies) == yarl.URL("http://plain:8080")
-    assert env_proxy("https://api.anthropic.com/v1/messages", {}) is None
+    assert env_proxy("http://fakellm:8900/v1") == yarl.URL("http://plain:8080")
+    monkeypatch.delenv("https_proxy")
+    assert env_proxy("https://api.anthropic.com/v1/messages") is None
 
 
 def test_no_proxy_exempts_a_host(monkeypatch: pytest.MonkeyPatch) -> None:

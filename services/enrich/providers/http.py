@@ -23,6 +23,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 from urllib.request import getproxies, proxy_bypass
@@ -94,17 +95,17 @@ class HttpProvider:
         self._config = config
         self._clock = clock
         self._url = self.url(config)
-        self._headers = self.headers(config, api_key) | {"content-type": "application/json"}
+        # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the official SDKs honour them, read once:
+        # aiohttp's trust_env looks them up (and parses ~/.netrc) on a thread for every
+        # request, which tripled the edge's CPU per call.
+        self._route = ProxyRoute.for_url(self._url, env_proxy(self._url))
+        self._headers = {**self.headers(config, api_key), "content-type": "application/json",
+                         **self._route.request_headers}  # fmt: skip
         self._session: aiohttp.ClientSession | None = None
-        self._proxy_headers: dict[str, str] | None = None  # the proxy's own credentials
 
     def _client(self) -> aiohttp.ClientSession:
         # Opened on first use: a session belongs to the event loop it was made in.
         if self._session is None:
-            # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the official SDKs honour them, read
-            # once here: aiohttp's trust_env looks them up (and parses ~/.netrc) on a
-            # thread for every request, which tripled the edge's CPU per call.
-            proxy = env_proxy(self._url)
             self._session = aiohttp.ClientSession(
                 # No default headers: aiohttp merges a session's defaults into what it
                 # sends a proxy (a CONNECT too), which would hand the proxy the API key.
@@ -112,15 +113,8 @@ class HttpProvider:
                 timeout=aiohttp.ClientTimeout(
                     total=None, connect=min(_CONNECT_TIMEOUT_S, self._config.timeout_s)
                 ),
-                proxy=proxy.with_user(None) if proxy is not None else None,
+                proxy=self._route.proxy,
             )
-            auth = aiohttp.BasicAuth.from_url(proxy) if proxy is not None else None
-            if auth is not None:  # the proxy's own credentials, for the proxy alone
-                creds = {"Proxy-Authorization": auth.encode()}
-                if urlsplit(self._url).scheme == "https":  # on the CONNECT, not in the tunnel
-                    self._proxy_headers = creds
-                else:  # a plain request goes to the proxy as it is
-                    self._headers = self._headers | creds
         return self._session
 
     # -- wire format (subclasses) ------------------------------------------------
@@ -165,7 +159,7 @@ class HttpProvider:
                     data=payload,
                     headers=self._headers,
                     allow_redirects=False,
-                    proxy_headers=self._proxy_headers,
+                    proxy_headers=self._route.connect_headers,
                 ) as response,
             ):
                 status = response.status
@@ -203,13 +197,36 @@ class HttpProvider:
         await self.aclose()
 
 
-def env_proxy(url: str, proxies: Mapping[str, str] | None = None) -> yarl.URL | None:
-    """The proxy the environment names for ``url`` (``<scheme>_proxy``; none for a
-    host that ``no_proxy`` exempts); ``proxies`` stands in for the environment's."""
+def env_proxy(url: str) -> yarl.URL | None:
+    """The proxy the environment names for ``url`` (``<scheme>_proxy``), none for a
+    host that ``no_proxy`` exempts."""
     parts = urlsplit(url)
-    if proxies is None:
-        if parts.hostname is not None and proxy_bypass(parts.hostname):
-            return None
-        proxies = getproxies()
-    found = proxies.get(parts.scheme)
+    if parts.hostname is not None and proxy_bypass(parts.hostname):
+        return None
+    found = getproxies().get(parts.scheme)
     return yarl.URL(found) if found else None
+
+
+@dataclass(frozen=True)
+class ProxyRoute:
+    """How calls reach a provider through a proxy. The proxy's own credentials
+    (``http://user:pass@proxy``) go to the proxy alone: on the CONNECT for an
+    ``https`` provider (never inside the tunnel), with the request itself for a
+    plain one, which goes to the proxy as it is."""
+
+    proxy: yarl.URL | None = None
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+    connect_headers: Mapping[str, str] | None = None
+
+    @classmethod
+    def for_url(cls, url: str, proxy: yarl.URL | None) -> ProxyRoute:
+        if proxy is None:
+            return cls()
+        auth = aiohttp.BasicAuth.from_url(proxy)
+        bare = proxy.with_user(None)
+        if auth is None:
+            return cls(bare)
+        creds = {"Proxy-Authorization": auth.encode()}
+        if urlsplit(url).scheme == "https":
+            return cls(bare, connect_headers=creds)
+        return cls(bare, request_headers=creds)
