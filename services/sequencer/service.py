@@ -9,7 +9,8 @@ the output records, the changelog records of the state changes (partition
 offsets of both topics (``send_offsets_to_transaction`` with the consumer's
 group metadata, so a zombie of an older generation is fenced, KIP-447). A
 transaction commits as soon as it holds output and nothing more is queued
-(but not within ``txn_min_interval_ms``, 20 ms, of its start), else every
+(but not within ``txn_min_interval_ms``, 20 ms, of the previous commit's end:
+at once after a quiet spell, and at most one per interval under load), else every
 ``txn_interval_ms`` (100 ms) or ``txn_max_events`` input records, and on
 revoke and shutdown.
 

@@ -153,25 +153,31 @@ class Checkpoints(_ConsumerCommits):
 class TxnSchedule:
     """When an open transaction commits (pure).
 
-    Every ``interval_s``, or after ``max_events`` handled records; with
-    ``min_interval_s``, as soon as output waits (``urgent``) and nothing more is
-    queued, but not within ``min_interval_s`` of the transaction's start.
+    Every ``interval_s`` of the transaction's age, or after ``max_events``
+    handled records; with ``min_interval_s``, as soon as output waits
+    (``urgent``) and nothing more is queued, once ``min_interval_s`` have passed
+    since the previous commit ended (``idle``). So a record that arrives after
+    a quiet spell is committed at once, and under load commits are at most one
+    per ``min_interval_s`` (plus the commit's own time), each taking what
+    queued meanwhile: the cadence follows the load.
     """
 
     interval_s: float
     min_interval_s: float | None = None
     max_events: int | None = None
 
-    def due(self, age: float, events: int, urgent: bool, caught_up: bool) -> bool:
+    def due(self, age: float, events: int, urgent: bool, caught_up: bool, idle: float) -> bool:
         if age >= self.interval_s or (self.max_events is not None and events >= self.max_events):
             return True
         early = self.min_interval_s
-        return early is not None and caught_up and urgent and age >= early
+        return early is not None and caught_up and urgent and idle >= early
 
-    def wait(self, age: float, urgent: bool, default: float) -> float:
+    def wait(self, age: float, urgent: bool, default: float, idle: float) -> float:
         """How long a poll may wait for more input before the commit is due."""
-        due = self.min_interval_s if urgent and self.min_interval_s is not None else self.interval_s
-        return max(0.0, min(default, due - age))
+        due = self.interval_s - age
+        if urgent and self.min_interval_s is not None:
+            due = min(due, self.min_interval_s - idle)
+        return max(0.0, min(default, due))
 
 
 class TxnHooks(Protocol):
@@ -208,17 +214,24 @@ class Transactions:
         self.urgent = False  # output waits in the open transaction
         self.rewind_due = False  # an abort in a rebalance callback left partitions to rewind
         self.commits = self.aborts = 0
+        self.ended = float("-inf")  # monotonic time the last commit or abort ended
 
     def age(self) -> float:
         return time.monotonic() - self.txn.started
 
+    def idle(self) -> float:
+        """Seconds since the last transaction ended."""
+        return time.monotonic() - self.ended
+
     def wait(self, default: float) -> float:
         if not self.txn.open:
             return default
-        return self.schedule.wait(self.age(), self.urgent, default)
+        return self.schedule.wait(self.age(), self.urgent, default, self.idle())
 
     def due(self, caught_up: bool) -> bool:
-        return self.txn.open and self.schedule.due(self.age(), self.events, self.urgent, caught_up)
+        if not self.txn.open:
+            return False
+        return self.schedule.due(self.age(), self.events, self.urgent, caught_up, self.idle())
 
     def commit(self) -> None:
         """Offsets into the open transaction, then commit it (TxnAborted if aborted)."""
@@ -278,6 +291,7 @@ class Transactions:
             self.txn.abort_quietly()
 
     def _reset(self) -> None:
+        self.ended = time.monotonic()
         self.pending.clear()
         self.events = 0
         self.urgent = False

@@ -295,15 +295,21 @@ def test_a_stop_bounds_the_last_commit_by_the_grace_period(broker: MemBroker) ->
 
 def test_the_transaction_schedule() -> None:
     s = TxnSchedule(interval_s=0.1, min_interval_s=0.02, max_events=10)
-    assert s.due(0.1, 0, False, False) and s.due(0.0, 10, False, False)
-    assert not s.due(0.05, 3, urgent=False, caught_up=True)
-    assert not s.due(0.01, 3, urgent=True, caught_up=True)
-    assert s.due(0.03, 3, urgent=True, caught_up=True)
-    assert not s.due(0.03, 3, urgent=True, caught_up=False)
-    assert s.wait(0.0, urgent=True, default=1.0) == pytest.approx(0.02)
-    assert s.wait(0.05, urgent=False, default=1.0) == pytest.approx(0.05)
-    assert s.wait(0.5, urgent=False, default=1.0) == 0.0
-    assert TxnSchedule(0.1).wait(0.0, urgent=True, default=0.25) == pytest.approx(0.1)
+    quiet = 1.0  # the last commit ended long ago
+    assert s.due(0.1, 0, False, False, quiet) and s.due(0.0, 10, False, False, quiet)
+    assert not s.due(0.05, 3, urgent=False, caught_up=True, idle=quiet)
+    # Output waits after a quiet spell: commit at once, however young the transaction.
+    assert s.due(0.0, 1, urgent=True, caught_up=True, idle=quiet)
+    assert not s.due(0.0, 1, urgent=True, caught_up=False, idle=quiet)
+    # Under load: not within min_interval_s of the previous commit's end.
+    assert not s.due(0.01, 3, urgent=True, caught_up=True, idle=0.01)
+    assert s.due(0.01, 3, urgent=True, caught_up=True, idle=0.02)
+    assert s.wait(0.0, urgent=True, default=1.0, idle=0.005) == pytest.approx(0.015)
+    assert s.wait(0.0, urgent=True, default=1.0, idle=quiet) == 0.0
+    assert s.wait(0.095, urgent=True, default=1.0, idle=0.0) == pytest.approx(0.005)
+    assert s.wait(0.05, urgent=False, default=1.0, idle=0.0) == pytest.approx(0.05)
+    assert s.wait(0.5, urgent=False, default=1.0, idle=0.0) == 0.0
+    assert TxnSchedule(0.1).wait(0.0, urgent=True, default=0.25, idle=quiet) == pytest.approx(0.1)
 
 
 FENCE = KafkaError(KafkaError._FATAL, "Fatal error: Broker: Static consumer fenced by other "
