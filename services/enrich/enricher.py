@@ -11,7 +11,7 @@ Two round trips to the shared state per paid call, one per cache hit: when a
 slot is free and nobody queues at the worker's gate, one ``admit`` does the
 lookup, the pause and breaker check and the reservation; a busy worker looks
 up alone, then waits for a slot and reserves through its
-:class:`~services.enrich.gate.BucketGate` (FIFO, batched). One ``settle``
+:class:`~services.enrich.gate.BucketGate` (FIFO per lane, batched). One ``settle``
 after the call applies the usage, the breaker outcome, the cooldown and the
 cache write.
 
@@ -49,6 +49,7 @@ from services.enrich.breaker_policy import (
     unavailable,
 )
 from services.enrich.classify import cooldown_from_headers
+from services.enrich.lanes import FRESH, REPLAYED
 from services.enrich.providers.base import CallFailure, CallSuccess, ProviderRequest
 from services.enrich.tasks import Answer, parse_output, record_object, render, request_hash
 from services.enrich.worker_provider import WorkerProvider
@@ -134,6 +135,7 @@ class Enricher:
     async def _attempt(self, record: Record, attempt: int) -> Output:
         last: tuple[Failure, str] | None = None
         doc: dict[str, Any] | Failure | None = None  # the value, decoded at the first provider
+        lane = REPLAYED if h.get(record.headers, h.REPLAY_ID) is not None else FRESH
         for wp in self.chain:
             if not wp.available:
                 continue  # paused or open: the next provider of the chain (fallback)
@@ -142,7 +144,7 @@ class Enricher:
             req = doc if isinstance(doc, Failure) else render(self.task, doc, provider=wp.name)
             if isinstance(req, Failure):
                 return self._failed(record, attempt, req, None)
-            result = await self._call(wp, req)
+            result = await self._call(wp, req, lane)
             if isinstance(result, Failure):
                 if result.kind is FailureKind.OUTAGE:
                     last = (result, wp.name)
@@ -173,7 +175,7 @@ class Enricher:
         return Output(self.topics.failures, failure_record(record, attempt, failure, provider))
 
     async def _call(
-        self, wp: WorkerProvider, req: ProviderRequest
+        self, wp: WorkerProvider, req: ProviderRequest, lane: int
     ) -> tuple[Answer, CallSuccess] | Failure:
         """The cached answer, or one paid call: two round trips to the shared state."""
         digest = request_hash(wp.provider.kind, req)
@@ -192,15 +194,15 @@ class Enricher:
                     return await self._paid(wp, req, digest, first.batch.reservations[0])
                 if first.batch.unavailable:
                     return unavailable(wp.name, wp.health)
-                return await self._queued(wp, req, digest, estimate)  # the buckets are empty
+                return await self._queued(wp, req, digest, estimate, lane)  # buckets empty
             finally:
                 wp.slots.release()
         if lookup is not None:
             hit = self._hit(wp, (await self._admit(wp, req.model, [], lookup)).cached)
             if hit is not None:
                 return hit
-        async with wp.slot():
-            return await self._queued(wp, req, digest, estimate)
+        async with wp.slot(lane):
+            return await self._queued(wp, req, digest, estimate, lane)
 
     async def _admit(
         self, wp: WorkerProvider, model: str | None, tokens: list[int], lookup: str | None
@@ -218,11 +220,11 @@ class Enricher:
         return hit
 
     async def _queued(
-        self, wp: WorkerProvider, req: ProviderRequest, digest: str, estimate: int
+        self, wp: WorkerProvider, req: ProviderRequest, digest: str, estimate: int, lane: int
     ) -> tuple[Answer, CallSuccess] | Failure:
-        """Wait at the worker's gate (FIFO, batched) for a reservation, then call."""
+        """Wait at the worker's gate (in its lane, batched) for a reservation, then call."""
         waited = time.monotonic()
-        res = await wp.gate.acquire(req.model, estimate)
+        res = await wp.gate.acquire(req.model, estimate, lane)
         if res is None:
             return unavailable(wp.name, wp.health)  # paused or open while we waited
         m.BUCKET_WAIT.labels(wp.name).observe(time.monotonic() - waited)

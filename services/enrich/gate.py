@@ -1,7 +1,9 @@
 """A worker's queue in front of one provider's fleet-wide token buckets.
 
-Every call waits here for its reservation, in arrival order. One pump task
-per provider and worker does the waiting for all of them:
+Every call waits here for its reservation in its lane
+(:mod:`services.enrich.lanes`: fresh records before a replay's), in arrival
+order within the lane. One pump task per provider and worker does the waiting
+for all of them:
 
 * it reserves for the head of the queue, up to ``max_batch`` requests in one
   Lua call (the fleet's ``admit``, :meth:`shared.provider_state.ProviderState.admit`:
@@ -27,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from services.enrich.lanes import FRESH, Lanes
 from shared.provider_state import Batch, Reservation
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ class BucketGate:
         self._available = available
         self.max_batch = max_batch
         self.recheck_s = recheck_s
-        self._queue: deque[_Ticket] = deque()
+        self._queue: Lanes[_Ticket] = Lanes()
         self._pump: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
 
@@ -77,11 +79,13 @@ class BucketGate:
         """Nobody waits: a new call may reserve on its own without jumping the queue."""
         return all(t.fut.done() for t in self._queue)
 
-    async def acquire(self, model: str | None, tokens: int) -> Reservation | None:
+    async def acquire(
+        self, model: str | None, tokens: int, lane: int = FRESH
+    ) -> Reservation | None:
         """A granted reservation, or ``None`` if the provider became unavailable meanwhile."""
         loop = asyncio.get_running_loop()
         ticket = _Ticket(model, tokens, loop.create_future())
-        self._queue.append(ticket)
+        self._queue.append(ticket, lane)
         if self._pump is None or self._pump.done():
             self._pump = loop.create_task(self._run())
         try:
@@ -123,9 +127,11 @@ class BucketGate:
             self._queue.clear()
 
     def _head(self) -> list[_Ticket]:
-        """The live tickets at the front with the head's model, at most ``max_batch``."""
-        while self._queue and self._queue[0].fut.done():
-            self._queue.popleft()
+        """The live tickets at the front (fresh lane first) with the head's model, at most
+        ``max_batch``."""
+        for queue in self._queue.queues():
+            while queue and queue[0].fut.done():
+                queue.popleft()
         batch: list[_Ticket] = []
         for t in self._queue:
             if len(batch) >= self.max_batch:
@@ -144,10 +150,12 @@ class BucketGate:
                 self._refund_later(res)
             else:
                 ticket.fut.set_result(res)
-        # The granted tickets are the first live ones: drop them (and any dead between).
+        # The granted tickets are the first live ones of their lanes: drop them (and any
+        # dead between).
         left = {id(t) for t in granted}
-        while left:
-            left.discard(id(self._queue.popleft()))
+        for queue in self._queue.queues():
+            while left and queue and (id(queue[0]) in left or queue[0].fut.done()):
+                left.discard(id(queue.popleft()))
 
     def _finish_all(self, outcome: Exception | None) -> None:
         for t in self._queue:

@@ -1,8 +1,9 @@
 """A worker's call slots under its adaptive limit (asyncio, no I/O).
 
-At most ``limit()`` holders at once. Waiters queue in arrival order, and a
-release (or :meth:`Slots.wake` after the limit grew) hands slots to exactly
-as many waiters as now fit, oldest first. A condition variable with
+At most ``limit()`` holders at once. Waiters queue in their lane
+(:mod:`services.enrich.lanes`) in arrival order, and a release (or
+:meth:`Slots.wake` after the limit grew) hands slots to exactly as many
+waiters as now fit: fresh ones first, oldest first within a lane. A condition variable with
 ``notify_all`` would wake every waiter on every release to re-check the
 limit: after a 429 halves the limit, hundreds of waiters doing that per
 release saturate the event loop, delay the calls already granted, and bunch
@@ -13,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable
+
+from services.enrich.lanes import FRESH, Lanes
 
 
 class Slots:
     def __init__(self, limit: Callable[[], int]) -> None:
         self._limit = limit
         self.active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._waiters: Lanes[asyncio.Future[None]] = Lanes()
 
     def waiting(self) -> int:
         return sum(1 for f in self._waiters if not f.done())
@@ -33,11 +35,11 @@ class Slots:
             return True
         return False
 
-    async def acquire(self) -> None:
+    async def acquire(self, lane: int = FRESH) -> None:
         if self.try_acquire():
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        self._waiters.append(fut, lane)
         try:
             await fut  # handed over by _hand_out, already counted in ``active``
         except asyncio.CancelledError:
@@ -57,9 +59,10 @@ class Slots:
         self._hand_out()
 
     def _hand_out(self) -> None:
-        while self._waiters and self.active < self._limit():
-            fut = self._waiters.popleft()
-            if fut.done():
-                continue  # cancelled while waiting
-            self.active += 1
-            fut.set_result(None)
+        for queue in self._waiters.queues():
+            while queue and self.active < self._limit():
+                fut = queue.popleft()
+                if fut.done():
+                    continue  # cancelled while waiting
+                self.active += 1
+                fut.set_result(None)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from services.enrich.aimd import Aimd
 from services.enrich.breaker_policy import refused
 from services.enrich.gate import BucketGate
+from services.enrich.lanes import FRESH
 from services.enrich.providers.base import Provider
 from services.enrich.slots import Slots
 from shared.call_stats import CallTally
@@ -56,9 +57,9 @@ class WorkerProvider:
         return self.slots.active
 
     @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """A call slot under this worker's adaptive concurrency limit (FIFO)."""
-        await self.slots.acquire()
+    async def slot(self, lane: int = FRESH) -> AsyncIterator[None]:
+        """A call slot under this worker's adaptive concurrency limit (FIFO per lane)."""
+        await self.slots.acquire(lane)
         try:
             yield
         finally:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.enrich.gate import BucketGate
+from services.enrich.lanes import FRESH, REPLAYED
 from shared.errors import ProviderStateUnavailable
 from shared.provider_state import Batch, Reservation
 
@@ -148,3 +149,34 @@ async def test_a_grant_whose_waiter_was_cancelled_is_refunded() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError):
         gate_for(FakeBucket(), max_batch=0)
+
+
+async def test_fresh_waiters_are_granted_before_replayed_ones_that_came_first() -> None:
+    bucket = FakeBucket(tokens_now=0, every_s=0.005)
+    gate = gate_for(bucket, max_batch=2)
+    order: list[str] = []
+
+    async def wait(name: str, lane: int) -> None:
+        assert await gate.acquire("m", 1, lane) is not None
+        order.append(name)
+
+    replayed = [asyncio.create_task(wait(f"r{i}", REPLAYED)) for i in range(4)]
+    await asyncio.sleep(0)  # the replayed ones queue first
+    fresh = [asyncio.create_task(wait(f"f{i}", FRESH)) for i in range(3)]
+    await asyncio.gather(*replayed, *fresh)
+    assert order[:3] == ["f0", "f1", "f2"]  # in arrival order within each lane
+    assert order[3:] == ["r0", "r1", "r2", "r3"]
+    assert gate.waiting() == 0 and gate.idle()
+
+
+async def test_a_batch_spans_both_lanes_and_a_partial_grant_keeps_the_rest_queued() -> None:
+    bucket = FakeBucket(tokens_now=3, every_s=0.005)
+    gate = gate_for(bucket)
+    got = await asyncio.gather(
+        gate.acquire("m", 1, REPLAYED), gate.acquire("m", 2, REPLAYED),
+        gate.acquire("m", 3, FRESH), gate.acquire("m", 4, FRESH), gate.acquire("m", 5, REPLAYED),
+    )  # fmt: skip
+    assert [r.tokens for r in got if r is not None] == [1, 2, 3, 4, 5]
+    assert bucket.calls[0] == [3, 4, 1, 2, 5]  # fresh first, one round trip
+    assert bucket.calls[1][0] == 2  # 3 granted at once; the next call starts where it stopped
+    assert gate.waiting() == 0

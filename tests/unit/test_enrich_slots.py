@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from services.enrich.lanes import FRESH, REPLAYED
 from services.enrich.slots import Slots
 
 
@@ -76,3 +77,36 @@ async def test_a_cancelled_waiter_takes_no_slot_and_a_granted_one_gives_it_back(
             await task
     await asyncio.wait_for(last, 1)  # the slot came back and went to the next waiter
     assert slots.active == 1 and slots.waiting() == 0
+
+
+async def test_a_released_slot_goes_to_a_fresh_waiter_before_replayed_ones() -> None:
+    slots = Slots(Limit(1))
+    await slots.acquire()  # the one slot is taken
+    order: list[str] = []
+
+    async def call(name: str, lane: int) -> None:
+        await slots.acquire(lane)
+        order.append(name)
+        slots.release()
+
+    tasks = [asyncio.create_task(call(f"r{i}", REPLAYED)) for i in range(3)]
+    await asyncio.sleep(0)
+    tasks += [asyncio.create_task(call(f"f{i}", FRESH)) for i in range(2)]
+    await asyncio.sleep(0)
+    assert slots.waiting() == 5
+    slots.release()
+    await asyncio.gather(*tasks)
+    assert order == ["f0", "f1", "r0", "r1", "r2"] and slots.active == 0
+
+
+async def test_a_cancelled_replayed_waiter_leaves_its_lane() -> None:
+    slots = Slots(Limit(1))
+    await slots.acquire()
+    waiter = asyncio.create_task(slots.acquire(REPLAYED))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert slots.waiting() == 0
+    slots.release()
+    assert slots.active == 0
