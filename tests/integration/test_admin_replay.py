@@ -255,3 +255,42 @@ def test_the_replay_commands_over_the_api(stack: Stack, topics: str, config: Pat
                                            "replay 'c1' is completed: nothing to cancel")  # fmt: skip
         [fresh] = lines(sluice(url, OP, "dlq", "replay", "error", "--max-records", "1"))
         assert fresh["id"].startswith("r-") and fresh["id"] != "c1"
+
+
+def test_a_replay_waits_at_its_window_until_first_attempts_are_over(
+    stack: Stack, topics: str, config: Path
+) -> None:
+    """No enrich runs here: the test plays its part, writing outcomes and failed attempts."""
+    put_dead(stack, topics, 25)
+
+    def sent() -> int:
+        return int(task(admin, "w")["sent"])
+
+    def through_enrich(msgs: list[Any], ok: int) -> None:
+        """The first ``ok`` succeed (P.results), the rest fail an attempt (P.failures)."""
+        produce(
+            stack.bootstrap,
+            f"{topics}.results",
+            [(m.key(), b"{}", [*m.headers(), (h.OUTCOME, b"ok")]) for m in msgs[:ok]],
+        )
+        produce(stack.bootstrap, f"{topics}.failures",
+                [(m.key(), m.value(), m.headers()) for m in msgs[ok:]])  # fmt: skip
+
+    with serve_admin(config_file=config, admin_replay_window=10) as admin:
+        r = admin.post("/v1/replays", OP, json={"dlq": "error", "replay_id": "w"})
+        assert r.status_code == 202, r.text
+        wait_for(lambda: sent() >= 10, 30, what="a window's worth sent")
+        time.sleep(2)
+        assert sent() == 10 and task(admin, "w")["status"] == "running"
+        first = replayed(stack, topics, "w")
+        assert len(first) == 10  # what the window holds is in P.work, not in an open transaction
+        through_enrich(first, ok=6)
+        wait_for(lambda: sent() >= 20, 30, what="the next window")
+        time.sleep(2)
+        assert sent() == 20
+        seen = set(src_offsets(first))
+        through_enrich([m for m in replayed(stack, topics, "w")
+                        if h.source_id(m.headers()).offset not in seen], ok=10)  # fmt: skip
+        done = wait_status(admin, "w", "completed")
+        assert done["sent"] == 25
+    assert src_offsets(replayed(stack, topics, "w")) == Counter(range(25))

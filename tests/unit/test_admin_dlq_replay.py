@@ -171,3 +171,13 @@ def test_a_read_of_the_outcomes_that_times_out_waits_for_the_next_poll(
     fenced = results_of(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
     with pytest.raises(StackError, match=r"cannot read p\.results"):
         fenced.poll()
+
+
+def test_a_failed_attempt_ends_the_first_attempt_but_is_no_outcome() -> None:
+    o = Outcomes("r1")
+    o.add_failure(outcome(1, "ok"))  # a P.failures record: the work record's headers
+    o.add_failure(outcome(2, "ok", replay_id="other"))
+    assert (o.finished, o.succeeded, o.failed_again) == (1, 0, 0)
+    o.add(outcome(1, "ok"))  # its retry succeeded: still one identity
+    o.add(outcome(3, "dead"))
+    assert (o.finished, o.succeeded, o.failed_again) == (2, 1, 1)

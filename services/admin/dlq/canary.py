@@ -4,6 +4,10 @@ Enrich writes an ``ok`` outcome for a replayed record that succeeds, the
 router a ``dead`` one with each DLQ write; both carry ``sluice.replay-id``.
 Stages before the sequencer are at-least-once, so an identity may have
 several outcomes: each identity counts once, ``ok`` if it has any ``ok``.
+A failed attempt (``P.failures``, the replayed record with its headers) is
+not an outcome, but it does end the record's first attempt: ``finished``
+counts the identities whose first attempt is over, which the runner's window
+(records sent and not yet through enrich) is measured against.
 
 The canary stops a replay that keeps failing: among the first ``first``
 identities with an outcome (fewer if the task selects fewer), once more than
@@ -24,6 +28,7 @@ class Outcomes:
     ok: set[h.SourceId] = field(default_factory=set)
     dead: set[h.SourceId] = field(default_factory=set)
     order: list[h.SourceId] = field(default_factory=list)  # identities by first outcome
+    tried: set[h.SourceId] = field(default_factory=set)  # first attempt over: outcome or failure
 
     def add(self, headers: h.HeaderList) -> None:
         """One ``P.results`` record's headers; ignored unless it is an outcome of this replay."""
@@ -39,6 +44,21 @@ class Outcomes:
         if ident not in self.ok and ident not in self.dead:
             self.order.append(ident)
         (self.ok if kind == "ok" else self.dead).add(ident)
+        self.tried.add(ident)
+
+    def add_failure(self, headers: h.HeaderList) -> None:
+        """One ``P.failures`` record's headers; ignored unless it is a record of this replay."""
+        if h.get_str(headers, h.REPLAY_ID) != self.replay_id:
+            return
+        try:
+            self.tried.add(h.source_id(headers))
+        except h.HeaderError:
+            return
+
+    @property
+    def finished(self) -> int:
+        """Identities whose first attempt is over (an outcome or a failed attempt)."""
+        return len(self.tried)
 
     @property
     def succeeded(self) -> int:

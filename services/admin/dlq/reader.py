@@ -118,8 +118,8 @@ class _Read:
         while pending and self.scanned < self.budget.records and (left := self._left()) > 0:
             for m in self.consumer.consume(500, min(left, 0.2)):
                 p = m.partition() or 0
-                if p not in pending:
-                    continue
+                if p not in pending or m.topic() != self.topic:
+                    continue  # fetched for an earlier read of this consumer
                 err = m.error()
                 if err is not None and err.code() == KafkaError._PARTITION_EOF:
                     # the end of what read_committed may read now (an open transaction ends it)

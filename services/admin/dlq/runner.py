@@ -19,8 +19,13 @@ Each step reads the next DLQ record in (partition, offset) order up to the
 task's ``ends``; a record the filters match is counted, refused by the cap,
 counted only (``max_records`` reached: the rest is still read so that
 ``matched`` is the dry run's), or sent (:func:`resend.work_record`). Sending
-waits for the pace (:mod:`pacing`) and while no provider of the task's chain
-is available (paused, or breaker open); the open transaction is committed
+waits for the pace (:mod:`pacing`), while no provider of the task's chain
+is available (paused, or breaker open), and while ``admin_replay_window``
+records are sent and not through their first attempt (no outcome in
+``P.results`` and no failed attempt in ``P.failures`` yet): a fleet that
+cannot keep up holds at most that many of the replay's records, so fresh
+records never queue in ``P.work`` behind the replay's backlog, and enrich's
+lanes let them pass the ones it holds. The open transaction is committed
 before any wait, at ``admin_replay_batch`` records, and every half second.
 Outcomes carrying the replay id are read from ``P.results`` every second for
 the canary (:mod:`canary`) and the counts; after the task ends the runner
@@ -54,6 +59,7 @@ from services.admin.models import AuditRecord
 from services.admin.settings import AdminSettings
 from services.router.envelope import Consumed
 from services.sequencer.restore import StateReader
+from shared import headers as h
 from shared.config_file import SluiceConfig
 from shared.errors import DeliveryError, SluiceError, StackError
 from shared.kafka.config import producer_config
@@ -67,6 +73,8 @@ log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 0.5
 HEALTH_EVERY_S = 0.5
 OUTCOMES_EVERY_S = 1.0
+WINDOW_POLL_S = 0.2
+"""How often outcomes are read while the window is full (the send waits for them)."""
 WATCH_S = 600.0
 """How long a finished task's runner goes on counting outcomes (in memory only)."""
 STEP_S = 0.2
@@ -171,6 +179,7 @@ class Runner:
             return self.task.model_copy(update={
                 "ends": _ends(consumer, self.task.topic),
                 "results_from": _ends(consumer, self.topics.results),
+                "failures_from": _ends(consumer, self.topics.failures),
                 "next_partition": 0, "next_offset": 0})  # fmt: skip
         finally:
             consumer.close()
@@ -223,38 +232,62 @@ def _ends(c: Consumer, topic: str) -> dict[int, int]:
 
 
 class _Results:
-    """The runner's incremental read of ``P.results`` for its outcomes."""
+    """The runner's incremental read of ``P.results`` (outcomes) and ``P.failures`` (failed
+    attempts) for its records."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
-        self.consumer = reading_consumer(runner.settings)
-        self.positions = dict(runner.task.results_from)
+        topics, task = runner.topics, runner.task
+        outcomes = runner.outcomes
+        # One consumer per topic: a read assigns its topic's partitions by number.
+        self.consumers = [reading_consumer(runner.settings), reading_consumer(runner.settings)]
+        # A task started by an older release has no failures_from (None): from the end on.
+        self.reads: list[tuple[str, dict[int, int] | None, Callable[[h.HeaderList], None]]] = [
+            (topics.results, dict(task.results_from), outcomes.add),
+            (topics.failures, dict(task.failures_from) or None, outcomes.add_failure),
+        ]
         self.at = 0.0
+
+    @property
+    def positions(self) -> dict[int, int] | None:
+        """Where the next read of ``P.results`` starts."""
+        return self.reads[0][1]
 
     def poll(self) -> None:
         self.at = time.monotonic()
-        outcomes = self.runner.outcomes
+        for i, (topic, positions, add) in enumerate(self.reads):
 
-        def visit(c: Consumed) -> bool:
-            outcomes.add(c.headers)
-            return True
+            def visit(c: Consumed, add: Callable[[h.HeaderList], None] = add) -> bool:
+                add(c.headers)
+                return True
 
+            try:
+                consumer = self.consumers[i]
+                if positions is None:
+                    positions = self._ends(consumer, topic)
+                    self.reads[i] = (topic, positions, add)
+                scan = read_with(consumer, topic, positions, Budget(0.5, 50_000), visit)
+            except StackError as exc:
+                if not passing(exc):
+                    raise
+                # a busy broker timed out: the counts wait for the next poll, the task goes on
+                log.warning("replay %s: %s not read this time: %s", self.runner.task.id, topic, exc)
+                continue
+            self.reads[i] = (topic, scan.positions, add)
+
+    @staticmethod
+    def _ends(consumer: Consumer, topic: str) -> dict[int, int]:
         try:
-            scan = read_with(self.consumer, self.runner.topics.results, self.positions,
-                             Budget(0.5, 50_000), visit)  # fmt: skip
-        except StackError as exc:
-            if not passing(exc):
-                raise
-            # a busy broker timed out: the counts wait for the next poll, the task goes on
-            log.warning("replay %s: outcomes not read this time: %s", self.runner.task.id, exc)
-            return
-        self.positions = scan.positions
+            return _ends(consumer, topic)
+        except KafkaException as exc:
+            raise StackError(f"cannot read {topic}: {exc}") from exc
 
-    def due(self) -> bool:
-        return time.monotonic() - self.at >= OUTCOMES_EVERY_S
+    def due(self, every_s: float = OUTCOMES_EVERY_S) -> bool:
+        return time.monotonic() - self.at >= every_s
 
     def close(self) -> None:
-        self.consumer.close()
+        for consumer in self.consumers:
+            consumer.close()
 
 
 class _Work:
@@ -339,10 +372,28 @@ class _Work:
             if self.provider is None:
                 self._pause_for(HEALTH_EVERY_S)
                 continue
+            if self._window_full():
+                continue
             wait = self.pacer.wait_s(time.monotonic())
             if wait <= 0:
                 return True
             self._pause_for(wait)
+
+    def _window_full(self) -> bool:
+        """At most ``admin_replay_window`` records sent and not yet through their first
+        attempt: a replay the fleet cannot keep up with waits here, not in ``P.work``
+        ahead of fresh records. While full, sent records go out and outcomes are read
+        often; False when there is room."""
+        if self.task.sent - self.r.outcomes.finished < self.s.admin_replay_window:
+            return False
+        if self.in_txn:
+            self._commit()  # what it holds must reach enrich for the window to move
+        if self.results.due(WINDOW_POLL_S):
+            self.results.poll()
+        if self.task.sent - self.r.outcomes.finished < self.s.admin_replay_window:
+            return False
+        self.r.cancel.wait(WINDOW_POLL_S / 4)
+        return True
 
     def _pause_for(self, seconds: float) -> None:
         if seconds > 0.1 and self.in_txn:

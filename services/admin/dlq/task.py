@@ -65,6 +65,8 @@ class ReplayTask(BaseModel):
                                  description="each DLQ partition's end when the task started")  # fmt: skip
     results_from: dict[int, int] = Field(default_factory=dict,
                                          description="P.results' end when it started")  # fmt: skip
+    failures_from: dict[int, int] = Field(default_factory=dict,
+                                          description="P.failures' end when it started")  # fmt: skip
     next_partition: int = 0
     next_offset: int = 0
     matched: int = 0
