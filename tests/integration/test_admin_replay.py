@@ -280,7 +280,8 @@ def test_a_replay_waits_at_its_window_until_first_attempts_are_over(
         r = admin.post("/v1/replays", OP, json={"dlq": "error", "replay_id": "w"})
         assert r.status_code == 202, r.text
         wait_for(lambda: sent() >= 10, 30, what="a window's worth sent")
-        time.sleep(2)
+        wait_for(lambda: "SLUICE_ADMIN_REPLAY_WINDOW" in (task(admin, "w")["waiting"] or ""),
+                 30, what="the task to say it waits for its window")  # fmt: skip
         assert sent() == 10 and task(admin, "w")["status"] == "running"
         first = replayed(stack, topics, "w")
         assert len(first) == 10  # what the window holds is in P.work, not in an open transaction
@@ -288,9 +289,10 @@ def test_a_replay_waits_at_its_window_until_first_attempts_are_over(
         wait_for(lambda: sent() >= 20, 30, what="the next window")
         time.sleep(2)
         assert sent() == 20
+        assert task(admin, "w")["succeeded"] == 6
         seen = set(src_offsets(first))
         through_enrich([m for m in replayed(stack, topics, "w")
                         if h.source_id(m.headers()).offset not in seen], ok=10)  # fmt: skip
         done = wait_status(admin, "w", "completed")
-        assert done["sent"] == 25
+        assert done["sent"] == 25 and done["waiting"] is None
     assert src_offsets(replayed(stack, topics, "w")) == Counter(range(25))

@@ -75,6 +75,9 @@ HEALTH_EVERY_S = 0.5
 OUTCOMES_EVERY_S = 1.0
 WINDOW_POLL_S = 0.2
 """How often outcomes are read while the window is full (the send waits for them)."""
+WINDOW_SHOWN_AFTER_S = 2.0
+"""How long the window stays full before the task shows it as why it waits (under load it
+fills and empties all the time)."""
 WATCH_S = 600.0
 """How long a finished task's runner goes on counting outcomes (in memory only)."""
 STEP_S = 0.2
@@ -313,6 +316,9 @@ class _Work:
         self.provider: str | None = None
         self.pacer = Pacer(None)
         self.health_at = 0.0
+        self.provider_wait: str | None = None  # why no provider of the chain is available
+        self.window_wait: str | None = None  # shown once the window stayed full a while
+        self.window_since: float | None = None  # monotonic time the window became full
         self.digests: list[str] = []  # of the records in the open transaction, for cache_hits
 
     def close(self) -> None:
@@ -384,16 +390,39 @@ class _Work:
         attempt: a replay the fleet cannot keep up with waits here, not in ``P.work``
         ahead of fresh records. While full, sent records go out and outcomes are read
         often; False when there is room."""
-        if self.task.sent - self.r.outcomes.finished < self.s.admin_replay_window:
+        if self._room():
             return False
         if self.in_txn:
             self._commit()  # what it holds must reach enrich for the window to move
         if self.results.due(WINDOW_POLL_S):
             self.results.poll()
-        if self.task.sent - self.r.outcomes.finished < self.s.admin_replay_window:
+        if self._room():
             return False
+        at = time.monotonic()
+        self.window_since = self.window_since or at
+        if self.window_wait is None and at - self.window_since >= WINDOW_SHOWN_AFTER_S:
+            window = self.s.admin_replay_window
+            self.window_wait = (f"{window} records sent are not through enrich yet "
+                                "(SLUICE_ADMIN_REPLAY_WINDOW): waiting for their outcomes")  # fmt: skip
+            self._show_waiting()
         self.r.cancel.wait(WINDOW_POLL_S / 4)
         return True
+
+    def _room(self) -> bool:
+        if self.task.sent - self.r.outcomes.finished >= self.s.admin_replay_window:
+            return False
+        self.window_since = None
+        if self.window_wait is not None:
+            self.window_wait = None
+            self._show_waiting()
+        return True
+
+    def _show_waiting(self) -> None:
+        """Publish why the task waits now (a provider first, then the window), on a change."""
+        waiting = self.provider_wait or self.window_wait
+        if waiting != self.r.task.waiting:
+            self.r.show(self.r.task.model_copy(update={"waiting": waiting}))
+            log.info("replay %s: %s", self.task.id, waiting or "going on")
 
     def _pause_for(self, seconds: float) -> None:
         if seconds > 0.1 and self.in_txn:
@@ -406,11 +435,9 @@ class _Work:
         name, available = self.loop.run_until_complete(
             first_available(self.redis, self.s.pipeline, chain)
         )
-        waiting = None if available else f"no provider of {' → '.join(chain)} is available " \
-                                         "(paused or breaker open)"  # fmt: skip
-        if waiting != self.r.task.waiting:
-            self.r.show(self.r.task.model_copy(update={"waiting": waiting}))
-            log.info("replay %s: %s", self.task.id, waiting or "provider available again")
+        self.provider_wait = None if available else (
+            f"no provider of {' → '.join(chain)} is available (paused or breaker open)")  # fmt: skip
+        self._show_waiting()
         if not available:
             self.provider = None
         elif name != self.provider:
