@@ -473,6 +473,28 @@ async def test_a_busy_worker_looks_up_first_and_reserves_at_its_gate() -> None:
     assert len(state.calls("settle")) == 2
 
 
+async def test_a_fresh_record_passes_replayed_ones_waiting_for_a_slot() -> None:
+    # One call slot, held by the first record; two replayed records queue for it, then a
+    # fresh one: the fresh one is called next, the replayed ones after it in their order.
+    held = HeldProvider("a", [ok() for _ in range(4)])
+    a = WorkerProvider("a", held, FakeState(), Aimd(1))
+    e = Enricher(T, "t", TASK.model_copy(update={"providers": ["a"]}), {"a": a}, 60)
+    await e.refresh("w1")
+
+    def record(text: str, replay: bool) -> Record:
+        hs = h.source_headers(SRC, 5) + ([(h.REPLAY_ID, b"r1")] if replay else [])
+        return Record(b"k", b'{"text": "%s"}' % text.encode(), hs)
+
+    pending = []
+    for text, replay in [("first", False), ("r1", True), ("r2", True), ("fresh", False)]:
+        pending.append(asyncio.ensure_future(e.handle(record(text, replay), ("p.work", 0), 1)))
+        for _ in range(20):
+            await asyncio.sleep(0)  # each queues before the next arrives
+    held.release.set()
+    await asyncio.wait_for(asyncio.gather(*pending), 5.0)
+    assert [c.messages[-1].content for c in held.calls] == ["first", "fresh", "r1", "r2"]
+
+
 async def test_a_cache_hit_while_the_worker_is_busy_costs_one_round_trip() -> None:
     state = FakeState()
     req = render(TASK, {"text": "my bill is wrong"}, provider="a")
