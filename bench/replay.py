@@ -334,6 +334,7 @@ def start_admin(fleet: Fleet, args: argparse.Namespace, token: str) -> str:
            "SLUICE_PIPELINE": s.pipeline, "SLUICE_CONFIG_FILE": str(s.log_dir / "sluice.yaml"),
            "SLUICE_LOG_FORMAT": "json", "SLUICE_ADMIN_TOKEN": token,
            "SLUICE_ADMIN_PORT": str(port), "SLUICE_PARTITIONS": str(args.partitions),
+           "SLUICE_ADMIN_REPLAY_WINDOW": str(args.replay_window),
            **({"SLUICE_ADMIN_REPLAY_BATCH": str(args.replay_batch)} if args.replay_batch else {})}  # fmt: skip
     fleet.procs.spawn("admin", ["admin"], env)
     url = f"http://127.0.0.1:{port}"
@@ -523,6 +524,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "- fresh rate)")  # fmt: skip
     p.add_argument("--replay-batch", type=int, default=None,
                    help="the admin's SLUICE_ADMIN_REPLAY_BATCH (default: the admin's)")  # fmt: skip
+    p.add_argument("--replay-window", type=int, default=200,
+                   help="the admin's SLUICE_ADMIN_REPLAY_WINDOW (default 200: under the bench "
+                        "fleet's two workers * --max-in-flight)")  # fmt: skip
     p.add_argument("--baseline-seconds", type=float, default=30.0)
     p.add_argument("--warmup", type=float, default=15.0, help="seconds of fresh traffic first")
     p.add_argument("--latency", default="fixed:300", help="fakellm latency")
@@ -531,9 +535,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.replay_rate is None:
         args.replay_rate = round(LOAD_SHARE * configured_rps(args) - args.fresh_rate, 1)
-    if min(args.records, args.limit, args.fresh_rate, args.replay_rate, args.baseline_seconds) <= 0:
-        p.error("--records, --limit, --fresh-rate, --replay-rate and --baseline-seconds must be "
-                "positive (and the fresh rate below the limit)")  # fmt: skip
+    if min(args.records, args.limit, args.fresh_rate, args.replay_rate, args.baseline_seconds,
+           args.replay_window) <= 0:  # fmt: skip
+        p.error("--records, --limit, --fresh-rate, --replay-rate, --baseline-seconds and "
+                "--replay-window must be positive (and the fresh rate below the limit)")  # fmt: skip
     return args
 
 

@@ -29,7 +29,7 @@ class DlqSettings(CommonSettings):
     admin_replay_canary_first: int = Field(20, ge=1, le=100_000)
     admin_replay_txn_timeout_s: float = Field(10.0, ge=1, le=900)
     admin_replay_batch: int = Field(100, ge=1, le=10_000)
-    admin_replay_window: int = Field(200, ge=1, le=1_000_000)
+    admin_replay_window: int = Field(64, ge=1, le=1_000_000)
     admin_dlq_read_s: float = Field(5.0, gt=0, le=120)
     admin_dlq_scan_records: int = Field(100_000, ge=1, le=10_000_000)
     admin_dlq_preview_bytes: int = Field(1024, ge=16, le=65_536)
