@@ -214,7 +214,8 @@ class Transactions:
         self.urgent = False  # output waits in the open transaction
         self.rewind_due = False  # an abort in a rebalance callback left partitions to rewind
         self.commits = self.aborts = 0
-        self.ended = float("-inf")  # monotonic time the last commit or abort ended
+        # Monotonic time the last commit or abort ended; a new stage counts from its start.
+        self.ended = time.monotonic()
 
     def age(self) -> float:
         return time.monotonic() - self.txn.started
