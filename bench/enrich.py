@@ -51,6 +51,9 @@ What one provider call costs, per call = over the window / fakellm's
   (a script is one round trip but several commands), and it counts the
   whole server (another client of the same Redis counts too): it cannot
   count round trips by itself, hence the client-side counter;
+* ``regrants_per_call_by_reason``: grants scheduled ahead that the workers gave
+  back before their call started (``sluice_enrich_regrants_total``: woke too
+  late for the start, a 429 meanwhile, or the provider unavailable);
 * ``cpu_ms_per_call``: CPU ms per process kind (``enrich``, the window's
   workers summed; ``fakellm``; ``kafka`` and ``redis`` when the bench
   started them; ``bench``).
@@ -105,6 +108,7 @@ DEFAULT_HEADROOM = 0.97
 STARTUP_ALLOWANCE_S = 10.0  # records for the time between spawn and a stable group
 STOP_TIMEOUT_S = 30.0
 REDIS_REQUESTS = "sluice_redis_requests_total"
+REGRANTS = "sluice_enrich_regrants_total"
 SCRIPT_COMMANDS = ("evalsha", "eval", "evalsha_ro", "eval_ro")
 BENCH_COMMANDS = ("info",)  # the bench's own reads of commandstats
 PROCESS_KINDS = ("fakellm", "kafka", "redis", "bench")  # and enrich: the window's workers
@@ -341,6 +345,7 @@ class Snapshot:
     busy: float
     metrics: dict[int, dict[str, float]]
     redis_requests: dict[str, float]  # the workers' sluice_redis_requests_total by op
+    regrants: dict[str, float]  # the workers' sluice_enrich_regrants_total by reason
     commands: dict[str, float]  # Redis's commandstats: calls by command
 
 
@@ -413,6 +418,7 @@ def snapshot(ctx: Ctx, probe: Consumer, win: Window) -> Snapshot:
         busy=machine_busy_s(),
         metrics={port: enrich_figures(text) for port, text in texts.items()},
         redis_requests=counter_by_label(texts.values(), REDIS_REQUESTS, "op"),
+        regrants=counter_by_label(texts.values(), REGRANTS, "reason"),
         commands=command_calls(ctx.redis.info("commandstats")),
     )
 
@@ -544,6 +550,11 @@ def summarize(ctx: Ctx, win: Window, limit: int, mif: int, records: int, s0: Sna
             counter_delta(s0.commands, s1.commands),
             calls,
         ),
+        "regrants_per_call_by_reason": {
+            why: per_call(n, calls)
+            for why, n in sorted(counter_delta(s0.regrants, s1.regrants).items())
+            if n
+        },
         "in_flight_start_end": [_gauge(win, s, "sluice_enrich_in_flight") for s in (s0, s1)],
         "aimd_limit_start_end": [
             _gauge(win, s, "sluice_enrich_concurrency_limit") for s in (s0, s1)
@@ -658,7 +669,7 @@ def result_line(args: argparse.Namespace, main: dict[str, Any], base: dict[str, 
                 extra: dict[str, Any], log_dir: str) -> dict[str, Any]:  # fmt: skip
     b = base.get("baseline_rps")
     keep = ("ok_rps", "provider_rps", "max_requests_1s", "failed_outcomes", "repeated_paid_requests", "bucket_wait_mean_ms",
-            "llm_latency_mean_ms", "cpu_pct", "redis_roundtrips_per_call", "redis_roundtrips_per_call_by_op",
+            "llm_latency_mean_ms", "cpu_pct", "redis_roundtrips_per_call", "redis_roundtrips_per_call_by_op", "regrants_per_call_by_reason",
             "redis_scripts_per_call", "redis_commands_per_call", "cpu_ms_per_call", "records", "work_left_at_end",
             "failure_kinds_whole_run")  # fmt: skip
     return {

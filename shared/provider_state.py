@@ -47,6 +47,12 @@ class Reservation:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     settled: bool = False  # reconciled or refunded (each reservation is settled once)
     probe: bool = False  # a half-open probe: its outcome closes or re-opens the breaker
+    # The call may start this long after the decision (a grant scheduled ahead, see
+    # ``admit``'s ``ahead_s``), never earlier; 0: at once.
+    delay_s: float = 0.0
+    # When the call may start on the receiving worker's monotonic clock (set there on
+    # receipt: the decision's time plus ``delay_s``, a little late by the reply's trip).
+    start_at: float = 0.0
 
 
 @dataclass
@@ -113,11 +119,16 @@ class ProviderState(Protocol):
     """The fleet's shared state about one provider (see the module docstring)."""
 
     async def admit(
-        self, model: str | None, tokens: Sequence[int], lookup: str | None = None
+        self,
+        model: str | None,
+        tokens: Sequence[int],
+        lookup: str | None = None,
+        ahead_s: float = 0.0,
     ) -> Admitted:
         """Before calls: with ``lookup``, the answer stored for that digest (then nothing
         else is done); else, while the provider is available, reserve 1 request +
-        ``tokens[i]`` for the longest prefix that fits now, each with its breaker
+        ``tokens[i]`` for the longest prefix that fits within ``ahead_s`` from now (each
+        reservation's ``delay_s`` says when its call may start), each with its breaker
         admission (``tokens`` empty: the lookup alone)."""
         ...
 

@@ -11,9 +11,12 @@ Two round trips to the shared state per paid call, one per cache hit: when a
 slot is free and nobody queues at the worker's gate, one ``admit`` does the
 lookup, the pause and breaker check and the reservation; a busy worker looks
 up alone, then waits for a slot and reserves through its
-:class:`~services.enrich.gate.BucketGate` (FIFO per lane, batched). One ``settle``
-after the call applies the usage, the breaker outcome, the cooldown and the
-cache write.
+:class:`~services.enrich.gate.BucketGate` (FIFO per lane, batched: one ask
+for many calls). One ``settle`` after the call applies the usage, the breaker
+outcome, the cooldown and the cache write. A reservation may be scheduled up
+to the worker's ``ahead_s`` ahead (its ``delay_s``): the call waits for its
+start, and asks again if the provider pushed back or became unavailable
+meanwhile.
 
 When no provider of the chain is available the record fails with kind
 ``outage`` (the router parks it without spending an attempt) and the worker
@@ -52,7 +55,7 @@ from services.enrich.classify import cooldown_from_headers
 from services.enrich.lanes import FRESH, REPLAYED
 from services.enrich.providers.base import CallFailure, CallSuccess, ProviderRequest
 from services.enrich.tasks import Answer, parse_output, record_object, render, request_hash
-from services.enrich.worker_provider import WorkerProvider
+from services.enrich.worker_provider import LATE_START_S, WorkerProvider
 from shared import headers as h
 from shared.config_file import TaskConfig
 from shared.errors import ProviderStateUnavailable
@@ -190,9 +193,13 @@ class Enricher:
                 if hit is not None:
                     return hit
                 if first.batch.reservations:
-                    m.BUCKET_WAIT.labels(wp.name).observe(0)
-                    return await self._paid(wp, req, digest, first.batch.reservations[0])
-                if first.batch.unavailable:
+                    res = first.batch.reservations[0]
+                    if await self._started(wp, res):
+                        m.BUCKET_WAIT.labels(wp.name).observe(res.delay_s)
+                        return await self._paid(wp, req, digest, res)
+                elif first.batch.unavailable:
+                    return unavailable(wp.name, wp.health)
+                if not wp.available:
                     return unavailable(wp.name, wp.health)
                 return await self._queued(wp, req, digest, estimate, lane)  # buckets empty
             finally:
@@ -222,13 +229,41 @@ class Enricher:
     async def _queued(
         self, wp: WorkerProvider, req: ProviderRequest, digest: str, estimate: int, lane: int
     ) -> tuple[Answer, CallSuccess] | Failure:
-        """Wait at the worker's gate (in its lane, batched) for a reservation, then call."""
+        """Wait at the worker's gate (in its lane, batched) for a reservation and its start,
+        then call."""
         waited = time.monotonic()
-        res = await wp.gate.acquire(req.model, estimate, lane)
-        if res is None:
-            return unavailable(wp.name, wp.health)  # paused or open while we waited
+        while True:
+            res = await wp.gate.acquire(req.model, estimate, lane)
+            if res is None:
+                return unavailable(wp.name, wp.health)  # paused or open while we waited
+            if await self._started(wp, res):
+                break
+            if not wp.available:
+                return unavailable(wp.name, wp.health)
         m.BUCKET_WAIT.labels(wp.name).observe(time.monotonic() - waited)
         return await self._paid(wp, req, digest, res)
+
+    async def _started(self, wp: WorkerProvider, res: Reservation) -> bool:
+        """Wait for a scheduled reservation's start. False (and the reservation refunded)
+        when the call must not start then: the worker woke too late for it
+        (``LATE_START_S``), the provider became unavailable, or it pushed back meanwhile
+        (the fleet's cooldown may now hold the call); the caller asks again."""
+        if res.delay_s <= 0:
+            return True
+        seen = wp.pushbacks
+        start_at = res.start_at or time.monotonic() + res.delay_s  # 0: not stamped on receipt
+        try:
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        except asyncio.CancelledError:
+            wp.gate.refund_later(res)  # the provider never saw it
+            raise
+        late = time.monotonic() - start_at > LATE_START_S
+        why = "pushback" if wp.pushbacks != seen else "unavailable" if not wp.available else "late" if late else None  # fmt: skip
+        if why is None:
+            return True
+        m.REGRANTS.labels(wp.name, why).inc()
+        await _until_redis(lambda: wp.state.refund(res))
+        return False
 
     async def _paid(
         self, wp: WorkerProvider, req: ProviderRequest, digest: str, res: Reservation
@@ -276,6 +311,8 @@ class Enricher:
         m.CALLS.labels(wp.name, "failed", f.kind.value).inc()
         if f.kind in _PUSHBACK:
             wp.aimd.on_pushback(time.monotonic())
+        if f.kind in _PUSHBACK or f.retry_after_s:
+            wp.pushbacks += 1
         if f.retry_after_s:
             m.COOLDOWNS.labels(wp.name).inc()
         effect = breaker_effect(f)

@@ -18,6 +18,12 @@ between waiting tasks: the tokens that appear are taken as soon as the pump
 wakes, which is what keeps a busy worker close to the configured rate. The
 fleet-wide bucket stays the only admission control; the gate adds none.
 
+When the reservations may be scheduled ahead (the worker's ``ahead_s``, see
+:meth:`shared.provider_state.ProviderState.admit`), each grant carries its
+start and the pump asks again no sooner than ``ask_every_s``: one ask then
+takes the schedule's next stretch for every waiter it fits, and a pump that
+comes back late loses nothing, since the bucket is taken ahead of the clock.
+
 Each reservation carries its breaker admission (the store grants both at
 once). A waiter gets ``None`` when the provider became unavailable (paused,
 breaker open, or half-open with every probe out) while it waited. A Redis failure reaches every waiter as the exception.
@@ -60,6 +66,7 @@ class BucketGate:
         available: Callable[[], bool],
         max_batch: int = MAX_BATCH,
         recheck_s: float = RECHECK_S,
+        ask_every_s: float = 0.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
@@ -68,6 +75,7 @@ class BucketGate:
         self._available = available
         self.max_batch = max_batch
         self.recheck_s = recheck_s
+        self.ask_every_s = min(ask_every_s, recheck_s)
         self._queue: Lanes[_Ticket] = Lanes()
         self._pump: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -96,7 +104,7 @@ class BucketGate:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
                 res = fut.result()
                 if res is not None:
-                    self._refund_later(res)
+                    self.refund_later(res)
             raise
 
     # -- the pump ------------------------------------------------------------------
@@ -119,7 +127,8 @@ class BucketGate:
                     self._finish_all(None)
                     return
                 if len(got.reservations) < len(batch):
-                    await asyncio.sleep(min(max(got.wait_s, MIN_SLEEP_S), self.recheck_s))
+                    floor = max(MIN_SLEEP_S, self.ask_every_s)
+                    await asyncio.sleep(min(max(got.wait_s, floor), self.recheck_s))
         finally:
             # Cancelled with the loop: nobody is left to wait for the waiters.
             for t in self._queue:
@@ -147,7 +156,7 @@ class BucketGate:
         granted = batch[: len(grants)]
         for ticket, res in zip(granted, grants, strict=True):
             if ticket.fut.done():  # cancelled while the pump was asking Redis
-                self._refund_later(res)
+                self.refund_later(res)
             else:
                 ticket.fut.set_result(res)
         # The granted tickets are the first live ones of their lanes: drop them (and any
@@ -167,7 +176,8 @@ class BucketGate:
                 t.fut.set_exception(outcome)
         self._queue.clear()
 
-    def _refund_later(self, res: Reservation) -> None:
+    def refund_later(self, res: Reservation) -> None:
+        """Give ``res`` back in the background (its waiter will not call)."""
         task = asyncio.get_running_loop().create_task(self._refund_quietly(res))
         self._background.add(task)
         task.add_done_callback(self._background.discard)

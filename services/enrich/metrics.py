@@ -28,6 +28,13 @@ STEP = Histogram(
     ["provider", "step"],  # admit | settle (the round trips to the shared state)
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
+REGRANTS = Counter(
+    "sluice_enrich_regrants_total",
+    "Grants scheduled ahead that were given back before their call started, by why: the "
+    "worker woke too late for its start (late), a 429 came meanwhile (pushback), or the "
+    "provider became unavailable",
+    ["provider", "reason"],
+)
 COOLDOWNS = Counter(
     "sluice_provider_cooldowns_total", "Cooldowns set from provider signals", ["provider"]
 )

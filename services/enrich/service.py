@@ -67,6 +67,7 @@ class EnrichService(Dispatcher):
                     breaker_spec(self.config.providers[name].breaker),
                 ),
                 Aimd(max_limit=settings.max_in_flight),
+                ahead_s=settings.schedule_ahead_ms / 1000,
             )
             for name, provider in self.providers.items()
         }

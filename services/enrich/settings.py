@@ -23,6 +23,12 @@ class EnrichSettings(CommonSettings):
     # how often a worker reads pause/breaker and sends its heartbeat: a pause stops
     # new calls within this plus a Redis round trip (the bound promised is 1 s)
     health_refresh_s: float = Field(0.25, gt=0, le=5)
+    # how far ahead of the fleet's buckets a call may be granted (it waits for its
+    # start): a busy worker asks Redis once per stretch of the schedule instead of once
+    # per token, and a late ask loses no refill; 0 (the default): grants start at once.
+    # Off by default: a schedule that fills every 1 s window leaves only the configured
+    # headroom for arrival jitter at the provider (README, "sluice bench enrich")
+    schedule_ahead_ms: int = Field(0, ge=0, le=1000)
     worker_id: str = Field(default_factory=_worker_id)
 
     @property

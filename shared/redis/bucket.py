@@ -125,19 +125,21 @@ def granted_batch(
     tokens: Sequence[int],
     dims: Sequence[Dim],
     head: tuple[int, int, int, int],
-    levels: Sequence[Any],
+    tail: Sequence[Any],
     probe: bool = False,
     unavailable: bool = False,
 ) -> Batch:
     """The :class:`Batch` a script's reply says was taken (pure).
 
-    ``head`` is (granted, wait_us, now_us, blocker) as the scripts reply them.
+    ``head`` is (granted, wait_us, now_us, blocker) and ``tail`` the levels then each
+    grant's start, as the scripts reply them (a refusal for a cooldown has neither).
     """
     granted, wait_us, now_us, blocker = head
+    levels, starts = tail[: len(dims)], [int(x) for x in tail[len(dims) :]]
     return Batch(
         reservations=[
-            Reservation(True, 0.0, provider, model, t, 1, now_us, probe=probe)
-            for t in tokens[:granted]
+            Reservation(True, 0.0, provider, model, t, 1, now_us, probe=probe, delay_s=start / US)
+            for t, start in zip(tokens[:granted], starts, strict=True)
         ],
         wait_s=wait_us / US,
         now_us=now_us,

@@ -11,23 +11,27 @@ ARGV[3i-1], ARGV[3i], ARGV[3i+1]  for bucket i (1-based): rate_per_s, capacity,
               peek, reserve_many: ignored)
 ARGV[3n+2]    reserve_many only: m, the number of requests of the batch, followed
               by their costs row by row: ARGV[3n+2 + (j-1)*n + i] = cost of
-              request j (1-based) in bucket i
+              request j (1-based) in bucket i, then (optional, default 0) the
+              horizon in microseconds: how far ahead a grant may start
 
 Reply: {granted, wait_us, now_us, blocker, level_1, ..., level_n}
   reserve_many  cooldown active: {0, remaining_us, now_us, -1} (no levels);
            else granted = how many of the m requests, in order, were taken,
-           each from every bucket (the first that does not fit in all of them
-           stops the batch); wait_us = how long that first refused one waits,
-           blocker = index of the bucket that waits longest for it; levels
-           after the takes, as strings (stored only when granted > 0).
+           each from every bucket at its start (the first that does not start
+           within the horizon stops the batch); wait_us = how long until that
+           first refused one would, blocker = index of the bucket that waits
+           longest for it; levels after the takes, as strings (stored only when
+           granted > 0); then each grant's start, us after now_us.
   adjust   {1, 0, now_us, 0, levels...}: level + delta, capped at capacity.
            With ARGV[3n+2] = a TTL in ms, KEYS[1] is the reservation's settle
            marker instead of the cooldown key: set (NX, that TTL) with the
            write, and when it already exists nothing is written and the reply
            is {0, 0, now_us, 0, levels...} (settled before).
   peek     refilled levels, nothing written.
-Written buckets get PEXPIRE = time until they would be full again + 1 s, so an
-idle bucket disappears exactly when it is indistinguishable from a missing one.
+A bucket is stored with its time: now, or the start of the last grant scheduled
+ahead (see :mod:`shared.redis.bucket_math`). Written buckets get PEXPIRE = time
+until they would be full again + 1 s, so an idle bucket disappears exactly when
+it is indistinguishable from a missing one.
 
 ``BUCKET_LIB`` holds the arithmetic as Lua functions (``bk_load``,
 ``bk_take``, ``bk_adjust``, ``bk_levels``) and ``COOLDOWN_LIB`` the
@@ -67,70 +71,95 @@ local function bucket_keys(first)
   return out
 end
 
--- n buckets: keys[i], with rate_per_s, capacity, amount at argv[at + 3(i-1) ..],
--- each refilled to now (us).
+-- n buckets: keys[i], with rate_per_s, capacity, amount at argv[at + 3(i-1) ..], each
+-- refilled to its time t: now (us), or its stored time when that lies ahead (scheduled).
 local function bk_load(keys, n, argv, at, now)
   local b = {}
   for i = 1, n do
     local j = at + 3 * (i - 1)
     local rate, cap, amount = tonumber(argv[j]), tonumber(argv[j + 1]), tonumber(argv[j + 2])
     local v = redis.call('HMGET', keys[i], 'l', 't')
-    local level = cap
+    local level, t = cap, now
     if v[1] then
-      local dt = now - tonumber(v[2])
-      if dt < 0 then dt = 0 end
+      local ts = tonumber(v[2])
+      if ts > now then t = ts end
+      local dt = t - ts
       level = tonumber(v[1]) + dt * rate / 1000000
       if level > cap then level = cap end
     end
-    b[i] = {key = keys[i], rate = rate, cap = cap, amount = amount, level = level}
+    b[i] = {key = keys[i], rate = rate, cap = cap, amount = amount, level = level, t = t}
   end
   return b
 end
 
-local function bk_store(bucket, level, now)
+-- Store a bucket's level at its time t (ahead of now when scheduled); it expires when
+-- it would be full again, plus 1 s.
+local function bk_store(bucket, level, t, now)
   bucket.level = level
-  redis.call('HSET', bucket.key, 'l', string.format('%.17g', level), 't', string.format('%.17g', now))
-  redis.call('PEXPIRE', bucket.key, math.ceil((bucket.cap - level) * 1000 / bucket.rate) + 1000)
+  bucket.t = t
+  redis.call('HSET', bucket.key, 'l', string.format('%.17g', level), 't', string.format('%.17g', t))
+  redis.call('PEXPIRE', bucket.key,
+    math.ceil((bucket.cap - level) * 1000 / bucket.rate) + math.ceil((t - now) / 1000) + 1000)
 end
 
--- Take for the longest prefix of m requests that fits in every bucket now, at most
--- `most` of them (-1: no bound); request j costs argv[at + (j-1)n + i-1] of bucket i.
--- Returns granted, the wait (us) of the first request refused by a bucket (0: none),
--- and the index of the bucket it waits longest for.
-local function bk_take(b, n, argv, at, m, most, now)
-  local levels = {}
-  for i = 1, n do levels[i] = b[i].level end
-  local granted, wait, blocker = 0, 0, 0
+-- Take for the longest prefix of m requests that each start within `horizon` us of now
+-- in every bucket, at most `most` of them (-1: no bound); request j costs
+-- argv[at + (j-1)n + i-1] of bucket i. A request starts when its last bucket has its
+-- tokens; it is taken from every bucket at that start. Returns granted, the wait (us)
+-- until the first refused request would start within the horizon (0: none refused),
+-- the index of the bucket it waits longest for, and each grant's start (us after now).
+local function bk_take(b, n, argv, at, m, most, now, horizon)
+  local levels, times = {}, {}
+  for i = 1, n do levels[i] = b[i].level; times[i] = b[i].t end
+  local granted, wait, blocker, starts = 0, 0, 0, {}
   for j = 1, m do
     if granted == most then break end
     local base = at - 1 + (j - 1) * n
+    local start, first = now, 0
     for i = 1, n do
       local need = tonumber(argv[base + i])
       if need > b[i].cap then need = b[i].cap end
+      local e = times[i]
       if levels[i] < need then
-        local w = math.ceil((need - levels[i]) * 1000000 / b[i].rate)
-        if w > wait then wait = w; blocker = i end
+        e = e + math.ceil((need - levels[i]) * 1000000 / b[i].rate)
       end
+      if e > start then start = e; first = i end
     end
-    if wait > 0 then break end
+    if start - now > horizon then
+      wait = start - now - horizon; blocker = first
+      break
+    end
     for i = 1, n do
-      levels[i] = levels[i] - tonumber(argv[base + i])
+      local level = levels[i]
+      if start > times[i] then
+        level = level + (start - times[i]) * b[i].rate / 1000000
+        if level > b[i].cap then level = b[i].cap end
+      end
+      levels[i] = level - tonumber(argv[base + i])
+      times[i] = start
     end
     granted = granted + 1
+    starts[granted] = start - now
   end
   for i = 1, n do
-    if granted > 0 then bk_store(b[i], levels[i], now) else b[i].level = levels[i] end
+    if granted > 0 then bk_store(b[i], levels[i], times[i], now) else b[i].level = levels[i] end
   end
-  return granted, wait, blocker
+  return granted, wait, blocker, starts
 end
 
--- Each bucket's level + its amount, capped at capacity.
+-- Each bucket's level + its amount at its time, capped at capacity.
 local function bk_adjust(b, n, now)
   for i = 1, n do
     local level = b[i].level + b[i].amount
     if level > b[i].cap then level = b[i].cap end
-    bk_store(b[i], level, now)
+    bk_store(b[i], level, b[i].t, now)
   end
+end
+
+-- The grants' starts, as integers, appended to out.
+local function bk_starts(starts, out)
+  for j = 1, #starts do out[#out + 1] = starts[j] end
+  return out
 end
 
 -- The levels, as strings, appended to out.
@@ -159,8 +188,10 @@ if op == 'reserve_many' then
   local cw = cooldown_left_us(KEYS[1], now)
   if cw then return {0, cw, now, -1} end
   local b = bk_load(bkeys, n, ARGV, 2, now)
-  local granted, wait, blocker = bk_take(b, n, ARGV, 3 * n + 3, tonumber(ARGV[3 * n + 2]), -1, now)
-  return bk_levels(b, n, {granted, wait, now, blocker})
+  local m = tonumber(ARGV[3 * n + 2])
+  local horizon = tonumber(ARGV[3 * n + 3 + m * n] or '0')
+  local granted, wait, blocker, starts = bk_take(b, n, ARGV, 3 * n + 3, m, -1, now, horizon)
+  return bk_starts(starts, bk_levels(b, n, {granted, wait, now, blocker}))
 elseif op == 'adjust' then
   -- With a TTL, KEYS[1] is the reservation's settle marker: settle it once only,
   -- even when a retry follows a reply that was lost after the write.

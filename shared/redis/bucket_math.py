@@ -16,6 +16,16 @@ windows a provider or the fake LLM measures). The token dimension defaults to
 ``burst_s = 1`` (one second's worth), so any 60 s window stays within
 ``tpm + max(request cost)``.
 
+Scheduled grants. ``reserve_many`` may grant a request whose tokens are not
+there yet, when they will be within ``horizon_us``: the grant carries its
+start (microseconds after ``now``), the bucket is taken at that start and
+stored with that time (a stored time may lie ahead of ``now``: nothing
+before it is the bucket's to give). That is the virtual scheduling of a
+token bucket: a caller that starts no earlier than its start keeps every
+bound above, and a worker that comes back late loses no refill, since the
+bucket stays below capacity while grants are scheduled ahead of it. With
+``horizon_us`` 0 a grant is immediate and the bucket works as a plain one.
+
 Every operation here does its float arithmetic in the same order as the Lua
 script so both give the same numbers.
 """
@@ -100,6 +110,15 @@ def level_at(spec: BucketSpec, bucket: Bucket | None, now_us: int) -> float:
     return level
 
 
+def frontier(spec: BucketSpec, bucket: Bucket | None, now_us: int) -> tuple[int, float]:
+    """``(t, level)``: the bucket's time (``now_us``, or its stored time when that lies
+    ahead, scheduled) and its level then."""
+    if bucket is None:
+        return now_us, spec.capacity
+    t = bucket.ts_us if bucket.ts_us > now_us else now_us
+    return t, level_at(spec, bucket, t)
+
+
 def needed(spec: BucketSpec, cost: float) -> float:
     return cost if cost < spec.capacity else spec.capacity
 
@@ -133,8 +152,9 @@ class BatchDecision:
     granted: int  # 0..len(batch): the first ``granted`` requests are admitted
     wait_us: int  # until the first refused request could be (0 when all were granted)
     blocker: int  # as in :class:`Decision`, for the first refused request
-    levels: tuple[float, ...]  # levels after the granted takes (refilled)
+    levels: tuple[float, ...]  # levels after the granted takes (at each bucket's time)
     buckets: tuple[Bucket, ...]  # states to store when ``granted > 0`` (else empty)
+    starts_us: tuple[int, ...] = ()  # each grant's start, microseconds after ``now_us``
 
 
 def reserve_many(
@@ -143,39 +163,66 @@ def reserve_many(
     costs: Sequence[Sequence[float]],
     now_us: int,
     cooldown_until_ms: int | None = None,
+    horizon_us: int = 0,
 ) -> BatchDecision:
-    """The longest prefix of ``costs`` (one row per request, one cost per bucket) that fits now.
+    """The longest prefix of ``costs`` (one row per request, one cost per bucket) that fits
+    by ``now_us + horizon_us``.
 
-    Exactly what ``len(costs)`` calls of :func:`reserve` at the same instant
-    would grant, stopping at the first refusal (FIFO: a later request never
-    overtakes an earlier one), so every bound of a single take holds.
+    Exactly what ``len(costs)`` calls of :func:`reserve` one after the other
+    would grant (with ``horizon_us`` 0, at the same instant), stopping at the
+    first refusal (FIFO: a later request never overtakes an earlier one), so
+    every bound of a single take holds. A request starts when every bucket
+    has its tokens (the latest of them), and is refused when that is more
+    than ``horizon_us`` away: ``wait_us`` is then how long until it would not
+    be.
     """
     cw = cooldown_wait_us(cooldown_until_ms, now_us)
     if cw > 0:
         return BatchDecision(0, cw, -1, (), ())
-    levels = [level_at(s, b, now_us) for s, b in zip(specs, stored, strict=True)]
+    state = [frontier(s, b, now_us) for s, b in zip(specs, stored, strict=True)]
+    times = [t for t, _ in state]
+    levels = [level for _, level in state]
     granted, wait, blocker = 0, 0, 0
+    starts: list[int] = []
     for row in costs:
-        for i, (s, level, cost) in enumerate(zip(specs, levels, row, strict=True), start=1):
-            w = wait_for(s, level, needed(s, cost))
-            if w > wait:
-                wait, blocker = w, i
-        if wait > 0:
+        start, first = now_us, 0
+        for i, (s, t, level, cost) in enumerate(zip(specs, times, levels, row, strict=True), start=1):  # fmt: skip
+            e = t + wait_for(s, level, needed(s, cost))
+            if e > start:
+                start, first = e, i
+        if start - now_us > horizon_us:
+            wait, blocker = start - now_us - horizon_us, first
             break
-        levels = [level - cost for level, cost in zip(levels, row, strict=True)]
+        for i, (s, cost) in enumerate(zip(specs, row, strict=True)):
+            level = levels[i]
+            if start > times[i]:
+                level = level + (start - times[i]) * s.rate_per_s / US
+                if level > s.capacity:
+                    level = s.capacity
+            levels[i], times[i] = level - cost, start
         granted += 1
-    buckets = tuple(Bucket(level, now_us) for level in levels) if granted else ()
-    return BatchDecision(granted, wait, blocker, tuple(levels), buckets)
+        starts.append(start - now_us)
+    buckets = (
+        tuple(Bucket(level, t) for level, t in zip(levels, times, strict=True)) if granted else ()
+    )
+    return BatchDecision(granted, wait, blocker, tuple(levels), buckets, tuple(starts))
 
 
 def adjust(spec: BucketSpec, bucket: Bucket | None, delta: float, now_us: int) -> Bucket:
-    """Give back (``delta > 0``) or take more (``delta < 0``); never above capacity."""
-    level = level_at(spec, bucket, now_us) + delta
+    """Give back (``delta > 0``) or take more (``delta < 0``) at the bucket's time (now, or
+    its scheduled time); never above capacity."""
+    t, level = frontier(spec, bucket, now_us)
+    level = level + delta
     if level > spec.capacity:
         level = spec.capacity
-    return Bucket(level, now_us)
+    return Bucket(level, t)
 
 
-def ttl_ms(spec: BucketSpec, level: float) -> int:
-    """How long to keep a stored bucket: past that it would be full, as a missing one is."""
-    return math.ceil((spec.capacity - level) * 1000 / spec.rate_per_s) + TTL_GRACE_MS
+def ttl_ms(spec: BucketSpec, level: float, ahead_us: int = 0) -> int:
+    """How long to keep a stored bucket: past that it would be full, as a missing one is
+    (``ahead_us``: its time lies that far ahead of now)."""
+    return (
+        math.ceil((spec.capacity - level) * 1000 / spec.rate_per_s)
+        + math.ceil(ahead_us / 1000)
+        + TTL_GRACE_MS
+    )

@@ -10,8 +10,10 @@ functions as the bucket, cooldown and breaker scripts (``BUCKET_LIB``,
 CALL_LUA ``admit``
   KEYS   cache, paused flag, breaker hash, breaker window, cooldown, bucket 1..n
   ARGV   'admit', lookup (1|0), breaker parameters (6, as ``BREAKER_LUA``),
-         rate/capacity/0 of each bucket (3n), m, the m requests' costs (m x n, row by row)
-  reply  {status, granted, wait_us, now_us, blocker, probe, breaker_state, cached, level 1..n}
+         rate/capacity/0 of each bucket (3n), m, the m requests' costs (m x n, row by row),
+         the horizon in us (optional, 0: only grants that start now)
+  reply  {status, granted, wait_us, now_us, blocker, probe, breaker_state, cached, level 1..n,
+         start 1..granted (us after now_us: a grant may be scheduled within the horizon)}
          ``cached``  the lookup found an answer (in ``cached``); nothing else done
          ``miss``    m = 0: only the lookup was asked for, and nothing was found
          ``paused``  the provider is paused: nothing granted
@@ -64,11 +66,12 @@ if op == 'admit' then
   local cw = cooldown_left_us(KEYS[5], now_us)
   if cw then return {'ok', 0, cw, now_us, -1, probe, br_effective(br), ''} end
   local b = bk_load(bkeys, n, ARGV, 9, now_us)
-  local granted, wait, blocker = bk_take(b, n, ARGV, 10 + 3 * n, m, room, now_us)
+  local horizon = tonumber(ARGV[10 + 3 * n + m * n] or '0')
+  local granted, wait, blocker, starts = bk_take(b, n, ARGV, 10 + 3 * n, m, room, now_us, horizon)
   br_take(br, granted)
   local status = 'ok'
   if granted < m and wait == 0 then status = 'full' end
-  return bk_levels(b, n, {status, granted, wait, now_us, blocker, probe, br_effective(br), ''})
+  return bk_starts(starts, bk_levels(b, n, {status, granted, wait, now_us, blocker, probe, br_effective(br), ''}))
 elseif op == 'settle' then
   if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', tonumber(ARGV[2])) then
     return {0, br_effective(br_load(KEYS[2], KEYS[3], now_ms, ARGV, 3))}

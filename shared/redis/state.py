@@ -40,6 +40,7 @@ from shared.redis.bucket import (
     granted_batch,
     settle_parts,
 )
+from shared.redis.bucket_math import US
 from shared.redis.call_lua import CALL_LUA
 from shared.redis.client import translated
 from shared.redis.fleet import DEFAULT_TTL_S, Fleet
@@ -72,7 +73,11 @@ class RedisProviderState:
 
     # before and after a call
     async def admit(
-        self, model: str | None, tokens: Sequence[int], lookup: str | None = None
+        self,
+        model: str | None,
+        tokens: Sequence[int],
+        lookup: str | None = None,
+        ahead_s: float = 0.0,
     ) -> Admitted:
         check_tokens(tokens)
         dims = dims_for(self.limits, model)
@@ -80,7 +85,8 @@ class RedisProviderState:
         script_keys = [cache_key, keys.paused(self.pipeline, self.name), *self._breaker_keys,
                        self._cooldown_key, *self._bucket_keys(dims)]  # fmt: skip
         args = ["admit", "1" if lookup else "0", *spec_args(self.breakers.config_for(self.name)),
-                *bucket_args([(d, 0.0) for d in dims]), str(len(tokens)), *cost_rows(dims, tokens)]  # fmt: skip
+                *bucket_args([(d, 0.0) for d in dims]), str(len(tokens)), *cost_rows(dims, tokens),
+                str(max(0, round(ahead_s * US)))]  # fmt: skip
         with translated(f"admit {self.name}"):
             reply = list(await self._call(keys=script_keys, args=args))
         status = _text(reply[0])

@@ -188,8 +188,9 @@ async def test_lua_matches_the_python_reference(r: aioredis.Redis, pipeline: str
     assert len(outcomes) == 7 and any(outcomes) and not all(outcomes)
 
 
+@pytest.mark.parametrize("horizon_us", [0, 400_000])
 async def test_reserve_many_lua_matches_the_python_reference(
-    r: aioredis.Redis, pipeline: str
+    r: aioredis.Redis, pipeline: str, horizon_us: int
 ) -> None:
     limits = ProviderLimits(rpm=600, tpm=3000, request_burst_s=0.5)  # 10 req/s (burst 5); 50 tok/s
     lim = LimiterOps(r, pipeline, {"p": limits})
@@ -201,16 +202,25 @@ async def test_reserve_many_lua_matches_the_python_reference(
                           ([40, 1, 1], 0.0), ([2, 2], 0.6), ([1] * 9, 0.0)]:  # fmt: skip
         await asyncio.sleep(pause)
         before = [await _stored(r, k) for k in bkeys]
-        got = await lim.reserve_many("p", None, tokens)
+        got = await lim.reserve_many("p", None, tokens, horizon_us)
         rows = [[1.0 if d.kind == "requests" else float(t) for d in dims] for t in tokens]
-        want = bm.reserve_many(specs, before, rows, got.now_us)
+        want = bm.reserve_many(specs, before, rows, got.now_us, horizon_us=horizon_us)
         assert len(got.reservations) == want.granted
         assert round(got.wait_s * bm.US) == want.wait_us
         assert list(got.levels.values()) == list(want.levels)
         assert [await _stored(r, k) for k in bkeys] == (list(want.buckets) or before)
         assert [res.tokens for res in got.reservations] == tokens[: want.granted]
+        assert [round(res.delay_s * bm.US) for res in got.reservations] == list(want.starts_us)
         counts.append(want.granted)
     assert 0 in counts and any(0 < c < 9 for c in counts) and max(counts) >= 5
+    if horizon_us:  # some grants were scheduled ahead, and a refund of one lands at its time
+        last = got.reservations[-1]
+        assert last.delay_s > 0
+        before = [await _stored(r, k) for k in bkeys]
+        assert await lim.refund(last)
+        after = [await _stored(r, k) for k in bkeys]
+        assert after[0] == bm.adjust(specs[0], before[0], 1.0, got.now_us)
+        assert after[0] is not None and before[0] is not None and after[0].ts_us == before[0].ts_us
 
 
 async def test_reserve_many_settles_each_request_on_its_own(
@@ -229,8 +239,9 @@ async def test_reserve_many_settles_each_request_on_its_own(
         await lim.reserve_many("p", None, [])
 
 
+@pytest.mark.parametrize("horizon_us", [0, 100_000])
 async def test_two_worker_gates_share_the_bucket_without_exceeding_it(
-    r: aioredis.Redis, pipeline: str
+    r: aioredis.Redis, pipeline: str, horizon_us: int
 ) -> None:
     """Two workers' gates (one pump each) on one real bucket: under the limit, and using it."""
     lim = LimiterOps(
@@ -240,16 +251,17 @@ async def test_two_worker_gates_share_the_bucket_without_exceeding_it(
 
     def gate() -> BucketGate:
         async def reserve_many(model: str | None, tokens: Sequence[int]) -> Batch:
-            return await lim.reserve_many("p", model, tokens)
+            return await lim.reserve_many("p", model, tokens, horizon_us)
 
-        return BucketGate(reserve_many, lim.refund, lambda: True)
+        return BucketGate(reserve_many, lim.refund, lambda: True, ask_every_s=0.4 * horizon_us / 1e6)  # fmt: skip
 
     async def caller(g: BucketGate) -> None:
         while True:
             res = await g.acquire(None, 1)
             assert res is not None
-            grants.append(res.now_us / 1e6)  # when Redis granted it, by Redis's clock
-            await asyncio.sleep(0.2)  # "the call"
+            # when Redis granted it (or scheduled its start), by Redis's clock
+            grants.append(res.now_us / 1e6 + res.delay_s)
+            await asyncio.sleep(res.delay_s + 0.2)  # its start, then "the call"
 
     gates = [gate(), gate()]
     tasks = [asyncio.ensure_future(caller(gates[i % 2])) for i in range(300)]

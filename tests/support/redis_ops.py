@@ -48,13 +48,16 @@ class LimiterOps(Limiter):
                            tokens=0, requests=0, now_us=batch.now_us, blocked_by=batch.blocked_by,
                            levels=batch.levels)  # fmt: skip
 
-    async def reserve_many(self, provider: str, model: str | None, tokens: Sequence[int]) -> Batch:
-        """The longest prefix of ``tokens`` that fits now, one reservation per request."""
+    async def reserve_many(
+        self, provider: str, model: str | None, tokens: Sequence[int], horizon_us: int = 0
+    ) -> Batch:
+        """The longest prefix of ``tokens`` that fits now (or starts within ``horizon_us``),
+        one reservation per request."""
         if not tokens:
             raise ValueError("tokens must not be empty")
         check_tokens(tokens)
         dims = dims_for(self.limits.get(provider), model)
-        extra = [str(len(tokens)), *cost_rows(dims, tokens)]
+        extra = [str(len(tokens)), *cost_rows(dims, tokens), str(horizon_us)]
         reply = await self._run(provider, [(d, 0.0) for d in dims], "reserve_many", extra)
         granted, wait_us, now_us, blocker = (int(x) for x in reply[:4])
         return granted_batch(provider, model, tokens, dims, (granted, wait_us, now_us, blocker), reply[4:])  # fmt: skip

@@ -67,6 +67,19 @@ async def test_one_call_reserves_for_every_waiter_that_fits_in_order() -> None:
     assert gate.waiting() == 0
 
 
+async def test_a_gate_with_a_floor_between_asks_takes_what_refilled_meanwhile_at_once() -> None:
+    bucket = FakeBucket(tokens_now=1, every_s=0.005)
+    gate = gate_for(bucket, ask_every_s=0.05)
+    loop = asyncio.get_running_loop()
+    begun = loop.time()
+    got = await asyncio.gather(*(gate.acquire("m", t) for t in range(40)))
+    took = loop.time() - begun
+    assert [r.tokens for r in got if r is not None] == list(range(40))  # all, FIFO
+    # the bucket says "one more in 5 ms" after each ask; the gate waits its 50 ms instead
+    assert len(bucket.calls) <= 1 + took / 0.05
+    assert max(len(c) - len(n) for c, n in zip(bucket.calls, bucket.calls[1:], strict=False)) >= 5
+
+
 async def test_batches_are_capped_and_split_by_model() -> None:
     bucket = FakeBucket(tokens_now=100)
     gate = gate_for(bucket, max_batch=2)

@@ -8,6 +8,7 @@ path: what goes out, what the fleet's state was told, and who was called.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ class FakeState:
     after_failure: str = "closed"  # the breaker's state after a settle with outcome "fail"
     down: dict[str, int] = field(default_factory=dict)  # method -> outages before it works
     cache: dict[str, bytes] = field(default_factory=dict)
+    delays: list[float] = field(default_factory=list)  # the grants' starts, in order (else 0)
     log: list[tuple[Any, ...]] = field(default_factory=list)
 
     def _step(self, *entry: Any) -> None:
@@ -80,7 +82,11 @@ class FakeState:
         return [st for _, st in self.calls("settle")]
 
     async def admit(
-        self, model: str | None, tokens: Sequence[int], lookup: str | None = None
+        self,
+        model: str | None,
+        tokens: Sequence[int],
+        lookup: str | None = None,
+        ahead_s: float = 0.0,
     ) -> Admitted:
         self._step("admit", model, list(tokens), lookup)
         if lookup is not None and lookup in self.cache:
@@ -90,7 +96,11 @@ class FakeState:
         if self.admits == "no":
             return Admitted(None, Batch([], 0.0, 0, blocked_by=self.refused_by, unavailable=True))
         probe = self.admits == "probe"
-        grants = [Reservation(True, 0.0, "x", model, t, 1, 0, probe=probe) for t in tokens]
+        grants = [
+            Reservation(True, 0.0, "x", model, t, 1, 0, probe=probe,
+                        delay_s=self.delays.pop(0) if self.delays else 0.0)
+            for t in tokens
+        ]  # fmt: skip
         return Admitted(None, Batch(grants, 0.0, 0))
 
     async def settle(self, res: Reservation, settlement: Settlement) -> str:
@@ -244,6 +254,70 @@ async def test_no_cache_no_lookup_no_write() -> None:
     assert out.topic == T.results
     assert [lookup for *_, lookup in state_of(a).calls("admit")] == [None]
     assert [st.remember for st in state_of(a).settlements()] == [None]
+
+
+# -- grants scheduled ahead ------------------------------------------------------------------
+
+
+async def test_a_call_granted_ahead_waits_for_its_start() -> None:
+    state = FakeState(delays=[0.2])
+    started: list[float] = []
+
+    class Timed(FakeProvider):
+        async def call(self, request: ProviderRequest) -> CallResult:
+            started.append(asyncio.get_running_loop().time())
+            return await super().call(request)
+
+    a = WorkerProvider("a", Timed("a", [ok()]), state, Aimd(8))
+    begun = asyncio.get_running_loop().time()
+    out, _ = await run(a)
+    assert out.topic == T.results
+    assert started[0] - begun >= 0.2  # never before its start (later is allowed)
+    assert [e[0] for e in state.log] == ["health", "heartbeat", "admit", "settle"]
+
+
+async def test_a_call_that_wakes_too_late_for_its_start_gives_the_grant_back() -> None:
+    class Stalling(FakeState):
+        async def admit(self, *args: Any, **kw: Any) -> Admitted:
+            got = await super().admit(*args, **kw)
+            if got.batch.reservations and got.batch.reservations[0].delay_s:
+                # the event loop stalls right after the grant, well past its start
+                asyncio.get_running_loop().call_soon(time.sleep, 0.1)
+            return got
+
+    state = Stalling(delays=[0.02])
+    a = worker("a", ok(), state=state)
+    out, _ = await run(a)
+    assert out.topic == T.results and len(calls_of(a)) == 1
+    # starting it then would have bunched it with later starts: refunded, asked again
+    assert [e[0] for e in state.log] == ["health", "heartbeat", "admit", "refund", "admit", "settle"]  # fmt: skip
+
+
+async def test_a_pushback_while_a_grant_waits_for_its_start_refunds_it_and_asks_again() -> None:
+    state = FakeState(delays=[0.3])
+    a = worker("a", ok(), state=state)
+
+    async def pushed_back() -> None:
+        await asyncio.sleep(0.05)
+        a.pushbacks += 1  # another call of this worker was answered 429
+
+    _, (out, _) = await asyncio.gather(pushed_back(), run(a))
+    assert out.topic == T.results and len(calls_of(a)) == 1
+    # the first grant went back; the second ask (through the gate) was the one called
+    assert [e[0] for e in state.log] == ["health", "heartbeat", "admit", "refund", "admit", "settle"]  # fmt: skip
+
+
+async def test_a_provider_paused_while_a_grant_waits_is_not_called() -> None:
+    state = FakeState(delays=[0.3])
+    a = worker("a", state=state)  # no scripted result: a call would fail the record
+
+    async def paused() -> None:
+        await asyncio.sleep(0.05)
+        a.health = Health(paused=True, breaker="closed")  # seen by the health refresh
+
+    _, (out, _) = await asyncio.gather(paused(), run(a))
+    assert failure_of(out)[0] == "outage" and calls_of(a) == []
+    assert [e[0] for e in state.log] == ["health", "heartbeat", "admit", "refund"]
 
 
 # -- fallback and outages --------------------------------------------------------------------

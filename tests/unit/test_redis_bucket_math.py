@@ -190,3 +190,56 @@ def test_batched_waiters_never_exceed_the_rate_and_use_almost_all_of_it(rpm: int
     assert _max_in_window(grants, S) <= rpm // 60
     # with a backlog, late wake-ups lose nothing: the refill rate is all used
     assert len(grants) >= 0.995 * spec.rate_per_s * 30
+
+
+def test_a_grant_scheduled_ahead_starts_when_its_tokens_are_there() -> None:
+    req = bm.BucketSpec(rate_per_s=10.0, capacity=2.0)
+    # two at once from the full bucket, then one every 0.1 s up to the 0.25 s horizon
+    d = bm.reserve_many([req], [None], [[1.0]] * 6, T0, horizon_us=250_000)
+    assert d.granted == 4 and d.starts_us == (0, 0, 100_000, 200_000)
+    assert (d.wait_us, d.blocker) == (50_000, 1)  # the 5th starts at 0.3 s: 0.05 s past it
+    assert d.buckets == (bm.Bucket(0.0, T0 + 200_000),)  # stored at the last start
+    # a plain take now sees the schedule: nothing until 0.3 s, then one
+    assert bm.reserve([bm.Take(req, d.buckets[0], 1.0)], T0 + 10_000).wait_us == 290_000
+    later = bm.reserve([bm.Take(req, d.buckets[0], 1.0)], T0 + 300_000)
+    assert later.granted and later.buckets == (bm.Bucket(0.0, T0 + 300_000),)
+    # a refund of a scheduled grant gives it back at the bucket's time
+    assert bm.adjust(req, d.buckets[0], 1.0, T0 + 10_000) == bm.Bucket(1.0, T0 + 200_000)
+    assert bm.ttl_ms(req, 0.0, ahead_us=190_000) == 200 + 190 + bm.TTL_GRACE_MS
+
+
+def test_without_a_horizon_a_batch_is_granted_as_before() -> None:
+    req = bm.BucketSpec(rate_per_s=10.0, capacity=3.0)
+    d = bm.reserve_many([req], [None], [[1.0]] * 5, T0)
+    assert (d.granted, d.wait_us, d.starts_us) == (3, 100_000, (0, 0, 0))
+
+
+def test_each_bucket_is_taken_at_the_start_its_slowest_bucket_sets() -> None:
+    req = bm.BucketSpec(rate_per_s=10.0, capacity=1.0)
+    tok = bm.BucketSpec(rate_per_s=100.0, capacity=100.0)
+    d = bm.reserve_many([req, tok], [None, bm.Bucket(0.0, T0)], [[1.0, 50.0]], T0, horizon_us=S)
+    # tokens are there at 0.5 s; the request bucket, full already, is taken then too
+    assert d.granted == 1 and d.starts_us == (500_000,)
+    assert d.buckets == (bm.Bucket(0.0, T0 + 500_000), bm.Bucket(0.0, T0 + 500_000))
+
+
+@pytest.mark.parametrize("rpm", [12_000, 30_000])
+def test_scheduled_grants_lose_no_refill_to_late_wake_ups_and_keep_every_window(rpm: int) -> None:
+    spec = bm.spec_per_minute(rpm, bm.REQUEST_BURST_S, exact_per_second=True)
+    assert spec is not None
+    rng = random.Random(rpm)
+    bucket: bm.Bucket | None = None
+    now, starts = T0, []
+    end = T0 + 30 * S
+    while now < end:
+        d = bm.reserve_many(
+            [spec], [bucket], [[1.0]] * rng.randrange(40, 80), now, horizon_us=100_000
+        )
+        starts += [now + s for s in d.starts_us]
+        if d.granted:
+            bucket = d.buckets[0]
+        # ask again every 40 ms at the soonest, late by up to 30 ms
+        now += max(d.wait_us, 40_000) + rng.randrange(0, 30_000)
+    assert _max_in_window(starts, S) <= rpm // 60
+    # the backlog keeps the schedule ahead of the clock: the whole refill is used
+    assert len([t for t in starts if t < end]) >= 0.999 * (spec.capacity + spec.rate_per_s * 30)
