@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from services.admin.models import AuditRecord
 from services.admin.settings import AdminSettings
 from shared.errors import DeliveryError, StackError
-from shared.kafka.config import consumer_config, producer_config
+from shared.kafka.config import BOUNDED_READ, consumer_config, producer_config
 from shared.topics import Topics
 
 MAX_LIMIT = 1000
@@ -75,7 +75,9 @@ class AuditLog:
     def recent(self, limit: int) -> list[AuditRecord]:
         """Up to ``limit`` newest records, newest first."""
         limit = max(1, min(limit, MAX_LIMIT))
-        consumer = Consumer(consumer_config(self.settings, f"{self.settings.pipeline}.admin"))
+        consumer = Consumer(
+            consumer_config(self.settings, f"{self.settings.pipeline}.admin", **BOUNDED_READ)
+        )
         try:
             return _newest(consumer, self.topic, limit, self.timeout_s)
         except KafkaException as exc:

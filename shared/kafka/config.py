@@ -60,6 +60,14 @@ def _producer(
     return settings.kafka_config(**{**defaults, **conf, **extra})
 
 
+BOUNDED_READ = {"fetch.min.bytes": 1, "fetch.wait.max.ms": 100}
+"""Fetch settings of a consumer that reads a topic up to its end within a time budget
+(the admin's DLQ, replay-outcome, lag-probe and audit reads). They win over
+``SLUICE_KAFKA_PROP_FETCH_MIN_BYTES`` / ``_FETCH_WAIT_MAX_MS``, which tune the stages'
+throughput: a broker that holds each fetch until it has many bytes kept a replay's
+runner from seeing the last few outcomes it waited for, and the task never ended."""
+
+
 def consumer_config(settings: CommonSettings, group: str, **extra: Any) -> dict[str, Any]:
     check_props(settings.kafka_props)
     conf: dict[str, Any] = {

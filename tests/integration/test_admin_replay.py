@@ -257,10 +257,17 @@ def test_the_replay_commands_over_the_api(stack: Stack, topics: str, config: Pat
         assert fresh["id"].startswith("r-") and fresh["id"] != "c1"
 
 
+@pytest.mark.parametrize("fetch_min_bytes", [None, "65536"])
 def test_a_replay_waits_at_its_window_until_first_attempts_are_over(
-    stack: Stack, topics: str, config: Path
-) -> None:
-    """No enrich runs here: the test plays its part, writing outcomes and failed attempts."""
+    stack: Stack, topics: str, config: Path, monkeypatch: pytest.MonkeyPatch,
+    fetch_min_bytes: str | None,
+) -> None:  # fmt: skip
+    """No enrich runs here: the test plays its part, writing outcomes and failed attempts.
+
+    Also with the stages' consumers tuned to fetch in bigger batches: the runner's reads
+    of the outcomes must not wait for them (they did, and the task never completed)."""
+    if fetch_min_bytes is not None:
+        monkeypatch.setenv("SLUICE_KAFKA_PROP_FETCH_MIN_BYTES", fetch_min_bytes)
     put_dead(stack, topics, 25)
 
     def sent() -> int:

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.router.envelope import Consumed
 from shared.errors import StackError
-from shared.kafka.config import consumer_config
+from shared.kafka.config import BOUNDED_READ, consumer_config
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,10 @@ class Scan:
 
 
 def reading_consumer(settings: CommonSettings) -> Consumer:
-    """An assign-only ``read_committed`` consumer that reports each partition's end."""
+    """An assign-only ``read_committed`` consumer that reports each partition's end, and
+    whose fetches are answered as soon as there is anything to read (``BOUNDED_READ``)."""
     return Consumer(consumer_config(settings, f"{settings.pipeline}.admin.dlq", **{
-        "enable.partition.eof": True, "statistics.interval.ms": 0,
-        "fetch.wait.max.ms": 100}))  # fmt: skip
+        "enable.partition.eof": True, "statistics.interval.ms": 0, **BOUNDED_READ}))  # fmt: skip
 
 
 def read(settings: CommonSettings, topic: str, start: Mapping[int, int], budget: Budget,

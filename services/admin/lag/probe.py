@@ -28,7 +28,7 @@ from typing import Final
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, TopicPartition
 
-from shared.kafka.config import consumer_config
+from shared.kafka.config import BOUNDED_READ, consumer_config
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class Probe:
         self.timeout_s = timeout_s
         self._conf = consumer_config(settings, f"{settings.pipeline}.admin.lag-probe", **{
             "isolation.level": isolation, "enable.partition.eof": True,
-            "statistics.interval.ms": 0, "fetch.wait.max.ms": 100,
+            "statistics.interval.ms": 0, **BOUNDED_READ,
             "max.partition.fetch.bytes": 65_536})  # fmt: skip
         self._consumer: Consumer | None = None
         self._heads: dict[Key, Head] = {}
