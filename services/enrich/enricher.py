@@ -194,12 +194,13 @@ class Enricher:
                     return hit
                 if first.batch.reservations:
                     res = first.batch.reservations[0]
-                    if await self._started(wp, res):
+                    if await self._started(wp, res, late_ok=False):
                         m.BUCKET_WAIT.labels(wp.name).observe(res.delay_s)
                         return await self._paid(wp, req, digest, res)
-                elif first.batch.unavailable:
-                    return unavailable(wp.name, wp.health)
-                if not wp.available:
+                    if not wp.available:
+                        return unavailable(wp.name, wp.health)
+                    return await self._queued(wp, req, digest, estimate, lane, late_ok=True)
+                if first.batch.unavailable or not wp.available:
                     return unavailable(wp.name, wp.health)
                 return await self._queued(wp, req, digest, estimate, lane)  # buckets empty
             finally:
@@ -227,27 +228,32 @@ class Enricher:
         return hit
 
     async def _queued(
-        self, wp: WorkerProvider, req: ProviderRequest, digest: str, estimate: int, lane: int
-    ) -> tuple[Answer, CallSuccess] | Failure:
+        self, wp: WorkerProvider, req: ProviderRequest, digest: str, estimate: int, lane: int,
+        late_ok: bool = False,
+    ) -> tuple[Answer, CallSuccess] | Failure:  # fmt: skip
         """Wait at the worker's gate (in its lane, batched) for a reservation and its start,
-        then call."""
+        then call. A call gives a grant back for waking late once at most (``late_ok``
+        after that): on a saturated machine every wake is late, and asking again and again
+        would only add work to it."""
         waited = time.monotonic()
         while True:
             res = await wp.gate.acquire(req.model, estimate, lane)
             if res is None:
                 return unavailable(wp.name, wp.health)  # paused or open while we waited
-            if await self._started(wp, res):
+            if await self._started(wp, res, late_ok):
                 break
+            late_ok = True
             if not wp.available:
                 return unavailable(wp.name, wp.health)
         m.BUCKET_WAIT.labels(wp.name).observe(time.monotonic() - waited)
         return await self._paid(wp, req, digest, res)
 
-    async def _started(self, wp: WorkerProvider, res: Reservation) -> bool:
+    async def _started(self, wp: WorkerProvider, res: Reservation, late_ok: bool) -> bool:
         """Wait for a scheduled reservation's start. False (and the reservation refunded)
         when the call must not start then: the worker woke too late for it
-        (``LATE_START_S``), the provider became unavailable, or it pushed back meanwhile
-        (the fleet's cooldown may now hold the call); the caller asks again."""
+        (``LATE_START_S``, unless ``late_ok``), the provider became unavailable, or it
+        pushed back meanwhile (the fleet's cooldown may now hold the call); the caller
+        asks again."""
         if res.delay_s <= 0:
             return True
         seen = wp.pushbacks
@@ -257,7 +263,7 @@ class Enricher:
         except asyncio.CancelledError:
             wp.gate.refund_later(res)  # the provider never saw it
             raise
-        late = time.monotonic() - start_at > LATE_START_S
+        late = not late_ok and time.monotonic() - start_at > LATE_START_S
         why = "pushback" if wp.pushbacks != seen else "unavailable" if not wp.available else "late" if late else None  # fmt: skip
         if why is None:
             return True

@@ -285,11 +285,12 @@ async def test_a_call_that_wakes_too_late_for_its_start_gives_the_grant_back() -
                 asyncio.get_running_loop().call_soon(time.sleep, 0.1)
             return got
 
-    state = Stalling(delays=[0.02])
+    state = Stalling(delays=[0.02, 0.02])
     a = worker("a", ok(), state=state)
     out, _ = await run(a)
     assert out.topic == T.results and len(calls_of(a)) == 1
-    # starting it then would have bunched it with later starts: refunded, asked again
+    # starting it then would have bunched it with later starts: refunded, asked again;
+    # late again, it goes ahead (on a saturated machine every wake is late)
     assert [e[0] for e in state.log] == ["health", "heartbeat", "admit", "refund", "admit", "settle"]  # fmt: skip
 
 
