@@ -51,8 +51,9 @@ from services.admin.dlq.facts import RecordFacts
 from services.admin.dlq.lookups import cached, first_available
 from services.admin.dlq.pacing import Pacer, pace
 from services.admin.dlq.plan import candidate
-from services.admin.dlq.reader import Budget, passing, read_with, reading_consumer
+from services.admin.dlq.reader import Budget, passing, reading_consumer
 from services.admin.dlq.resend import work_record
+from services.admin.dlq.tail import Tail
 from services.admin.dlq.task import ReplayTask, Status, newest, now
 from services.admin.dlq.walk import Walk
 from services.admin.models import AuditRecord
@@ -236,61 +237,47 @@ def _ends(c: Consumer, topic: str) -> dict[int, int]:
 
 class _Results:
     """The runner's incremental read of ``P.results`` (outcomes) and ``P.failures`` (failed
-    attempts) for its records."""
+    attempts) for its records: a :class:`~services.admin.dlq.tail.Tail` each."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         topics, task = runner.topics, runner.task
         outcomes = runner.outcomes
-        # One consumer per topic: a read assigns its topic's partitions by number.
-        self.consumers = [reading_consumer(runner.settings), reading_consumer(runner.settings)]
         # A task started by an older release has no failures_from (None): from the end on.
-        self.reads: list[tuple[str, dict[int, int] | None, Callable[[h.HeaderList], None]]] = [
-            (topics.results, dict(task.results_from), outcomes.add),
-            (topics.failures, dict(task.failures_from) or None, outcomes.add_failure),
-        ]
+        self.tails: list[tuple[Tail, Callable[[h.HeaderList], None]]] = [
+            (Tail(reading_consumer(runner.settings), topics.results, dict(task.results_from)),
+             outcomes.add),
+            (Tail(reading_consumer(runner.settings), topics.failures,
+                  dict(task.failures_from) or None), outcomes.add_failure),
+        ]  # fmt: skip
         self.at = 0.0
 
     @property
     def positions(self) -> dict[int, int] | None:
         """Where the next read of ``P.results`` starts."""
-        return self.reads[0][1]
+        return self.tails[0][0].positions
 
     def poll(self) -> None:
         self.at = time.monotonic()
-        for i, (topic, positions, add) in enumerate(self.reads):
+        for tail, add in self.tails:
 
-            def visit(c: Consumed, add: Callable[[h.HeaderList], None] = add) -> bool:
+            def visit(c: Consumed, add: Callable[[h.HeaderList], None] = add) -> None:
                 add(c.headers)
-                return True
 
             try:
-                consumer = self.consumers[i]
-                if positions is None:
-                    positions = self._ends(consumer, topic)
-                    self.reads[i] = (topic, positions, add)
-                scan = read_with(consumer, topic, positions, Budget(0.5, 50_000), visit)
+                tail.poll(Budget(0.5, 50_000), visit)
             except StackError as exc:
                 if not passing(exc):
                     raise
                 # a busy broker timed out: the counts wait for the next poll, the task goes on
-                log.warning("replay %s: %s not read this time: %s", self.runner.task.id, topic, exc)
-                continue
-            self.reads[i] = (topic, scan.positions, add)
-
-    @staticmethod
-    def _ends(consumer: Consumer, topic: str) -> dict[int, int]:
-        try:
-            return _ends(consumer, topic)
-        except KafkaException as exc:
-            raise StackError(f"cannot read {topic}: {exc}") from exc
+                log.warning("replay %s: %s not read this time: %s", self.runner.task.id, tail.topic, exc)  # fmt: skip
 
     def due(self, every_s: float = OUTCOMES_EVERY_S) -> bool:
         return time.monotonic() - self.at >= every_s
 
     def close(self) -> None:
-        for consumer in self.consumers:
-            consumer.close()
+        for tail, _ in self.tails:
+            tail.consumer.close()
 
 
 class _Work:

@@ -1,0 +1,80 @@
+"""An incremental read of one topic that goes on where the last poll stopped (I/O, blocking).
+
+    tail = Tail(reading_consumer(settings), topic, start)  # start None: from the end
+    tail.poll(Budget(0.5, 50_000), visit)                  # again and again
+
+The consumer is assigned once, at the first poll (every partition of the
+topic at its start offset; a partition not in ``start``, or below the log
+start, from its first record), and consumed on at every poll until nothing
+more is readable now (``read_committed``: up to the last stable offset) or
+the budget is spent. Nothing is re-assigned between polls: a fetch in flight
+is never dropped, and what the consumer fetched ahead is handed out at the
+next poll. The replay runner reads its outcomes this way; re-assigning a
+consumer at each read (every 0.2 s while a window waits) let reads miss the
+records they were waiting for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from services.admin.dlq.reader import Budget
+from services.router.envelope import Consumed
+from shared.errors import StackError
+
+IDLE_S = 0.05  # a poll ends once the consumer has had nothing for this long
+
+
+class Tail:
+    def __init__(self, consumer: Consumer, topic: str, start: Mapping[int, int] | None) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        # the next offset to read per partition; None until the first poll when reading from the end
+        self.positions: dict[int, int] | None = dict(start) if start is not None else None
+        self._assigned = False
+
+    def poll(self, budget: Budget, visit: Callable[[Consumed], None]) -> int:
+        """Hand what is readable now to ``visit`` (within ``budget``); how many records."""
+        deadline = time.monotonic() + budget.seconds
+        try:
+            if not self._assigned:
+                self._assign(max(0.5, budget.seconds))
+            read = 0
+            while read < budget.records and (left := deadline - time.monotonic()) > 0:
+                batch = self.consumer.consume(500, min(left, IDLE_S))
+                if not batch:
+                    break
+                for m in batch:  # every record of a batch: the consumer has moved past it
+                    err = m.error()
+                    if err is not None:
+                        if err.code() == KafkaError._PARTITION_EOF:
+                            continue
+                        if err.fatal():
+                            raise KafkaException(err)
+                        continue  # a passing error; the consumer goes on by itself
+                    assert self.positions is not None
+                    self.positions[m.partition() or 0] = (m.offset() or 0) + 1
+                    visit(Consumed.of(m))
+                    read += 1
+            return read
+        except KafkaException as exc:
+            raise StackError(f"cannot read {self.topic}: {exc}") from exc
+
+    def _assign(self, timeout: float) -> None:
+        md = self.consumer.list_topics(self.topic, timeout=timeout).topics.get(self.topic)
+        if md is None or md.error is not None or not md.partitions:
+            raise StackError(f"topic {self.topic!r} does not exist: run `sluice topics create`")
+        if self.positions is None:  # from the end: what comes after now
+            self.positions = {
+                p: self.consumer.get_watermark_offsets(
+                    TopicPartition(self.topic, p), timeout=timeout
+                )[1]
+                for p in sorted(md.partitions)
+            }
+        start = self.positions
+        self.consumer.assign([TopicPartition(self.topic, p, start.get(p, OFFSET_BEGINNING))
+                              for p in sorted(md.partitions)])  # fmt: skip
+        self._assigned = True
