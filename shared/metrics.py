@@ -36,6 +36,14 @@ REDIS_REQUESTS = Counter(
     ["op"],  # translated()'s first word of ``what``: bucket, breaker, cache, ...
 )
 
+RECORDS_SKIPPED = Counter(
+    "sluice_records_skipped_total",
+    "Records a stage's consumer returned and the stage did not handle, by reason: "
+    "'revoked' (fetched for an assignment that ended within the poll; read again from "
+    "the commit), 'redelivered' (an offset the stage had already taken)",
+    ["reason"],
+)
+
 
 def lag_from_stats(stats_json: str) -> dict[tuple[str, int], int]:
     """Parse librdkafka statistics into {(topic, partition): lag} (pure)."""

@@ -38,6 +38,12 @@ class Watermarks:
         heapq.heappush(part.heap, offset)
         part.unfinished.add(offset)
 
+    def taken(self, partition: TP, offset: int) -> bool:
+        """Whether ``offset`` is not after the highest offset tracked for ``partition``
+        (since it was last forgotten)."""
+        part = self._parts.get(partition)
+        return part is not None and offset <= part.last
+
     def finish(self, partition: TP, offset: int) -> None:
         part = self._parts.get(partition)
         if part is None or offset not in part.unfinished:

@@ -67,7 +67,7 @@ class Ingest(Handler):
         self.commits = Checkpoints(self.consumer, self._flush, CHECKPOINT_INTERVAL_S, m.COMMITS.inc)
         source, t = settings.source_topic, self.topics
         subscription = Subscription([source], [t.work, t.dlq("poison")], t.co_partitioned,
-                                    external={source})  # fmt: skip
+                                    external={source}, reset=settings.start_from)  # fmt: skip
         self.loop = ConsumerLoop("ingest", settings, self.consumer, subscription, self,
                                  self.commits, self.stop, settings.batch_size, POLL_WAIT_S)  # fmt: skip
 

@@ -42,6 +42,7 @@ from shared.kafka.message import TP, Message
 from shared.kafka.producer import TrackedProducer, Unit
 from shared.kafka.shutdown import StopFlag
 from shared.logs import coords
+from shared.metrics import RECORDS_SKIPPED
 from shared.outcomes import Record
 from shared.settings import CommonSettings
 
@@ -123,8 +124,9 @@ class Dispatcher(Handler):
         return min(room, default) if room > 0 and not self.stats.paused else 1
 
     def handle(self, msgs: Sequence[Message]) -> None:
-        track, futures = self.marks.track, self._futures
+        track, taken, futures = self.marks.track, self.marks.taken, self._futures
         run_one, event_loop = self._run_one, self.event_loop
+        again: list[tuple[TP, int]] = []
         for msg in msgs:
             err = msg.error()
             if err is not None:
@@ -132,6 +134,11 @@ class Dispatcher(Handler):
                 continue
             tp = (msg.topic() or "", msg.partition() or 0)
             offset = msg.offset() or 0
+            if taken(tp, offset):
+                # The consumer went back within the assignment: this record is in flight
+                # or finished already (its offset is not committed before it is acknowledged).
+                again.append((tp, offset))
+                continue
             track(tp, offset)
             try:
                 hs = read_headers(msg)
@@ -141,6 +148,10 @@ class Dispatcher(Handler):
             futures[(tp, offset)] = asyncio.run_coroutine_threadsafe(
                 run_one(record, tp, offset), event_loop
             )
+        if again:
+            RECORDS_SKIPPED.labels("redelivered").inc(len(again))
+            log.warning("%d records delivered again by the consumer skipped (taken already), "
+                        "first %s@%d", len(again), again[0][0], again[0][1])  # fmt: skip
 
     def after_batch(self) -> None:
         self.producer.poll(0)

@@ -6,7 +6,9 @@
 * the subscription and its rebalance callbacks (assign, revoke, lost); an error
   raised in a callback is kept and raised by the loop, as itself;
 * polling (:func:`shared.kafka.consume.consume_available`), with a timeout the
-  stage and the commit strategy agree on;
+  stage and the commit strategy agree on; records of a partition revoked while a
+  poll gathered its batch are dropped (:func:`split_stale`) and, if it is
+  assigned again, read again from its commit;
 * consumer errors (:func:`consumer_error`: fatal ones stop the stage; a fence that
   follows the consumer's own session timeout raises :class:`SessionFenced`, so that
   :func:`shared.stage.run_stage` starts the stage over);
@@ -32,7 +34,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from shared.errors import DeliveryError, SessionFenced
 from shared.kafka.consume import consume_available
@@ -40,6 +42,7 @@ from shared.kafka.message import TP, Message
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.startup import check_topics
 from shared.kafka.txn import TxnAborted
+from shared.metrics import RECORDS_SKIPPED
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,9 @@ FATAL_CODES = frozenset(
 """Consumer errors that stop a stage besides those flagged fatal: librdkafka's fatal event
 (``_FATAL``, e.g. a static member fenced: the consumer is unusable, though the event's error
 is not flagged fatal itself), a topic it reads vanished or is refused."""
+
+EARLIEST = frozenset({"earliest", "beginning", "smallest"})
+COMMITTED_TIMEOUT_S = 10.0  # the group coordinator's answer for a partition read again
 
 FENCED_AFTER_LOST_S = 30.0
 """A fatal fence this soon after the consumer lost its partitions (its session timed
@@ -85,6 +91,31 @@ def consumer_error(err: KafkaError) -> None:
     log.warning("consumer error: %s", err)
 
 
+def split_stale(
+    msgs: Sequence[Message], revoked: Collection[TP]
+) -> tuple[list[Message], dict[TP, int]]:
+    """The records a stage may handle, and per partition of ``revoked`` the first offset
+    dropped (pure).
+
+    A poll makes up to three ``consume`` calls, and a rebalance callback runs inside
+    one of them: records that an earlier call (or the same one, before the callback)
+    returned belong to the assignment that ended. None of them was handled, so the
+    partition's commit is not past them: the partition's next owner (this consumer
+    again, or another) reads them from there. Handled now they would be handled twice.
+    Records of a partition assigned again within the same poll cannot be told apart
+    from those, so every record of a revoked partition is dropped."""
+    kept: list[Message] = []
+    first: dict[TP, int] = {}
+    for m in msgs:
+        tp = (m.topic() or "", m.partition() or 0)
+        if m.error() is None and tp in revoked:
+            offset = m.offset() or 0
+            first[tp] = min(offset, first.get(tp, offset))
+        else:
+            kept.append(m)
+    return kept, first
+
+
 @dataclass(frozen=True)
 class Subscription:
     """What a stage reads, and what must exist before it starts."""
@@ -93,6 +124,8 @@ class Subscription:
     need: Sequence[str] = ()  # besides ``topics``: topics it writes
     co_partitioned: Sequence[str] = ()
     external: Collection[str] = field(default_factory=frozenset)  # not the pipeline's own
+    # the consumer's auto.offset.reset: where a partition without a commit starts
+    reset: str = "earliest"
 
 
 class Handler(Protocol):
@@ -181,6 +214,7 @@ class ConsumerLoop:
     fenced: bool = field(default=False, init=False)  # see :class:`SessionFenced`
     lost_at: float | None = field(default=None, init=False)  # monotonic: partitions last lost
     callback_error: BaseException | None = field(default=None, init=False)  # from a callback
+    revoked_in_poll: set[TP] = field(default_factory=set, init=False)  # see :func:`split_stale`
 
     def run(self) -> None:
         try:
@@ -216,14 +250,16 @@ class ConsumerLoop:
             wait = self.handler.before_poll()
             wait = commits.wait(self.wait_s if wait is None else wait)
             batch = self.handler.max_batch(self.batch_size)
-            msgs = consume_available(self.consumer, batch, wait)
+            self.revoked_in_poll.clear()
+            got = consume_available(self.consumer, batch, wait)
             self.raise_callback_error()
+            msgs: Sequence[Message] = self.drop_stale(got) if self.revoked_in_poll else got
             if commits.rewind_due:
                 commits.rewind()  # the batch was fetched before the seek: read again
             elif msgs:
                 self.handler.handle(msgs)
             self.handler.after_batch()
-            if commits.due(len(msgs) < batch):
+            if commits.due(len(got) < batch):
                 commits.commit()
         except TxnAborted as exc:
             commits.aborted(exc, rewind=True)
@@ -241,6 +277,32 @@ class ConsumerLoop:
             log.warning("%s: closing the fenced consumer: %s", self.name, exc)
         finally:
             self.handler.close()
+
+    def drop_stale(self, msgs: Sequence[Message]) -> Sequence[Message]:
+        """Drop what :func:`split_stale` says; a partition assigned again within the poll
+        is read again from its commit (its records of this batch were dropped with the
+        rest). Its position may lie past that commit: the records between were fetched
+        for the old assignment and never handled."""
+        kept, first = split_stale(msgs, self.revoked_in_poll)
+        if not first:
+            return msgs
+        RECORDS_SKIPPED.labels("revoked").inc(len(msgs) - len(kept))
+        owned = {(p.topic, p.partition) for p in self.consumer.assignment()}
+        again = [TopicPartition(t, p) for (t, p) in sorted(first) if (t, p) in owned]
+        log.info("%s: %d records of partitions revoked while they were fetched dropped; "
+                 "read again from the commit: %s", self.name, len(msgs) - len(kept),
+                 [f"{p.topic}[{p.partition}]" for p in again] or "none of them is ours")  # fmt: skip
+        if again:
+            for c in self.consumer.committed(again, timeout=COMMITTED_TIMEOUT_S):
+                tp = (c.topic, c.partition)
+                if c.offset >= 0:
+                    start = min(c.offset, first[tp])
+                elif self.subscription.reset in EARLIEST:
+                    start = OFFSET_BEGINNING  # no commit yet: where the new assignment started
+                else:  # from the end: not after the first record dropped
+                    start = first[tp]
+                self.consumer.seek(TopicPartition(c.topic, c.partition, start))
+        return kept
 
     # -- rebalances ------------------------------------------------------------------
     def raise_callback_error(self) -> None:
@@ -265,6 +327,7 @@ class ConsumerLoop:
         if not tps:
             return
         log.info("revoked %s: committing", sorted(tps))
+        self.revoked_in_poll |= tps
         if not self.failed:
             try:
                 self.commits.revoke(tps)
@@ -277,5 +340,6 @@ class ConsumerLoop:
         tps = {(p.topic, p.partition) for p in parts}
         log.warning("partitions lost (no commit possible): %s", sorted(tps))
         self.lost_at = time.monotonic()
+        self.revoked_in_poll |= tps
         self.commits.lose(tps)
         self.handler.forget(tps, lost=True)

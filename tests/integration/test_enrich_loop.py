@@ -230,3 +230,39 @@ def test_a_stop_with_every_record_hanging_ends_within_the_grace_uncommitted(
     assert 5.0 - 3.0 - 1.0 < took < 5.0, f"the stop took {took:.1f}s with a grace of 5s"
     assert bus.committed(echo.group, src) == {}
     assert bus.read(out, expect=0, idle_s=0.5) == []
+
+
+class GoesBack(Echo):
+    """Once every record is in flight, seeks each partition back to its start (as the
+    consumer did when it delivered an offset again within its assignment)."""
+
+    def __init__(self, *args: object, n: int, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.n, self.went_back = n, False
+
+    def before_poll(self) -> float:
+        if not self.went_back and len(self.gated.started) == self.n:
+            for p in self.consumer.assignment():
+                self.consumer.seek(TopicPartition(p.topic, p.partition, 0))
+            self.went_back = True
+        return super().before_poll()
+
+
+def test_records_delivered_again_within_the_assignment_are_taken_once(
+    bus: Bus, topics: tuple[str, str]
+) -> None:
+    src, out = topics
+    gated = Gated(out)
+    n = 30
+    echo = GoesBack(bus, topics, gated, max_in_flight=64, stop=StopFlag(), n=n)
+    bus.produce(src, values(n))
+    ends = {p: o for p, o in bus.end_offsets(src).items() if o}
+    with Running(echo):
+        wait_for(lambda: echo.went_back, "every record in flight, then the seek back")
+        time.sleep(1.0)  # the records read again reach the loop meanwhile
+        gated.release_all = True
+        wait_for(lambda: bus.committed(echo.group, src) == ends, "the commit of every record")
+    assert len(gated.started) == n, "a record read again was handled again"
+    assert sorted(sources(bus.read(out, expect=n))) == sorted(
+        (tp[1], o) for tp, o in gated.started
+    ), "an outcome missing or produced twice"

@@ -205,6 +205,8 @@ class MemConsumer:
         )
         self._commit_results: list[tuple[KafkaError | None, list[TopicPartition]]] = []
         self._assigned_in_callback = False
+        # called with what each ``consume`` call returns (a test schedules rebalances with it)
+        self.after_consume: Callable[[int, list[MemMessage]], None] | None = None
 
     # -- group membership ---------------------------------------------------------------
     def subscribe(self, topics: list[str], on_assign: Callback | None = None,
@@ -291,6 +293,8 @@ class MemConsumer:
                 got = self._take(num_messages)
                 left = deadline - time.monotonic()
                 if got or left <= 0:
+                    if self.after_consume is not None:
+                        self.after_consume(num_messages, got)
                     return got
                 self.broker.changed.wait(min(left, 0.05))
 

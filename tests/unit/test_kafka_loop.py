@@ -372,3 +372,40 @@ def test_a_refused_background_commit_is_sent_again(broker: MemBroker) -> None:
     broker.produce("in", records(10))
     assert run_until(f, lambda: committed(broker) == 10, timeout_s=10) is None
     assert committed(broker) == 10 and broker.refuse_commits == 0
+
+
+@pytest.mark.parametrize("transactional", [False, True])
+def test_records_fetched_before_a_rebalance_in_the_same_poll_are_read_again_not_twice(
+    broker: MemBroker, transactional: bool
+) -> None:
+    """A poll makes up to three ``consume`` calls; a rebalance served by a later one
+    revokes partitions whose records an earlier one returned. Those records belong to
+    the old assignment: handled, they would be handled again when the new assignment
+    reads from the last commit (twice in the output, or, for enrich's watermarks, an
+    offset that is not after the last one: a crash). They are dropped, and a partition
+    assigned again is read from its commit."""
+    f = Forward(broker, StopFlag(), transactional)
+    fired: list[int] = []
+
+    def rebalance_after_the_first_wait(num_messages: int, got: list[object]) -> None:
+        if not fired and num_messages == 1 and got:  # the waiting call: one more follows
+            fired.append(1)
+            f.consumer.rebalance()
+
+    f.consumer.after_consume = rebalance_after_the_first_wait
+    sent = 0
+
+    def feed() -> bool:
+        nonlocal sent
+        if not fired and sent < 20:  # one at a time until a waiting call returns one
+            broker.produce("in", records(1, sent))
+            sent += 1
+        elif fired and sent < 40:
+            broker.produce("in", records(40 - sent, sent))
+            sent = 40
+        return bool(fired) and sent == 40 and committed(broker) == 40
+
+    assert run_until(f, feed) is None
+    assert fired, "no rebalance came between the calls of one poll"
+    out = sorted(m.value() or b"" for m in broker.read_all("out"))
+    assert out == sorted(b"v%d" % i for i in range(40))
