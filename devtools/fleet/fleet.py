@@ -22,6 +22,7 @@ import httpx
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from devtools.fleet.digest import lag_lines, llm_line, log_warnings
 from devtools.fleet.processes import Processes, start_fakellm
 from devtools.stack.ports import free_port
 from shared.errors import SluiceError
@@ -153,6 +154,27 @@ class Fleet:
             parts.append(f"==> fakellm stats\n(not read: {exc})")
         out.write_text("\n".join(parts))
         return out
+
+    def digest(self, warnings_each: int = 4) -> str:
+        """Where the fleet stands, in a few lines for a failure message
+        (:mod:`devtools.fleet.digest`): lag per group and topic, fakellm's counters,
+        each service's last warnings."""
+        lines = []
+        for name in sorted(self.metrics_ports):
+            try:
+                lines += [f"{name} lag {x}" for x in lag_lines(self.metrics(name))]
+            except httpx.HTTPError as exc:
+                lines.append(f"{name}: metrics not scraped ({exc})")
+        try:
+            lines.append(llm_line(self.llm_stats(), time.time()))
+        except httpx.HTTPError as exc:
+            lines.append(f"fakellm: stats not read ({exc})")
+        for name in sorted({*self.spec.names, "fakellm"}):
+            path = self.procs.log_path(name)
+            if path.exists():
+                with open(path, errors="replace") as f:
+                    lines += [f"{name} | {x}" for x in log_warnings(f, warnings_each)]
+        return "\n".join(lines)
 
     # -- fakellm ------------------------------------------------------------------
     def configure_llm(self, update: Mapping[str, Any]) -> None:

@@ -130,7 +130,8 @@ def _wait_until_accounted(
             if time.monotonic() > deadline:
                 raise AssertionError(
                     f"{n - len(seen)} of {n} records not in the output after {timeout_s:.0f}s; "
-                    f"logs and every service's metrics in {fleet.snapshot()}"
+                    f"logs and every service's metrics in {fleet.snapshot()}; "
+                    f"{len(seen)} seen so far; the fleet now:\n{fleet.digest()}"
                 )
             fleet.check()
             seen.update(ident(m) for m in tail.poll(1.0))
