@@ -52,7 +52,7 @@ class EnrichService(Dispatcher):
             self.task = self.config.task(self.task_name)
         except (KeyError, StopIteration) as exc:
             raise ConfigError(f"task {settings.task!r} is not configured") from exc
-        self.event_loop, self._thread = start_loop()
+        self.event_loop, self._thread = start_loop(settings.event_loop)
         self.redis = connect(settings.redis_url.get_secret_value())
         self.providers = build_providers({n: self.config.providers[n] for n in self.task.providers})
         self.worker_providers = {

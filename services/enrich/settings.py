@@ -7,6 +7,7 @@ import socket
 
 from pydantic import Field
 
+from shared.eventloop import LoopKind
 from shared.settings import CommonSettings
 
 
@@ -30,6 +31,8 @@ class EnrichSettings(CommonSettings):
     # headroom for arrival jitter at the provider (README, "sluice bench enrich")
     schedule_ahead_ms: int = Field(0, ge=0, le=1000)
     worker_id: str = Field(default_factory=_worker_id)
+    # the calls' event loop: uvloop where it is installed (a dependency on Linux and macOS)
+    event_loop: LoopKind = "auto"
 
     @property
     def group(self) -> str:

@@ -34,6 +34,7 @@ from typing import Protocol
 from confluent_kafka import Consumer, TopicPartition
 
 from shared.errors import DeliveryError
+from shared.eventloop import LoopKind, new_event_loop
 from shared.headers import HeaderError
 from shared.headers import read as read_headers
 from shared.kafka.commits import Watermarked
@@ -257,9 +258,9 @@ class Dispatcher(Handler):
         self._done.put(_Done(tp, offset, outputs))
 
 
-def start_loop() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
-    """An event loop running in a daemon thread."""
-    loop = asyncio.new_event_loop()
+def start_loop(kind: LoopKind = "auto") -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """An event loop (:func:`shared.eventloop.new_event_loop`) running in a daemon thread."""
+    loop = new_event_loop(kind)
     thread = threading.Thread(target=loop.run_forever, name="sluice-async", daemon=True)
     thread.start()
     return loop, thread
