@@ -42,8 +42,11 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def _server(app: FastAPI) -> uvicorn.Server:
+    # h11, not httptools: httptools answers a request line it cannot parse (a raw
+    # character in the query, say) with a bare 400 before the app sees it; h11 lets the
+    # app answer it, with the documented 4xx and a message
     return uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                                         timeout_graceful_shutdown=DRAIN_S))  # fmt: skip
+                                         http="h11", timeout_graceful_shutdown=DRAIN_S))  # fmt: skip
 
 
 def _start(app: FastAPI, sock: socket.socket) -> tuple[uvicorn.Server, threading.Thread]:
