@@ -132,6 +132,11 @@ class ProviderState(Protocol):
         admission (``tokens`` empty: the lookup alone)."""
         ...
 
+    async def lookup(self, digests: Sequence[str]) -> list[bytes | None]:
+        """The answers stored for ``digests`` (``None`` where there is none), in one round
+        trip: the lookups of calls that queue, batched; nothing reserved."""
+        ...
+
     async def settle(self, res: Reservation, settlement: Settlement) -> str:
         """After a paid call: apply ``settlement`` once per reservation; the breaker's state."""
         ...

@@ -10,9 +10,10 @@ outcome. One success → ``P.results``; one failure → ``P.failures``.
 Two round trips to the shared state per paid call, one per cache hit: when a
 slot is free and nobody queues at the worker's gate, one ``admit`` does the
 lookup, the pause and breaker check and the reservation; a busy worker looks
-up alone, then waits for a slot and reserves through its
-:class:`~services.enrich.gate.BucketGate` (FIFO per lane, batched: one ask
-for many calls). One ``settle`` after the call applies the usage, the breaker
+up first (:class:`~services.enrich.lookups.Lookups`: the lookups of calls that
+queue together, one ``MGET`` for many), then waits for a slot and reserves
+through its :class:`~services.enrich.gate.BucketGate` (FIFO per lane, batched:
+one ask for many calls). One ``settle`` after the call applies the usage, the breaker
 outcome, the cooldown and the cache write. A reservation may be scheduled up
 to the worker's ``ahead_s`` ahead (its ``delay_s``): the call waits for its
 start, and asks again if the provider pushed back or became unavailable
@@ -206,7 +207,7 @@ class Enricher:
             finally:
                 wp.slots.release()
         if lookup is not None:
-            hit = self._hit(wp, (await self._admit(wp, req.model, [], lookup)).cached)
+            hit = self._hit(wp, await self._lookup(wp, lookup))
             if hit is not None:
                 return hit
         async with wp.slot(lane):
@@ -220,6 +221,13 @@ class Enricher:
             return await wp.admit(model, tokens, lookup)
         finally:
             m.STEP.labels(wp.name, "admit").observe(time.monotonic() - started)
+
+    async def _lookup(self, wp: WorkerProvider, digest: str) -> bytes | None:
+        started = time.monotonic()
+        try:
+            return await wp.lookups.get(digest)
+        finally:
+            m.STEP.labels(wp.name, "lookup").observe(time.monotonic() - started)
 
     def _hit(self, wp: WorkerProvider, raw: bytes | None) -> tuple[Answer, CallSuccess] | None:
         hit = cache_entry.usable(self.task, raw)

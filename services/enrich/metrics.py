@@ -25,7 +25,7 @@ BUCKET_WAIT = Histogram(
 STEP = Histogram(
     "sluice_enrich_step_seconds",
     "Time of a call's steps around the call itself (bucket wait and call: their own metrics)",
-    ["provider", "step"],  # admit | settle (the round trips to the shared state)
+    ["provider", "step"],  # admit | lookup | settle (the round trips to the shared state)
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
 )
 REGRANTS = Counter(

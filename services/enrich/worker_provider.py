@@ -11,6 +11,7 @@ from services.enrich.aimd import Aimd
 from services.enrich.breaker_policy import refused
 from services.enrich.gate import BucketGate
 from services.enrich.lanes import FRESH
+from services.enrich.lookups import Lookups
 from services.enrich.providers.base import Provider
 from services.enrich.slots import Slots
 from shared.call_stats import CallTally
@@ -36,6 +37,8 @@ class WorkerProvider:
     # One pump per worker waits on the fleet's buckets for every queued call, in
     # order, reserving for several at once instead of each polling Redis.
     gate: BucketGate = field(init=False)
+    # The cache lookups of calls that queue, several in one round trip.
+    lookups: Lookups = field(init=False)
     # Calls that ended since the last heartbeat, which hands them to the fleet's statistics.
     calls: CallTally = field(default_factory=CallTally)
     # How far ahead of its tokens a call may be granted (it then waits for its start);
@@ -53,6 +56,7 @@ class WorkerProvider:
             lambda: self.available,
             ask_every_s=self.ahead_s * ASK_SHARE,
         )
+        self.lookups = Lookups(self.state.lookup)
 
     async def admit(
         self, model: str | None, tokens: Sequence[int], lookup: str | None = None

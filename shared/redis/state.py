@@ -108,6 +108,13 @@ class RedisProviderState:
             batch.blocked_by = "breaker"  # half-open, every probe out
         return Admitted(None, batch)
 
+    async def lookup(self, digests: Sequence[str]) -> list[bytes | None]:
+        if not digests:
+            return []
+        with translated(f"cache lookup {self.name}"):
+            values = await self.r.mget([keys.cache(self.pipeline, d) for d in digests])
+        return [v if v is None or isinstance(v, bytes) else str(v).encode() for v in values]
+
     async def settle(self, res: Reservation, settlement: Settlement) -> str:
         """Settle ``res`` to the call's usage, with the breaker outcome, cooldown and
         cache write in the same script; once per reservation fleet-wide (a marker keyed

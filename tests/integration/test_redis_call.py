@@ -67,6 +67,21 @@ async def test_a_paid_call_is_two_scripts_and_a_cache_hit_one(
     assert other.cached == b'{"sentiment":"positive"}'
 
 
+async def test_queued_lookups_read_many_answers_in_one_request(
+    r: aioredis.Redis, pipeline: str
+) -> None:
+    state = state_for(r, pipeline)
+    [res] = (await state.admit("m", [1])).batch.reservations
+    await state.settle(res, Settlement(1, "ok", 0.0, CacheWrite(DIGEST, b"answer", 60.0)))
+    stats = await r.info("commandstats")
+    before = int(stats.get("cmdstat_mget", {}).get("calls", 0))
+    assert await state.lookup([DIGEST, "absent", DIGEST]) == [b"answer", None, b"answer"]
+    assert await state.lookup([]) == []  # nothing sent
+    stats = await r.info("commandstats")
+    assert int(stats["cmdstat_mget"]["calls"]) - before == 1
+    assert await state_for(r, "other" + pipeline).lookup([DIGEST]) == [None]  # per pipeline
+
+
 async def test_a_settle_is_applied_once_per_reservation(r: aioredis.Redis, pipeline: str) -> None:
     state = state_for(r, pipeline)
     [res] = (await state.admit("m", [50])).batch.reservations

@@ -103,6 +103,10 @@ class FakeState:
         ]  # fmt: skip
         return Admitted(None, Batch(grants, 0.0, 0))
 
+    async def lookup(self, digests: Sequence[str]) -> list[bytes | None]:
+        self._step("lookup", list(digests))
+        return [self.cache.get(d) for d in digests]
+
     async def settle(self, res: Reservation, settlement: Settlement) -> str:
         self._step("settle", res, settlement)
         if settlement.remember is not None:
@@ -544,7 +548,8 @@ async def test_a_busy_worker_looks_up_first_and_reserves_at_its_gate() -> None:
     outs = await asyncio.wait_for(both, 5.0)
     assert [out.topic for [out] in outs] == [T.results, T.results]
     admits = [(len(tokens), lookup is not None) for _, tokens, lookup in state.calls("admit")]
-    assert admits == [(1, True), (0, True), (1, False)]
+    assert admits == [(1, True), (1, False)]
+    assert [len(digests) for [digests] in state.calls("lookup")] == [1]
     assert len(state.calls("settle")) == 2
 
 
@@ -581,7 +586,7 @@ async def test_a_cache_hit_while_the_worker_is_busy_costs_one_round_trip() -> No
         assert a.slots.try_acquire()
     out, _ = await run(a)
     assert out.topic == T.results and calls_of(a) == []
-    assert [tokens for _, tokens, _ in state.calls("admit")] == [[]]  # the lookup, no reservation
+    assert state.calls("admit") == [] and len(state.calls("lookup")) == 1  # no reservation
 
 
 @pytest.mark.parametrize(("refused_by", "error_class"), [("paused", "paused"), ("breaker", "breaker_open")])  # fmt: skip
