@@ -124,12 +124,15 @@ class ProviderState(Protocol):
         tokens: Sequence[int],
         lookup: str | None = None,
         ahead_s: float = 0.0,
+        pace: bool = False,
     ) -> Admitted:
         """Before calls: with ``lookup``, the answer stored for that digest (then nothing
         else is done); else, while the provider is available, reserve 1 request +
         ``tokens[i]`` for the longest prefix that fits within ``ahead_s`` from now (each
         reservation's ``delay_s`` says when its call may start), each with its breaker
-        admission (``tokens`` empty: the lookup alone)."""
+        admission (``tokens`` empty: the lookup alone). With ``pace`` (a worker's pump,
+        which comes back when told), a refusal's wait is an appointment: pumps waiting
+        for the same tokens are told to come one after the other, not all at once."""
         ...
 
     async def lookup(self, digests: Sequence[str]) -> list[bytes | None]:

@@ -59,11 +59,15 @@ class WorkerProvider:
         self.lookups = Lookups(self.state.lookup)
 
     async def admit(
-        self, model: str | None, tokens: Sequence[int], lookup: str | None = None
+        self,
+        model: str | None,
+        tokens: Sequence[int],
+        lookup: str | None = None,
+        pace: bool = False,
     ) -> Admitted:
         """The fleet's ``admit``; a refusal for a pause or the breaker is known here at
         once, so the worker stops taking work before its next health refresh."""
-        got = await self.state.admit(model, tokens, lookup, self.ahead_s)
+        got = await self.state.admit(model, tokens, lookup, self.ahead_s, pace)
         received = time.monotonic()
         for res in got.batch.reservations:
             res.start_at = received + res.delay_s
@@ -72,7 +76,7 @@ class WorkerProvider:
         return got
 
     async def _reserve(self, model: str | None, tokens: Sequence[int]) -> Batch:
-        return (await self.admit(model, tokens)).batch
+        return (await self.admit(model, tokens, pace=True)).batch
 
     @property
     def available(self) -> bool:

@@ -11,7 +11,8 @@ CALL_LUA ``admit``
   KEYS   cache, paused flag, breaker hash, breaker window, cooldown, bucket 1..n
   ARGV   'admit', lookup (1|0), breaker parameters (6, as ``BREAKER_LUA``),
          rate/capacity/0 of each bucket (3n), m, the m requests' costs (m x n, row by row),
-         the horizon in us (optional, 0: only grants that start now)
+         the horizon in us (optional, 0: only grants that start now),
+         pace (optional, '1': the asker is a worker's pump, see below)
   reply  {status, granted, wait_us, now_us, blocker, probe, breaker_state, cached, level 1..n,
          start 1..granted (us after now_us: a grant may be scheduled within the horizon)}
          ``cached``  the lookup found an answer (in ``cached``); nothing else done
@@ -24,6 +25,14 @@ CALL_LUA ``admit``
                      refused (blocker -1: the cooldown, as ``BUCKET_LUA``)
          ``full``    as ``ok``, but the next one was refused because the half-open
                      breaker has no probe left (the rest are unavailable)
+         With pace '1', a refusal's ``wait_us`` is an appointment: the blocking
+         bucket keeps (field ``a``) the latest time it told a pump to come back,
+         and a pump refused for the same tokens is told to come one request's
+         refill later. Pumps of several workers waiting on one bucket then take
+         turns instead of all waking for each token that appears, where all but
+         one found it gone (a wasted round trip each). An appointment holds no
+         tokens: whoever asks first still takes what is there, so nothing is
+         lost when a pump comes late or not at all.
 CALL_LUA ``settle`` (once per reservation: a marker key, as the bucket's ``adjust``)
   KEYS   settle marker, breaker hash, breaker window, cooldown, cache, bucket 1..n
   ARGV   'settle', marker TTL ms, breaker parameters (6), outcome (ok|fail|'' = none),
@@ -68,6 +77,18 @@ if op == 'admit' then
   local b = bk_load(bkeys, n, ARGV, 9, now_us)
   local horizon = tonumber(ARGV[10 + 3 * n + m * n] or '0')
   local granted, wait, blocker, starts = bk_take(b, n, ARGV, 10 + 3 * n, m, room, now_us, horizon)
+  if wait > 0 and ARGV[11 + 3 * n + m * n] == '1' then
+    local bk = b[blocker]
+    local need = tonumber(ARGV[10 + 3 * n + granted * n + blocker - 1])
+    if need > bk.cap then need = bk.cap end
+    local at = now_us + wait
+    if redis.call('EXISTS', bk.key) == 1 then  -- stored (a full bucket refuses nothing)
+      local prev = tonumber(redis.call('HGET', bk.key, 'a') or '0') or 0
+      if prev >= at then at = prev + math.ceil(need * 1000000 / bk.rate) end
+      redis.call('HSET', bk.key, 'a', string.format('%.17g', at))
+      wait = at - now_us
+    end
+  end
   br_take(br, granted)
   local status = 'ok'
   if granted < m and wait == 0 then status = 'full' end

@@ -78,6 +78,7 @@ class RedisProviderState:
         tokens: Sequence[int],
         lookup: str | None = None,
         ahead_s: float = 0.0,
+        pace: bool = False,
     ) -> Admitted:
         check_tokens(tokens)
         dims = dims_for(self.limits, model)
@@ -86,7 +87,7 @@ class RedisProviderState:
                        self._cooldown_key, *self._bucket_keys(dims)]  # fmt: skip
         args = ["admit", "1" if lookup else "0", *spec_args(self.breakers.config_for(self.name)),
                 *bucket_args([(d, 0.0) for d in dims]), str(len(tokens)), *cost_rows(dims, tokens),
-                str(max(0, round(ahead_s * US)))]  # fmt: skip
+                str(max(0, round(ahead_s * US))), "1" if pace else "0"]  # fmt: skip
         with translated(f"admit {self.name}"):
             reply = list(await self._call(keys=script_keys, args=args))
         status = _text(reply[0])

@@ -12,6 +12,7 @@ from devtools.stack.resolve import Stack
 from services.enrich.providers.base import Message, ProviderRequest
 from services.enrich.tasks import request_hash
 from shared.provider_state import CacheWrite, Reservation, Settlement
+from shared.redis import keys
 from shared.redis.breaker_logic import BreakerSpec
 from shared.redis.bucket import ProviderLimits
 from shared.redis.client import connect
@@ -152,3 +153,24 @@ async def test_a_cooldown_refuses_with_its_wait(r: aioredis.Redis, pipeline: str
     batch = (await state.admit("m", [1])).batch
     assert batch.reservations == [] and not batch.unavailable
     assert batch.blocked_by == "cooldown" and 2.0 < batch.wait_s <= 5.0
+
+
+async def test_pumps_refused_for_the_same_tokens_get_appointments_one_request_apart(
+    r: aioredis.Redis, pipeline: str
+) -> None:
+    # One request a second: three pumps asking at once are told to come back ~1, ~2
+    # and ~3 s from now, one request's refill apart, instead of all at ~1 s; a call
+    # that is not a pump (pace off) is told the plain wait and takes no appointment.
+    state = RedisProviderState(r, pipeline, "p", limits=ProviderLimits(rpm=60))
+    assert len((await state.admit(None, [1])).batch.reservations) == 1  # the bucket is empty
+    waits = [(await state.admit(None, [1], pace=True)).batch.wait_s for _ in range(3)]
+    plain = (await state.admit(None, [1])).batch
+    assert plain.reservations == [] and 0.5 < plain.wait_s <= 1.0
+    assert 0.5 < waits[0] <= 1.0
+    assert waits[1] == pytest.approx(waits[0] + 1.0, abs=0.3)
+    assert waits[2] == pytest.approx(waits[0] + 2.0, abs=0.3)
+    # An appointment holds nothing: whoever asks first when the token is back takes it.
+    await asyncio.sleep(waits[0] + 0.1)
+    assert len((await state.admit(None, [1])).batch.reservations) == 1
+    key = keys.bucket(pipeline, "p", "rpm")
+    assert await r.hget(key, "a") is not None and await r.pttl(key) > 0  # it still expires

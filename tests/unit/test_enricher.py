@@ -87,6 +87,7 @@ class FakeState:
         tokens: Sequence[int],
         lookup: str | None = None,
         ahead_s: float = 0.0,
+        pace: bool = False,
     ) -> Admitted:
         self._step("admit", model, list(tokens), lookup)
         if lookup is not None and lookup in self.cache:
