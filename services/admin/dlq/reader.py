@@ -79,6 +79,14 @@ def passing(exc: StackError) -> bool:
     return isinstance(cause, KafkaException) and not cause.args[0].fatal()
 
 
+def passing_error(err: KafkaError, topic: str, partition: int) -> None:
+    """A record-level error of a read: a fatal one is raised; any other is logged and
+    passed over (the consumer goes on by itself)."""
+    if err.fatal():
+        raise KafkaException(err)
+    log.warning("reading %s[%d]: %s", topic, partition, err.str())
+
+
 class _Read:
     def __init__(self, consumer: Consumer, topic: str, budget: Budget, visit: Visit) -> None:
         self.consumer = consumer
@@ -127,9 +135,7 @@ class _Read:
                     pending.discard(p)
                     continue
                 if err is not None:
-                    if err.fatal():
-                        raise KafkaException(err)
-                    log.warning("reading %s[%d]: %s", self.topic, p, err.str())
+                    passing_error(err, self.topic, p)
                     continue
                 if self.scanned >= self.budget.records:
                     return

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.admin.dlq.reader import Budget
+from services.admin.dlq.reader import Budget, passing_error
 from services.router.envelope import Consumed
 from shared.errors import StackError
 
@@ -50,11 +50,9 @@ class Tail:
                 for m in batch:  # every record of a batch: the consumer has moved past it
                     err = m.error()
                     if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        if err.fatal():
-                            raise KafkaException(err)
-                        continue  # a passing error; the consumer goes on by itself
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            passing_error(err, self.topic, m.partition() or 0)
+                        continue
                     assert self.positions is not None
                     self.positions[m.partition() or 0] = (m.offset() or 0) + 1
                     visit(Consumed.of(m))
