@@ -5,7 +5,9 @@ sluice:{P}:provider:{name}:pause         hash: by, reason, since_ms of that paus
 sluice:{P}:provider:{name}:cooldown      ms timestamp (Redis TIME) until which no call may start
 sluice:{P}:provider:{name}:breaker       hash: state (closed|open|half_open), opened_ms, ...
 sluice:{P}:provider:{name}:window        hash: breaker's rolling counts
-sluice:{P}:provider:{name}:bucket:{dim}  hash: token bucket (dim = rpm[:model] | tpm[:model])
+sluice:{P}:provider:{name}:bucket:{dim}  hash: token bucket (dim = rpm[:model] | tpm[:model]):
+                                         l level, t its time (us), a the latest appointment
+                                         given to a waiting pump (us, Redis TIME)
 sluice:{P}:provider:{name}:inflight:{worker}  in-flight count of one worker (TTL heartbeat)
 sluice:{P}:provider:{name}:settled:{id}  "1": reservation {id} was reconciled or refunded (TTL)
 sluice:{P}:provider:{name}:calls:{sec}   hash: the fleet's calls that ended in second {sec}
