@@ -350,13 +350,19 @@ def start_admin(fleet: Fleet, args: argparse.Namespace, token: str) -> str:
     raise BenchError(f"the admin was not ready in 60 s; see {fleet.procs.log_path('admin')}")
 
 
-def replay_phase(run: Run, replay_id: str, rate: float) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The dry run, then the replay until every record it sent has an outcome; (dry, task)."""
-    body: dict[str, Any] = {"dlq": "error", "rate": rate}
-    dry = run.admin.post("/v1/replays", json={**body, "dry_run": True})
+def dry_run(run: Run, rate: float) -> dict[str, Any]:
+    """The admin's dry run of the replay (before the baseline: it reads the whole DLQ, and
+    the bench's reader, on the same thread, reads nothing while it waits for the answer)."""
+    dry = run.admin.post("/v1/replays", json={"dlq": "error", "rate": rate, "dry_run": True})
     if dry.status_code != 200:
         raise BenchError(f"the dry run answered {dry.status_code}: {dry.text[:500]}")
-    run.sample()
+    result: dict[str, Any] = dry.json()
+    return result
+
+
+def replay_phase(run: Run, replay_id: str, rate: float) -> dict[str, Any]:
+    """The replay until every record it sent has an outcome; the task."""
+    body: dict[str, Any] = {"dlq": "error", "rate": rate}
     run.replay_id = replay_id
     r = run.admin.post("/v1/replays", json={**body, "replay_id": replay_id})
     if r.status_code != 202:
@@ -372,7 +378,7 @@ def replay_phase(run: Run, replay_id: str, rate: float) -> tuple[dict[str, Any],
             raise BenchError(f"the replay ended {task['status']}: {task.get('reason')}")
         done = len(run.replayed)
         if task["status"] == "completed" and done >= task["sent"]:
-            return dry.json(), task
+            return task
         if time.monotonic() - last_report >= 5:
             last_report = time.monotonic()
             say(f"[replay] {time.monotonic() - started:5.0f}s sent {task['sent']}/{run.args.records}"
@@ -450,6 +456,8 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
             producer.start()
             say(f"[warm-up] fresh traffic at {args.fresh_rate:g}/s for {args.warmup:g}s")
             run.pump(args.warmup)
+            dry = dry_run(run, args.replay_rate)
+            run.pump(2)  # what the dry run held up arrives before the baseline starts
             phases = Phases(baseline_ms=int(time.time() * 1000))
             say(f"[baseline] fresh traffic alone for {args.baseline_seconds:g}s")
             run.sample()
@@ -459,7 +467,7 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
             cpu0 = cpu_now(stack, fleet)
             say(f"[replay] {args.records} records at {args.replay_rate:g}/s, fresh traffic on")
             replay_id = f"bench-{phases.replay_ms}"
-            dry, task = replay_phase(run, replay_id, args.replay_rate)
+            task = replay_phase(run, replay_id, args.replay_rate)
             cpu1 = cpu_now(stack, fleet)
             stop.set()
             producer.join(60)
