@@ -162,15 +162,20 @@ async def test_pumps_refused_for_the_same_tokens_get_appointments_one_request_ap
     # and ~3 s from now, one request's refill apart, instead of all at ~1 s; a call
     # that is not a pump (pace off) is told the plain wait and takes no appointment.
     state = RedisProviderState(r, pipeline, "p", limits=ProviderLimits(rpm=60))
+    key = keys.bucket(pipeline, "p", "rpm")
     assert len((await state.admit(None, [1])).batch.reservations) == 1  # the bucket is empty
-    waits = [(await state.admit(None, [1], pace=True)).batch.wait_s for _ in range(3)]
+    waits, appointments = [], []
+    for _ in range(3):
+        waits.append((await state.admit(None, [1], pace=True)).batch.wait_s)
+        appointments.append(int(float(await r.hget(key, "a"))))  # Redis TIME, us
     plain = (await state.admit(None, [1])).batch
-    assert plain.reservations == [] and 0.5 < plain.wait_s <= 1.0
-    assert 0.5 < waits[0] <= 1.0
-    assert waits[1] == pytest.approx(waits[0] + 1.0, abs=0.3)
-    assert waits[2] == pytest.approx(waits[0] + 2.0, abs=0.3)
+    assert plain.reservations == [] and 0 < plain.wait_s <= 1.0
+    assert int(float(await r.hget(key, "a"))) == appointments[-1]  # pace off: none taken
+    # Exactly one request's refill (1 s) apart, however long the asks took.
+    first, second, third = appointments
+    assert (second - first, third - second) == (1_000_000, 1_000_000)
+    assert 0 < waits[0] <= 1.0 and waits[0] < waits[1] < waits[2]
     # An appointment holds nothing: whoever asks first when the token is back takes it.
     await asyncio.sleep(waits[0] + 0.1)
     assert len((await state.admit(None, [1])).batch.reservations) == 1
-    key = keys.bucket(pipeline, "p", "rpm")
     assert await r.hget(key, "a") is not None and await r.pttl(key) > 0  # it still expires
