@@ -71,9 +71,9 @@ from shared.topics import Topics
 
 log = logging.getLogger(__name__)
 
-COMMIT_EVERY_S = 0.5
+COMMIT_EVERY_S = 0.2
 HEALTH_EVERY_S = 0.5
-OUTCOMES_EVERY_S = 1.0
+OUTCOMES_EVERY_S = 0.2
 WINDOW_POLL_S = 0.2
 """How often outcomes are read while the window is full (the send waits for them)."""
 WINDOW_SHOWN_AFTER_S = 2.0

@@ -5,11 +5,14 @@
 
 The consumer is assigned once, at the first poll (every partition of the
 topic at its start offset; a partition not in ``start``, or below the log
-start, from its first record), and consumed on at every poll until nothing
-more is readable now (``read_committed``: up to the last stable offset) or
-the budget is spent. Nothing is re-assigned between polls: a fetch in flight
-is never dropped, and what the consumer fetched ahead is handed out at the
-next poll. The replay runner reads its outcomes this way; re-assigning a
+start, from its first record). It fetches in the background from then on
+(``read_committed``: up to the last stable offset), and a poll hands out
+what it has fetched by then, never waiting for more (or until the budget is
+spent): on a topic that receives records all the time, a poll that waited
+for a quiet moment went on to the end of its budget, and the runner, which
+reads and sends on one thread, sent nothing meanwhile. Nothing is
+re-assigned between polls: a fetch in flight is never dropped, and what
+arrives after a poll is handed out at the next one. The replay runner reads its outcomes this way; re-assigning a
 consumer at each read (every 0.2 s while a window waits) let reads miss the
 records they were waiting for.
 """
@@ -24,8 +27,6 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from services.admin.dlq.reader import Budget, passing_error
 from services.router.envelope import Consumed
 from shared.errors import StackError
-
-IDLE_S = 0.05  # a poll ends once the consumer has had nothing for this long
 
 
 class Tail:
@@ -43,8 +44,8 @@ class Tail:
             if not self._assigned:
                 self._assign(max(0.5, budget.seconds))
             read = 0
-            while read < budget.records and (left := deadline - time.monotonic()) > 0:
-                batch = self.consumer.consume(500, min(left, IDLE_S))
+            while read < budget.records and deadline > time.monotonic():
+                batch = self.consumer.consume(500, 0)
                 if not batch:
                     break
                 for m in batch:  # every record of a batch: the consumer has moved past it
