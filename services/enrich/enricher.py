@@ -53,7 +53,7 @@ from services.enrich.breaker_policy import (
     unavailable,
 )
 from services.enrich.classify import cooldown_from_headers
-from services.enrich.lanes import FRESH, REPLAYED
+from services.enrich.lanes import lane_of
 from services.enrich.providers.base import CallFailure, CallSuccess, ProviderRequest
 from services.enrich.tasks import Answer, parse_output, record_object, render, request_hash
 from services.enrich.worker_provider import LATE_START_S, WorkerProvider
@@ -139,7 +139,7 @@ class Enricher:
     async def _attempt(self, record: Record, attempt: int) -> Output:
         last: tuple[Failure, str] | None = None
         doc: dict[str, Any] | Failure | None = None  # the value, decoded at the first provider
-        lane = REPLAYED if h.get(record.headers, h.REPLAY_ID) is not None else FRESH
+        lane = lane_of(record.headers)
         for wp in self.chain:
             if not wp.available:
                 continue  # paused or open: the next provider of the chain (fallback)

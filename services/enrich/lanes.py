@@ -3,7 +3,10 @@
 A record a DLQ replay sent back (``sluice.replay-id``) waits in the
 ``REPLAYED`` lane; every other record in ``FRESH``. A queue serves its fresh
 lane first and, within a lane, in arrival order: a replay fills the provider's
-spare rate without putting fresh records behind it.
+spare rate without putting fresh records behind it. Nor do they wait behind
+it in Kafka: a worker does not count replayed records toward its
+``max_in_flight`` (:class:`~shared.kafka.concurrent.Dispatcher`'s
+``gives_way``), so it goes on reading the fresh records behind them.
 """
 
 from __future__ import annotations
@@ -12,9 +15,21 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from shared import headers as h
+
 FRESH = 0
 REPLAYED = 1
 LANES = (FRESH, REPLAYED)
+
+
+def replayed(headers: h.HeaderList) -> bool:
+    """A record a DLQ replay sent back (pure)."""
+    return h.get(headers, h.REPLAY_ID) is not None
+
+
+def lane_of(headers: h.HeaderList) -> int:
+    return REPLAYED if replayed(headers) else FRESH
+
 
 T = TypeVar("T")
 

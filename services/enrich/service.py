@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from services.enrich.aimd import Aimd
 from services.enrich.enricher import Enricher
+from services.enrich.lanes import replayed
 from services.enrich.metrics import IN_FLIGHT
 from services.enrich.providers import build_providers
 from services.enrich.settings import EnrichSettings
@@ -84,7 +85,7 @@ class EnrichService(Dispatcher):
         subscription = Subscription([t.work], [t.results, t.failures], t.co_partitioned)
         super().__init__("enrich", settings, consumer, producer, self.enricher, self.event_loop,
                          subscription, settings.max_in_flight, stop or StopFlag(),
-                         settings.revoke_grace_s)  # fmt: skip
+                         settings.revoke_grace_s, replayed)  # fmt: skip
         self._refresher: concurrent.futures.Future[None] | None = None
         self._lag_watch: concurrent.futures.Future[None] | None = None
 

@@ -27,7 +27,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,7 +35,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from shared.errors import DeliveryError
 from shared.eventloop import LoopKind, new_event_loop
-from shared.headers import HeaderError
+from shared.headers import HeaderError, HeaderList
 from shared.headers import read as read_headers
 from shared.kafka.commits import Watermarked
 from shared.kafka.loop import ConsumerLoop, Handler, Subscription, consumer_error
@@ -92,7 +92,12 @@ class Dispatcher(Handler):
     def __init__(self, name: str, settings: CommonSettings, consumer: Consumer,
                  producer: TrackedProducer, handler: RecordHandler,
                  event_loop: asyncio.AbstractEventLoop, subscription: Subscription,
-                 max_in_flight: int, stop: StopFlag, revoke_grace_s: float = 10.0) -> None:  # fmt: skip
+                 max_in_flight: int, stop: StopFlag, revoke_grace_s: float = 10.0,
+                 gives_way: Callable[[HeaderList], bool] | None = None) -> None:  # fmt: skip
+        """``gives_way`` tells the records that make room for the others (a replay's):
+        they do not count toward ``max_in_flight``, so a worker whose slots they fill
+        goes on reading the records behind them, up to twice ``max_in_flight`` in all.
+        The handler serves the others first; these only take what is left."""
         self.consumer = consumer
         self.producer = producer
         self.handler = handler
@@ -105,6 +110,8 @@ class Dispatcher(Handler):
         self.loop = ConsumerLoop(name, settings, consumer, subscription, self, self.commits,
                                  stop, MAX_BATCH, IDLE_WAIT_S)  # fmt: skip
         self._futures: dict[tuple[TP, int], concurrent.futures.Future[None]] = {}
+        self._gives_way = gives_way
+        self._giving_way: set[tuple[TP, int]] = set()  # of the records in _futures
         self._done: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self._assigned: set[TP] = set()
         self.failure: DeliveryError | None = None
@@ -120,7 +127,7 @@ class Dispatcher(Handler):
         return COMPLETION_WAIT_S if self._futures else IDLE_WAIT_S
 
     def max_batch(self, default: int) -> int:
-        room = self.max_in_flight - len(self._futures)
+        room = self._room()
         # Paused: keep polling so the group sees us alive; nothing is returned.
         return min(room, default) if room > 0 and not self.stats.paused else 1
 
@@ -146,6 +153,8 @@ class Dispatcher(Handler):
             except HeaderError:
                 hs = []  # ingest validated them; a hand-written work record may not be
             record = Record(msg.key(), msg.value(), hs)
+            if self._gives_way is not None and self._gives_way(hs):
+                self._giving_way.add((tp, offset))
             futures[(tp, offset)] = asyncio.run_coroutine_threadsafe(
                 run_one(record, tp, offset), event_loop
             )
@@ -166,7 +175,7 @@ class Dispatcher(Handler):
                 done = self._done.get_nowait()
             except queue.Empty:
                 return
-            if self._futures.pop((done.tp, done.offset), None) is None:
+            if self._pop((done.tp, done.offset)) is None:
                 continue  # its partition was revoked meanwhile: not ours any more
             unit = Unit(self._acked, (done.tp, done.offset))
             for out in done.outputs:
@@ -186,11 +195,24 @@ class Dispatcher(Handler):
             with contextlib.suppress(ValueError):
                 self.marks.finish(tp, offset)
 
+    def _pop(self, key: tuple[TP, int]) -> concurrent.futures.Future[None] | None:
+        self._giving_way.discard(key)
+        return self._futures.pop(key, None)
+
+    def _room(self) -> int:
+        """How many more records may be read now (records giving way count only toward
+        the bound of twice ``max_in_flight``)."""
+        n = len(self._futures)
+        counted = n - len(self._giving_way)
+        return min(self.max_in_flight - counted, 2 * self.max_in_flight - n)
+
     def _flow_control(self) -> None:
         n = len(self._futures)
+        counted = n - len(self._giving_way)
         accepting = self.handler.accepting()
-        want_pause = n >= self.max_in_flight or not accepting
-        want_resume = n <= self.max_in_flight * 3 // 4 and accepting
+        want_pause = self._room() <= 0 or not accepting
+        want_resume = (counted <= self.max_in_flight * 3 // 4
+                       and n <= self.max_in_flight * 3 // 2 and accepting)  # fmt: skip
         parts = [TopicPartition(t, p) for t, p in self._assigned]
         if want_pause and not self.stats.paused and parts:
             self.consumer.pause(parts)
@@ -199,6 +221,11 @@ class Dispatcher(Handler):
             if parts:
                 self.consumer.resume(parts)
             self.stats.paused = False
+
+    def _cancel(self, key: tuple[TP, int]) -> None:
+        future = self._pop(key)
+        if future is not None:
+            future.cancel()
 
     def in_flight(self) -> int:
         return len(self._futures)
@@ -214,7 +241,7 @@ class Dispatcher(Handler):
             self.producer.poll(0.05)
         self._collect()
         for key in [k for k in self._futures if tps is None or k[0] in tps]:
-            self._futures.pop(key).cancel()
+            self._cancel(key)
         stop_by = self.stop.deadline()
         flush_s = 30.0 if stop_by is None else max(1.0, stop_by - time.monotonic() - 1.0)
         try:
@@ -236,7 +263,7 @@ class Dispatcher(Handler):
         self.stats.rebalances += 1
         self._assigned -= tps
         for key in [k for k in self._futures if k[0] in tps]:
-            self._futures.pop(key).cancel()
+            self._cancel(key)
 
     def close(self) -> None:
         """A delivery that failed while draining at the stop fails the run."""

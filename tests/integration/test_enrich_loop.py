@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from services.enrich.lanes import replayed
+from shared.headers import HeaderList
 from shared.kafka.concurrent import Dispatcher, Output, start_loop, stop_loop
 from shared.kafka.config import consumer_config, producer_config
 from shared.kafka.loop import Subscription
@@ -62,7 +64,8 @@ class Echo(Dispatcher):
     """A Dispatcher over ``in`` → ``out`` that notes what was committed at each revoke."""
 
     def __init__(self, bus: Bus, topics: tuple[str, str], handler: Gated, max_in_flight: int,
-                 stop: StopFlag, revoke_grace_s: float = 10.0) -> None:  # fmt: skip
+                 stop: StopFlag, revoke_grace_s: float = 10.0,
+                 gives_way: Callable[[HeaderList], bool] | None = None) -> None:  # fmt: skip
         settings = load(CommonSettings)
         self.group = f"{topics[0]}.echo"
         event_loop, self.thread = start_loop()
@@ -70,7 +73,7 @@ class Echo(Dispatcher):
             "echo", settings, bus.clients.consumer(consumer_config(settings, self.group)),
             TrackedProducer(producer_config(settings), bus.clients.producer), handler,
             event_loop, Subscription([topics[0]], [topics[1]]), max_in_flight, stop,
-            revoke_grace_s,
+            revoke_grace_s, gives_way,
         )  # fmt: skip
         self.gated = handler
         self.revoked: list[dict[TP, int]] = []  # committed offsets of revoked partitions
@@ -187,6 +190,36 @@ def test_pauses_at_max_in_flight_and_resumes_as_records_finish(
     assert gated.most == 4, f"{gated.most} records were in flight at once (max_in_flight 4)"
     assert len(bus.read(out, expect=n)) == n
     assert echo.stats.rebalances == 2, "assigned once, revoked once at the close: no other"
+
+
+REPLAYED = [("sluice.replay-id", b"r1")]
+
+
+def test_records_giving_way_leave_room_for_the_ones_behind_them_up_to_twice_the_limit(
+    bus: Bus, topics: tuple[str, str]
+) -> None:
+    """A replay that fills a worker's max_in_flight does not hold back the fresh records
+    behind it in the same partition; records giving way stop at twice the limit."""
+    _, out = topics
+    src = f"{topics[0]}.one"
+    bus.create_topic(src, 1)
+    gated = Gated(out)
+    gated.released = {((src, 0), o) for o in (4, 5)}  # the fresh ones finish, the rest wait
+    echo = Echo(bus, (src, out), gated, max_in_flight=4, stop=StopFlag(), gives_way=replayed)
+    replays = [(b"k%d" % i, b"replayed %d" % i, REPLAYED) for i in range(4)]
+    bus.produce(src, [*replays, (b"a", b"fresh 4", None), (b"b", b"fresh 5", None)])
+    with Running(echo):
+        got = bus.read(out, expect=2)
+        assert sorted(m.value() or b"" for m in got) == [b"0:4:fresh 4", b"0:5:fresh 5"]
+        more = [(b"k%d" % i, b"replayed %d" % i, REPLAYED) for i in range(6, 12)]
+        bus.produce(src, [*more, (b"c", b"fresh 12", None)])
+        # 4 + 4 replayed in flight (the two fresh ones are done): twice max_in_flight
+        wait_for(lambda: len(gated.started) == 10 and echo.paused_seen, "eight in flight, paused")
+        time.sleep(1.0)  # what a loop that went on reading would read meanwhile
+        assert len(gated.started) == 10, "read past twice max_in_flight"
+        gated.release_all = True
+        wait_for(lambda: len(gated.started) == 13, "every record")
+    assert len(bus.read(out, expect=13)) == 13
 
 
 def test_a_revoke_drains_in_flight_records_and_commits_what_is_safe(
