@@ -181,3 +181,21 @@ def test_a_failed_attempt_ends_the_first_attempt_but_is_no_outcome() -> None:
     o.add(outcome(1, "ok"))  # its retry succeeded: still one identity
     o.add(outcome(3, "dead"))
     assert (o.finished, o.succeeded, o.failed_again) == (2, 1, 1)
+
+
+def test_records_without_a_source_identity_end_their_first_attempt_once() -> None:
+    """Else each would hold a window slot for good."""
+
+    def anon(kind: str, attempt: int, replay_id: bytes = b"r1") -> h.HeaderList:
+        return [(h.ATTEMPT, b"%d" % attempt), (h.OUTCOME, kind.encode()), (h.REPLAY_ID, replay_id)]
+
+    o = Outcomes("r1")
+    o.add(anon("ok", 1))  # succeeded at once
+    o.add_failure(anon("ok", 1))  # failed, then retried: its first attempt is over here
+    o.add_failure(anon("ok", 2))
+    o.add(anon("ok", 3))
+    o.add_failure(anon("ok", 1))  # failed, retried, and dead in the end
+    o.add(anon("dead", 2))
+    o.add(anon("ok", 1, replay_id=b"other"))
+    o.add_failure(anon("ok", 1, replay_id=b"other"))
+    assert (o.finished, o.succeeded, o.failed_again) == (3, 0, 0)

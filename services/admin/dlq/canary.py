@@ -9,6 +9,12 @@ not an outcome, but it does end the record's first attempt: ``finished``
 counts the identities whose first attempt is over, which the runner's window
 (records sent and not yet through enrich) is measured against.
 
+A replayed record without a source identity (a DLQ record that named no
+source) cannot be told apart from another, so its first attempt is counted
+by its end instead: an ``ok`` outcome of attempt 1, or a failed attempt 1
+(every ``dead`` outcome follows one). Such a record would otherwise hold a
+window slot for good. It counts toward ``finished`` only.
+
 The canary stops a replay that keeps failing: among the first ``first``
 identities with an outcome (fewer if the task selects fewer), once more than
 ``share`` of them failed again, the task fails. It decides as soon as that is
@@ -29,6 +35,7 @@ class Outcomes:
     dead: set[h.SourceId] = field(default_factory=set)
     order: list[h.SourceId] = field(default_factory=list)  # identities by first outcome
     tried: set[h.SourceId] = field(default_factory=set)  # first attempt over: outcome or failure
+    anonymous: int = 0  # first attempts over of records without a source identity
 
     def add(self, headers: h.HeaderList) -> None:
         """One ``P.results`` record's headers; ignored unless it is an outcome of this replay."""
@@ -40,6 +47,8 @@ class Outcomes:
         try:
             ident = h.source_id(headers)
         except h.HeaderError:
+            if kind == "ok":
+                self._anonymous_end(headers)
             return
         if ident not in self.ok and ident not in self.dead:
             self.order.append(ident)
@@ -53,12 +62,20 @@ class Outcomes:
         try:
             self.tried.add(h.source_id(headers))
         except h.HeaderError:
-            return
+            self._anonymous_end(headers)
+
+    def _anonymous_end(self, headers: h.HeaderList) -> None:
+        try:
+            first = h.get_int(headers, h.ATTEMPT) == 1
+        except h.HeaderError:
+            first = True  # a replayed record goes out as attempt 1
+        if first:
+            self.anonymous += 1
 
     @property
     def finished(self) -> int:
         """Identities whose first attempt is over (an outcome or a failed attempt)."""
-        return len(self.tried)
+        return len(self.tried) + self.anonymous
 
     @property
     def succeeded(self) -> int:
