@@ -153,11 +153,11 @@ class Dispatcher(Handler):
             except HeaderError:
                 hs = []  # ingest validated them; a hand-written work record may not be
             record = Record(msg.key(), msg.value(), hs)
-            if self._gives_way is not None and self._gives_way(hs):
-                self._giving_way.add((tp, offset))
             futures[(tp, offset)] = asyncio.run_coroutine_threadsafe(
                 run_one(record, tp, offset), event_loop
             )
+            if self._gives_way is not None and self._gives_way(hs):
+                self._giving_way.add((tp, offset))
         if again:
             RECORDS_SKIPPED.labels("redelivered").inc(len(again))
             log.warning("%d records delivered again by the consumer skipped (taken already), "
