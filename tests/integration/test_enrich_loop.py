@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from services.enrich.lanes import replayed
+from shared import headers as h
 from shared.headers import HeaderList
 from shared.kafka.concurrent import Dispatcher, Output, start_loop, stop_loop
 from shared.kafka.config import consumer_config, producer_config
@@ -192,7 +193,7 @@ def test_pauses_at_max_in_flight_and_resumes_as_records_finish(
     assert echo.stats.rebalances == 2, "assigned once, revoked once at the close: no other"
 
 
-REPLAYED = [("sluice.replay-id", b"r1")]
+REPLAYED = [(h.REPLAY_ID, b"r1")]
 
 
 def test_records_giving_way_leave_room_for_the_ones_behind_them_up_to_twice_the_limit(

@@ -13,7 +13,9 @@ A replayed record without a source identity (a DLQ record that named no
 source) cannot be told apart from another, so its first attempt is counted
 by its end instead: an ``ok`` outcome of attempt 1, or a failed attempt 1
 (every ``dead`` outcome follows one). Such a record would otherwise hold a
-window slot for good. It counts toward ``finished`` only.
+window slot for good. It counts toward ``finished`` only; an outcome written
+twice (enrich is at-least-once) counts twice, which lets the window send one
+record more, never fewer.
 
 The canary stops a replay that keeps failing: among the first ``first``
 identities with an outcome (fewer if the task selects fewer), once more than

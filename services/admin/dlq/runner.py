@@ -72,10 +72,12 @@ from shared.topics import Topics
 log = logging.getLogger(__name__)
 
 COMMIT_EVERY_S = 0.2
+"""How long sent records wait in the open transaction (they reach enrich at its commit)."""
 HEALTH_EVERY_S = 0.5
 OUTCOMES_EVERY_S = 0.2
-WINDOW_POLL_S = 0.2
-"""How often outcomes are read while the window is full (the send waits for them)."""
+"""How often a running task reads its outcomes (the window moves with them)."""
+WATCH_EVERY_S = 1.0
+"""How often a finished task's runner reads the outcomes still to come."""
 WINDOW_SHOWN_AFTER_S = 2.0
 """How long the window stays full before the task shows it as why it waits (under load it
 fills and empties all the time)."""
@@ -199,7 +201,7 @@ class Runner:
         results = _Results(self)
         try:
             until = time.monotonic() + WATCH_S
-            while not self.stop.wait(OUTCOMES_EVERY_S) and time.monotonic() < until:
+            while not self.stop.wait(WATCH_EVERY_S) and time.monotonic() < until:
                 results.poll()
                 self.show(self.task)
                 if self.outcomes.succeeded + self.outcomes.failed_again >= self.task.sent:
@@ -272,8 +274,8 @@ class _Results:
                 # a busy broker timed out: the counts wait for the next poll, the task goes on
                 log.warning("replay %s: %s not read this time: %s", self.runner.task.id, tail.topic, exc)  # fmt: skip
 
-    def due(self, every_s: float = OUTCOMES_EVERY_S) -> bool:
-        return time.monotonic() - self.at >= every_s
+    def due(self) -> bool:
+        return time.monotonic() - self.at >= OUTCOMES_EVERY_S
 
     def close(self) -> None:
         for tail, _ in self.tails:
@@ -381,7 +383,7 @@ class _Work:
             return False
         if self.in_txn:
             self._commit()  # what it holds must reach enrich for the window to move
-        if self.results.due(WINDOW_POLL_S):
+        if self.results.due():
             self.results.poll()
         if self._room():
             return False
@@ -392,7 +394,7 @@ class _Work:
             self.window_wait = (f"{window} records sent are not through enrich yet "
                                 "(SLUICE_ADMIN_REPLAY_WINDOW): waiting for their outcomes")  # fmt: skip
             self._show_waiting()
-        self.r.cancel.wait(WINDOW_POLL_S / 4)
+        self.r.cancel.wait(OUTCOMES_EVERY_S / 4)
         return True
 
     def _room(self) -> bool:

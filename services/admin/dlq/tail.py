@@ -6,13 +6,13 @@
 The consumer is assigned once, at the first poll (every partition of the
 topic at its start offset; a partition not in ``start``, or below the log
 start, from its first record). It fetches in the background from then on
-(``read_committed``: up to the last stable offset), and a poll hands out
-what it has fetched by then, never waiting for more (or until the budget is
-spent): on a topic that receives records all the time, a poll that waited
-for a quiet moment went on to the end of its budget, and the runner, which
-reads and sends on one thread, sent nothing meanwhile. Nothing is
-re-assigned between polls: a fetch in flight is never dropped, and what
-arrives after a poll is handed out at the next one. The replay runner reads its outcomes this way; re-assigning a
+(``read_committed``: up to the last stable offset). A poll hands out what it
+has fetched by then (at most the budget) and never waits for more: on a topic
+that receives records all the time, a poll that waited for a quiet moment ran
+to the end of its budget, and the runner, which reads and sends on one
+thread, sent nothing meanwhile. Nothing is re-assigned between polls: a fetch
+in flight is never dropped, and what arrives after a poll is handed out at
+the next one. The replay runner reads its outcomes this way; re-assigning a
 consumer at each read (every 0.2 s while a window waits) let reads miss the
 records they were waiting for.
 """
