@@ -8,7 +8,9 @@
 * polling (:func:`shared.kafka.consume.consume_available`), with a timeout the
   stage and the commit strategy agree on; records of a partition revoked while a
   poll gathered its batch are dropped (:func:`split_stale`) and, if it is
-  assigned again, read again from its commit;
+  assigned again, read again from its commit (until the seek back succeeds, its
+  records are dropped and the seek retried: a coordinator away does not stop the
+  stage);
 * consumer errors (:func:`consumer_error`: fatal ones stop the stage; a fence that
   follows the consumer's own session timeout raises :class:`SessionFenced`, so that
   :func:`shared.stage.run_stage` starts the stage over);
@@ -56,6 +58,7 @@ is not flagged fatal itself), a topic it reads vanished or is refused."""
 
 EARLIEST = frozenset({"earliest", "beginning", "smallest"})
 COMMITTED_TIMEOUT_S = 10.0  # the group coordinator's answer for a partition read again
+REREAD_RETRY_S = 1.0  # a failed seek back to the commit is tried again after this
 
 FENCED_AFTER_LOST_S = 30.0
 """A fatal fence this soon after the consumer lost its partitions (its session timed
@@ -215,6 +218,10 @@ class ConsumerLoop:
     lost_at: float | None = field(default=None, init=False)  # monotonic: partitions last lost
     callback_error: BaseException | None = field(default=None, init=False)  # from a callback
     revoked_in_poll: set[TP] = field(default_factory=set, init=False)  # see :func:`split_stale`
+    # partitions to read again from their commit, with the first offset dropped: see
+    # :meth:`drop_stale`; a partition stays here (its records dropped) until its seek succeeds
+    reread: dict[TP, int] = field(default_factory=dict, init=False)
+    reread_after: float = field(default=0.0, init=False)  # monotonic: next seek back attempt
 
     def run(self) -> None:
         try:
@@ -253,7 +260,9 @@ class ConsumerLoop:
             self.revoked_in_poll.clear()
             got = consume_available(self.consumer, batch, wait)
             self.raise_callback_error()
-            msgs: Sequence[Message] = self.drop_stale(got) if self.revoked_in_poll else got
+            msgs: Sequence[Message] = (
+                self.drop_stale(got) if self.revoked_in_poll or self.reread else got
+            )
             if commits.rewind_due:
                 commits.rewind()  # the batch was fetched before the seek: read again
             elif msgs:
@@ -282,27 +291,54 @@ class ConsumerLoop:
         """Drop what :func:`split_stale` says; a partition assigned again within the poll
         is read again from its commit (its records of this batch were dropped with the
         rest). Its position may lie past that commit: the records between were fetched
-        for the old assignment and never handled."""
-        kept, first = split_stale(msgs, self.revoked_in_poll)
-        if not first:
-            return msgs
-        RECORDS_SKIPPED.labels("revoked").inc(len(msgs) - len(kept))
-        owned = {(p.topic, p.partition) for p in self.consumer.assignment()}
-        again = [TopicPartition(t, p) for (t, p) in sorted(first) if (t, p) in owned]
-        log.info("%s: %d records of partitions revoked while they were fetched dropped; "
-                 "read again from the commit: %s", self.name, len(msgs) - len(kept),
-                 [f"{p.topic}[{p.partition}]" for p in again] or "none of them is ours")  # fmt: skip
-        if again:
-            for c in self.consumer.committed(again, timeout=COMMITTED_TIMEOUT_S):
+        for the old assignment and never handled. Until that seek has succeeded
+        (:meth:`seek_back`), the partition's records are dropped as well."""
+        kept, first = split_stale(msgs, self.revoked_in_poll | self.reread.keys())
+        if first:
+            RECORDS_SKIPPED.labels("revoked").inc(len(msgs) - len(kept))
+            owned = {(p.topic, p.partition) for p in self.consumer.assignment()}
+            again = {tp: o for tp, o in first.items() if tp in owned}
+            if self.revoked_in_poll:
+                log.info("%s: %d records of partitions revoked while they were fetched "
+                         "dropped; read again from the commit: %s", self.name,
+                         len(msgs) - len(kept),
+                         [f"{t}[{p}]" for (t, p) in sorted(again)] or "none of them is ours")  # fmt: skip
+            for tp, offset in again.items():
+                self.reread[tp] = min(offset, self.reread.get(tp, offset))
+        if self.reread and time.monotonic() >= self.reread_after:
+            self.seek_back()
+        return kept
+
+    def seek_back(self) -> None:
+        """Seek each partition of :attr:`reread` to its commit (or the first record
+        dropped, if that lies before it or there is no commit and reading starts from
+        the end). A failure (the coordinator away, a seek refused) keeps the partition
+        here and is tried again after :data:`REREAD_RETRY_S`: nothing past its commit
+        has been handled, so nothing is lost while it waits."""
+        parts = [TopicPartition(t, p) for (t, p) in sorted(self.reread)]
+        try:
+            for c in self.consumer.committed(parts, timeout=COMMITTED_TIMEOUT_S):
                 tp = (c.topic, c.partition)
+                if c.error is not None:
+                    raise KafkaException(c.error)
                 if c.offset >= 0:
-                    start = min(c.offset, first[tp])
+                    start = min(c.offset, self.reread[tp])
                 elif self.subscription.reset in EARLIEST:
                     start = OFFSET_BEGINNING  # no commit yet: where the new assignment started
                 else:  # from the end: not after the first record dropped
-                    start = first[tp]
+                    start = self.reread[tp]
                 self.consumer.seek(TopicPartition(c.topic, c.partition, start))
-        return kept
+                del self.reread[tp]
+        except KafkaException as exc:
+            self.reread_after = time.monotonic() + REREAD_RETRY_S
+            log.warning("%s: reading %s again from the commit failed (%s); their records are "
+                        "dropped until it succeeds, tried again in %gs", self.name,
+                        [f"{t}[{p}]" for (t, p) in sorted(self.reread)], exc, REREAD_RETRY_S)  # fmt: skip
+
+    def forget_reread(self, tps: set[TP]) -> None:
+        """A partition that leaves needs no seek back: a new assignment starts at the commit."""
+        for tp in tps:
+            self.reread.pop(tp, None)
 
     # -- rebalances ------------------------------------------------------------------
     def raise_callback_error(self) -> None:
@@ -328,6 +364,7 @@ class ConsumerLoop:
             return
         log.info("revoked %s: committing", sorted(tps))
         self.revoked_in_poll |= tps
+        self.forget_reread(tps)
         if not self.failed:
             try:
                 self.commits.revoke(tps)
@@ -341,5 +378,6 @@ class ConsumerLoop:
         log.warning("partitions lost (no commit possible): %s", sorted(tps))
         self.lost_at = time.monotonic()
         self.revoked_in_poll |= tps
+        self.forget_reread(tps)
         self.commits.lose(tps)
         self.handler.forget(tps, lost=True)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+import shared.kafka.loop as loop_module
 from shared.errors import DeliveryError, SessionFenced, TransactionError
 from shared.kafka.commits import Checkpoints, Transactions, TxnSchedule
 from shared.kafka.loop import (
@@ -374,18 +375,34 @@ def test_a_refused_background_commit_is_sent_again(broker: MemBroker) -> None:
     assert committed(broker) == 10 and broker.refuse_commits == 0
 
 
+@pytest.mark.parametrize("coordinator_away", [False, True])
 @pytest.mark.parametrize("transactional", [False, True])
 def test_records_fetched_before_a_rebalance_in_the_same_poll_are_read_again_not_twice(
-    broker: MemBroker, transactional: bool
+    broker: MemBroker, transactional: bool, coordinator_away: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A poll makes up to three ``consume`` calls; a rebalance served by a later one
     revokes partitions whose records an earlier one returned. Those records belong to
     the old assignment: handled, they would be handled again when the new assignment
     reads from the last commit (twice in the output, or, for enrich's watermarks, an
     offset that is not after the last one: a crash). They are dropped, and a partition
-    assigned again is read from its commit."""
+    assigned again is read from its commit.
+
+    ``coordinator_away``: the first ask for the commit fails. The stage goes on: the
+    partition's records are dropped until a later ask succeeds, then read from there."""
     f = Forward(broker, StopFlag(), transactional)
     fired: list[int] = []
+    refused: list[int] = []
+    if coordinator_away:
+        monkeypatch.setattr(loop_module, "REREAD_RETRY_S", 0.1)
+        ask = f.consumer.committed
+
+        def away_once(parts: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
+            if not refused:
+                refused.append(len(parts))
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "coordinator away"))
+            return ask(parts, timeout)
+
+        monkeypatch.setattr(f.consumer, "committed", away_once)
 
     def rebalance_after_the_first_wait(num_messages: int, got: list[object]) -> None:
         if not fired and num_messages == 1 and got:  # the waiting call: one more follows
@@ -407,5 +424,6 @@ def test_records_fetched_before_a_rebalance_in_the_same_poll_are_read_again_not_
 
     assert run_until(f, feed) is None
     assert fired, "no rebalance came between the calls of one poll"
+    assert bool(refused) == coordinator_away and not f.loop.reread
     out = sorted(m.value() or b"" for m in broker.read_all("out"))
     assert out == sorted(b"v%d" % i for i in range(40))
