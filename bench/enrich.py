@@ -73,16 +73,13 @@ import argparse
 import json
 import math
 import os
-import signal
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -119,27 +116,11 @@ class BenchError(SluiceError):
     """The bench cannot go on (a process died, the group never formed, ...)."""
 
 
-class Terminated(SluiceError):
-    """SIGTERM reached the bench: clean up as for Ctrl-C."""
-
-
 def say(line: str) -> None:
     print(line, flush=True)
 
 
 # -- processes ----------------------------------------------------------------------
-@contextmanager
-def sigterm_as_exception() -> Iterator[None]:
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        raise Terminated("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def proc_rss_mb(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -647,7 +628,7 @@ def run(argv: list[str]) -> int:
     log_dir = tempfile.mkdtemp(prefix="sluice-bench-enrich-")
     procs = Processes(Path(log_dir))
     say(f"logs and configs in {log_dir}")
-    with sigterm_as_exception(), acquire() as stack:
+    with acquire() as stack:
         commandstats = redis.Redis.from_url(stack.redis_url)
         try:
             say(f"Kafka {stack.bootstrap} ({stack.kafka_source}), Redis {stack.redis_url} ({stack.redis_source})")  # fmt: skip

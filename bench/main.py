@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reached the bench: it stops what it started, as after Ctrl-C. Not an
+    ``Exception``, so that no ``except Exception`` on the way (a readiness probe that
+    answers "not yet" to any error) can swallow it."""
+
+
+@contextmanager
+def sigterm_as_exception() -> Iterator[None]:
+    """A SIGTERM raises :class:`Terminated` in the bench's main thread, so the
+    ``finally`` blocks that stop its fleet, fakellm and peers run (the default
+    action would end the process and leave them running)."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(argv: list[str]) -> int:
@@ -15,5 +43,10 @@ def run(argv: list[str]) -> int:
     import importlib
 
     module = importlib.import_module(benches[argv[0]])
-    result: int = module.run(argv[1:])
+    try:
+        with sigterm_as_exception():
+            result: int = module.run(argv[1:])
+    except Terminated:
+        print("sluice bench: stopped by SIGTERM (what it started is stopped)", file=sys.stderr)
+        return EXIT_TERMINATED
     return result

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,18 +22,89 @@ from devtools.stack.resolve import Stack
 pytestmark = pytest.mark.e2e
 
 
+STOP_GRACE_S = 60.0  # a terminated bench stops its fleet, fakellm and peers within this
+
+
+def bench_env(stack: Stack) -> dict[str, str]:
+    return {**os.environ, "SLUICE_KAFKA_BOOTSTRAP": stack.bootstrap,
+            "SLUICE_REDIS_URL": stack.redis_url}  # fmt: skip
+
+
+def bench_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "services.cli", "bench", *args]
+
+
+def terminate(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, so the bench stops what it started; SIGKILL if it does not end in time."""
+    proc.terminate()
+    try:
+        proc.communicate(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+
+
 def bench(stack: Stack, *args: str) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "SLUICE_KAFKA_BOOTSTRAP": stack.bootstrap,
-        "SLUICE_REDIS_URL": stack.redis_url,
-    }
-    proc = subprocess.run([sys.executable, "-m", "services.cli", "bench", *args], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
-    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    with subprocess.Popen(bench_cmd(*args), env=bench_env(stack), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        try:
+            out, err = proc.communicate(timeout=300)
+        except BaseException:  # a timeout, or the test run interrupted (Ctrl-C, SIGTERM)
+            terminate(proc)
+            raise
+    assert proc.returncode == 0, (out[-2000:], err[-3000:])
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert result["bench"] == args[0]
     return result
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live child processes of ``pid``: their command lines."""
+    found: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().decode()
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_terminated_bench_stops_what_it_started(stack: Stack) -> None:
+    """SIGTERM to a bench mid-run (a CI timeout, a test run interrupted): it ends with
+    a one-line error, and its fakellm and workers end with it instead of outliving it."""
+    args = ("enrich", "--seconds", "120", "--warmup", "2", "--limit", "40", "--no-baseline")
+    with subprocess.Popen(bench_cmd(*args), env=bench_env(stack), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        try:
+            started: dict[int, str] = {}
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and proc.poll() is None:
+                started = children(proc.pid)
+                if any("fakellm" in c for c in started.values()) and any(
+                    "enrich" in c and "fakellm" not in c for c in started.values()
+                ):
+                    break
+                time.sleep(0.2)
+            assert proc.poll() is None, proc.communicate()
+            assert len(started) >= 2, started
+            proc.terminate()
+            out, err = proc.communicate(timeout=STOP_GRACE_S)
+        except BaseException:
+            terminate(proc)
+            raise
+    assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]
+    assert "stopped by SIGTERM" in err and "Traceback" not in err, err[-3000:]
+    assert not [cmd for pid, cmd in started.items() if alive(pid)]
 
 
 def test_bench_ingest(stack: Stack) -> None:
