@@ -69,8 +69,8 @@ from devtools.runs.readback import Tail, first_attempt_times
 from devtools.runs.verify import Ident, percentile
 from devtools.stack.ports import free_port
 from devtools.stack.resolve import Stack, acquire
-from services.router.envelope import Consumed, failure_dlq_record, parse
 from shared import headers as h
+from shared.envelope import Consumed, failure_dlq_record, parse
 from shared.errors import SluiceError
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.kinds import FailureKind

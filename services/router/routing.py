@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.router import envelope as env
 from services.router.ladder import Route, next_hop
+from shared import envelope as env
 from shared import headers as h
 from shared.outcomes import Record, dead_outcome
 from shared.topics import Topics

@@ -42,11 +42,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from services.router import metrics as m
 from services.router import routing
 from services.router.drain import DrainGate, HealthCache, TokenBucket
-from services.router.envelope import MALFORMED, Consumed
 from services.router.health import RedisHealth
 from services.router.pausing import Pauser
 from services.router.routing import Plan, Role, Wait
 from services.router.settings import RouterSettings
+from shared.envelope import MALFORMED, Consumed
 from shared.errors import DeliveryError
 from shared.kafka.clients import KAFKA, Clients
 from shared.kafka.commits import Transactions, TxnHooks, TxnSchedule

@@ -7,7 +7,7 @@ import pytest
 from devtools.stack.resolve import Stack
 from services.admin.dlq.reader import Budget, reading_consumer
 from services.admin.dlq.tail import Tail
-from services.router.envelope import Consumed
+from shared.envelope import Consumed
 from shared.kafka.provision import create_topics
 from shared.settings import CommonSettings, load
 from tests.support.kafka import produce, wait_for

@@ -19,9 +19,9 @@ from confluent_kafka import Message
 from prometheus_client import REGISTRY
 
 from devtools.stack.resolve import Stack
-from services.router import envelope as env
 from services.router.service import Router
 from services.router.settings import RouterSettings
+from shared import envelope as env
 from shared import headers as h
 from shared.kafka.provision import create_topics
 from shared.kafka.shutdown import StopFlag

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from services.router.envelope import Consumed, failure_dlq_record, parse
 from shared import headers as h
+from shared.envelope import Consumed, failure_dlq_record, parse
 from shared.kinds import FailureKind
 from shared.outcomes import Failure, Record, failure_record
 

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from services.admin.dlq.facts import AGE_BUCKETS, NO_KIND, RecordFacts, age_bucket
 from services.admin.dlq.filters import Filters
-from services.router.envelope import Malformed, malformed_dlq_record
 from shared import headers as h
+from shared.envelope import Malformed, malformed_dlq_record
 from shared.kinds import FailureKind
 from shared.outcomes import Record
 from tests.support.dlq import consumed, dead_record

@@ -16,9 +16,9 @@ from services.admin.dlq.filters import Filters
 from services.admin.dlq.pacing import Pacer, pace
 from services.admin.dlq.resend import work_record
 from services.admin.dlq.task import ReplayTask, TransitionError, newest
-from services.router.envelope import DLT_OFFSET
 from shared import headers as h
 from shared.config_file import ProviderConfig
+from shared.envelope import DLT_OFFSET
 from shared.errors import StackError
 from shared.outcomes import HISTORY_MAX
 from shared.topics import Topics

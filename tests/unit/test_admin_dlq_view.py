@@ -9,8 +9,8 @@ import pytest
 
 from services.admin.dlq import cursor, view
 from services.admin.dlq.facts import RecordFacts
-from services.router.envelope import DLT_OFFSET, DLT_PARTITION, DLT_TIMESTAMP, DLT_TOPIC
 from shared import headers as h
+from shared.envelope import DLT_OFFSET, DLT_PARTITION, DLT_TIMESTAMP, DLT_TOPIC
 from shared.kinds import FailureKind
 from shared.outcomes import Record
 from tests.support.dlq import consumed, dead_record

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.router import envelope as env
 from services.router import routing
 from services.router.routing import Wait
+from shared import envelope as env
 from shared import headers as h
 from shared.kinds import FailureKind as K
 from shared.outcomes import Failure, Record, failure_record

@@ -1,7 +1,7 @@
 """What the filters and the counts look at in one DLQ record (pure).
 
 Decoded with the pipeline's own decoders: ``shared.headers`` for the
-``sluice.*`` headers, and the router's :mod:`~services.router.envelope` for
+``sluice.*`` headers, and the router's :mod:`~shared.envelope` for
 the source timestamp and the ``kafka_dlt-original-*`` coordinates (the
 router writes DLQ records; reading them back with its code keeps one
 encoding). Values that sluice did not write are bounded: an unreadable or
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.router.envelope import (
+from shared import headers as h
+from shared.envelope import (
     DLT_OFFSET,
     DLT_PARTITION,
     DLT_TOPIC,
@@ -20,7 +21,6 @@ from services.router.envelope import (
     decode_dlt_int,
     original_timestamp,
 )
-from shared import headers as h
 
 NO_KIND = "unknown"
 """The kind of a record without ``sluice.error.kind`` (counts group it under this)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.router.envelope import Consumed
+from shared.envelope import Consumed
 from shared.errors import StackError
 from shared.kafka.config import BOUNDED_READ, consumer_config
 from shared.settings import CommonSettings

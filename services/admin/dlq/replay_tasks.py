@@ -31,7 +31,7 @@ from services.admin.dlq.board import ReplayBoard
 from services.admin.dlq.canary import Outcomes
 from services.admin.dlq.routes import read_dlq
 from services.admin.dlq.task import ReplayTask
-from services.router.envelope import Consumed
+from shared.envelope import Consumed
 from shared.errors import StackError
 
 router = APIRouter(tags=["replays"])

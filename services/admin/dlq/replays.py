@@ -35,8 +35,8 @@ from services.admin.dlq.plan import Calls, Cost, Tally, candidate, cost, split
 from services.admin.dlq.replay_tasks import ready_board
 from services.admin.dlq.routes import UNKNOWN, dlq_topic, invalid, read_dlq
 from services.admin.dlq.task import ReplayTask, now
-from services.router.envelope import Consumed
 from shared.config_file import TaskConfig
+from shared.envelope import Consumed
 from shared.errors import ConfigError
 
 router = APIRouter(tags=["replays"])

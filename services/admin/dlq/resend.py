@@ -20,8 +20,8 @@ needs it); :func:`services.admin.dlq.facts.source_of` reads both.
 from __future__ import annotations
 
 from services.admin.dlq.facts import replay_count, source_of
-from services.router.envelope import Consumed, original_timestamp
 from shared import headers as h
+from shared.envelope import Consumed, original_timestamp
 from shared.outcomes import Record
 
 DLT_PREFIX = "kafka_dlt-"

@@ -23,7 +23,7 @@ from services.admin.dlq import models as m
 from services.admin.dlq.facts import AGE_BUCKETS, RecordFacts, age_bucket
 from services.admin.dlq.names import NAMES, READ_ONLY, topic_of, unknown
 from services.admin.dlq.reader import Budget, Scan, Visit, read
-from services.router.envelope import Consumed
+from shared.envelope import Consumed
 from shared.errors import StackError
 
 router = APIRouter(tags=["dlq"])

@@ -58,10 +58,10 @@ from services.admin.dlq.task import ReplayTask, Status, newest, now
 from services.admin.dlq.walk import Walk
 from services.admin.models import AuditRecord
 from services.admin.settings import AdminSettings
-from services.router.envelope import Consumed
 from services.sequencer.restore import StateReader
 from shared import headers as h
 from shared.config_file import SluiceConfig
+from shared.envelope import Consumed
 from shared.errors import DeliveryError, SluiceError, StackError
 from shared.kafka.config import producer_config
 from shared.kafka.shutdown import StopFlag

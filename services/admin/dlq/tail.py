@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.admin.dlq.reader import Budget, passing_error
-from services.router.envelope import Consumed
+from shared.envelope import Consumed
 from shared.errors import StackError
 
 

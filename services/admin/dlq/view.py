@@ -16,14 +16,14 @@ from datetime import UTC, datetime
 
 from services.admin.dlq.facts import RecordFacts
 from services.admin.dlq.models import DlqRecord, Header, Preview, Source
-from services.router.envelope import (
+from shared import headers as h
+from shared.envelope import (
     DLT_OFFSET,
     DLT_PARTITION,
     DLT_TIMESTAMP,
     Consumed,
     decode_dlt_int,
 )
-from shared import headers as h
 from shared.outcomes import history
 
 DLT_INTS = frozenset({DLT_PARTITION, DLT_OFFSET, DLT_TIMESTAMP})

@@ -18,7 +18,7 @@ from typing import Final
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.router.envelope import Consumed
+from shared.envelope import Consumed
 
 
 class _Pending:

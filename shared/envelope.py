@@ -1,4 +1,5 @@
-"""What the router reads and writes (pure): failure records in, records out.
+"""Failure records and the DLQ records made of them (pure): what the router reads
+and writes, and what the admin reads back from the DLQs and replays.
 
 Records the router reads (``P.failures``, ``P.retry.*``, ``P.parked``) are
 failure records (see :mod:`shared.outcomes`). One that cannot be routed

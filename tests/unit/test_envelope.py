@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.router import envelope as env
+from shared import envelope as env
 from shared import headers as h
 from shared.kinds import FailureKind
 from shared.outcomes import Failure, Record, failure_record
