@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.kafka.scope import Role, passthrough
 
 KAFKA_PROP_PREFIX = "SLUICE_KAFKA_PROP_"
 
@@ -64,10 +65,13 @@ class CommonSettings(BaseSettings):
                 data = {**data, "kafka_props": props}
         return data
 
-    def kafka_config(self, **extra: Any) -> dict[str, Any]:
-        """librdkafka configuration: bootstrap, passthrough properties, extras."""
+    def kafka_config(self, role: Role = "any", /, **extra: Any) -> dict[str, Any]:
+        """librdkafka configuration: bootstrap, the passthrough properties a client of
+        kind ``role`` reads (:mod:`shared.kafka.scope`), extras."""
         conf: dict[str, Any] = {"bootstrap.servers": self.kafka_bootstrap}
-        conf.update({k: v.get_secret_value() for k, v in self.kafka_props.items()})
+        conf.update(
+            {k: v.get_secret_value() for k, v in passthrough(self.kafka_props, role).items()}
+        )
         conf.update(extra)
         return conf
 

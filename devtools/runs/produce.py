@@ -37,7 +37,7 @@ def run(argv: list[str]) -> int:
         parser.error("--records, --keys and --rate must be positive")
     settings = load_with_flags(IngestSettings, source_topic=args.topic)
     data = tickets(args.records, args.keys, seed=args.seed)
-    producer = CheckpointProducer(settings.kafka_config(**{
+    producer = CheckpointProducer(settings.kafka_config("producer", **{
         "linger.ms": 10, "partitioner": "murmur2_random", "message.timeout.ms": 30_000,
         "logger": rdkafka_logger()}))  # fmt: skip
     start, sent = time.monotonic(), 0

@@ -50,7 +50,7 @@ class AdminContext:
 
     @classmethod
     def build(cls, settings: AdminSettings, config: SluiceConfig) -> AdminContext:
-        kafka = AdminClient(settings.kafka_config(logger=rdkafka_logger()))
+        kafka = AdminClient(settings.kafka_config("admin", logger=rdkafka_logger()))
         return cls(settings, config, connect(settings.redis_url.get_secret_value()),
                    AuditLog(settings), kafka)  # fmt: skip
 

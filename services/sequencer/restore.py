@@ -96,10 +96,10 @@ class StateReader:
         self.topic = topic
         base = {"group.id": f"{settings.pipeline}.sequencer.restore.{uuid.uuid4().hex[:8]}",
                 "enable.auto.commit": False, "logger": rdkafka_logger()}  # fmt: skip
-        self.reader = clients.consumer(settings.kafka_config(**base, **{
+        self.reader = clients.consumer(settings.kafka_config("consumer", **base, **{
             "isolation.level": "read_committed", "enable.partition.eof": True}))  # fmt: skip
         self.probe = clients.consumer(
-            settings.kafka_config(**base, **{"isolation.level": "read_uncommitted"})
+            settings.kafka_config("consumer", **base, **{"isolation.level": "read_uncommitted"})
         )
 
     def close(self) -> None:

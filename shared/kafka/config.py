@@ -57,7 +57,7 @@ def _producer(
         "logger": rdkafka_logger(),
     }
     defaults = {k: v for k, v in tunable.items() if k not in settings.kafka_props}
-    return settings.kafka_config(**{**defaults, **conf, **extra})
+    return settings.kafka_config("producer", **{**defaults, **conf, **extra})
 
 
 BOUNDED_READ = {"fetch.min.bytes": 1, "fetch.wait.max.ms": 100}
@@ -80,4 +80,4 @@ def consumer_config(settings: CommonSettings, group: str, **extra: Any) -> dict[
         "statistics.interval.ms": STATS_INTERVAL_MS,
         "logger": rdkafka_logger(),
     }
-    return settings.kafka_config(**{**conf, **extra})
+    return settings.kafka_config("consumer", **{**conf, **extra})

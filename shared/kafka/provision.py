@@ -29,7 +29,7 @@ class Provisioned:
 
 def admin_client(settings: CommonSettings) -> AdminClient:
     check_props(settings.kafka_props)
-    return AdminClient(settings.kafka_config(logger=rdkafka_logger()))
+    return AdminClient(settings.kafka_config("admin", logger=rdkafka_logger()))
 
 
 def partition_counts(admin: AdminClient, timeout: float = 10.0) -> dict[str, int]:
