@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shared.settings import TransactionalSettings
-from shared.topics import Topics
+from shared.topics import TOMBSTONE_RETENTION_MS, Topics
+
+RESTORE_TIMEOUT_MAX_S = TOMBSTONE_RETENTION_MS / 1000 / 2
+"""A restore reads the changelog from its start. A tombstone compacted away during
+that read would leave the state it deleted restored: the read must end well within
+the changelog's ``delete.retention.ms`` (:data:`shared.topics.TOMBSTONE_RETENTION_MS`)."""
 
 
 class SequencerSettings(TransactionalSettings):
@@ -22,6 +27,17 @@ class SequencerSettings(TransactionalSettings):
     skipped_max: int = Field(10_000, ge=1, le=10_000_000)
     unkeyed_memory: int = Field(20_000, ge=1, le=10_000_000)
     restore_timeout_s: float = Field(120.0, gt=0)
+
+    @field_validator("restore_timeout_s")
+    @classmethod
+    def _within_tombstone_retention(cls, v: float) -> float:
+        if v > RESTORE_TIMEOUT_MAX_S:
+            raise ValueError(
+                f"at most {RESTORE_TIMEOUT_MAX_S:g} s: half the changelog's tombstone "
+                f"retention (delete.retention.ms {TOMBSTONE_RETENTION_MS}), so that no "
+                "tombstone is compacted away while a restore reads past it"
+            )
+        return v
 
     @property
     def group(self) -> str:

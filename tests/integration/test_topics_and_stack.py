@@ -44,10 +44,13 @@ def test_topics_create_is_idempotent_and_complete(
     md = admin.list_topics(timeout=10)
     for name in (f"{pipeline}.work", f"{pipeline}.results", f"{pipeline}.sequencer.state"):
         assert len(md.topics[name].partitions) == 3
-    # the broker took every setting as given (the compacted topics' segment and tombstone bounds too)
-    for spec in Topics(pipeline).specs(3):
-        if "cleanup.policy" not in spec.config:
-            continue
+    # the broker took every topic's settings as given (retention, message size, and the
+    # compacted topics' segment and tombstone bounds)
+    specs = Topics(pipeline).specs(3)
+    assert sum(1 for spec in specs if spec.config) > sum(
+        1 for spec in specs if "cleanup.policy" in spec.config
+    )
+    for spec in specs:
         res = ConfigResource(ResourceType.TOPIC, spec.name)
         live = admin.describe_configs([res])[res].result(30)
         assert {k: live[k].value for k in spec.config} == spec.config, spec.name

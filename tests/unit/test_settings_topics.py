@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from services.sequencer.settings import SequencerSettings
+from services.sequencer.settings import RESTORE_TIMEOUT_MAX_S, SequencerSettings
 from shared.errors import ConfigError, TopicError
 from shared.kafka.provision import check_layout
 from shared.kinds import FailureKind
@@ -44,6 +44,12 @@ def test_invalid_settings_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> 
         load(IngestSettings)
     with pytest.raises(ConfigError, match="not a valid Kafka topic"):
         load(IngestSettings, source_topic="bad topic!")
+
+
+def test_a_restore_timeout_beyond_half_the_tombstone_retention_is_refused() -> None:
+    assert load(SequencerSettings, restore_timeout_s=RESTORE_TIMEOUT_MAX_S).restore_timeout_s == 450
+    with pytest.raises(ConfigError, match=r"SLUICE_RESTORE_TIMEOUT_S.*tombstone retention"):
+        load(SequencerSettings, restore_timeout_s=451)
 
 
 def test_rungs() -> None:
