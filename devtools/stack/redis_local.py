@@ -35,6 +35,7 @@ class LocalRedis:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     _own_dir: bool = False
+    extra_args: tuple[str, ...] = ()  # more redis-server options (a test's cluster mode)
 
     @property
     def url(self) -> str:
@@ -61,7 +62,7 @@ class LocalRedis:
         args = [
             exe, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.data_dir),
             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-            "--daemonize", "no", "--logfile", str(self.log_path),
+            "--daemonize", "no", "--logfile", str(self.log_path), *self.extra_args,
         ]  # fmt: skip
         self.proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

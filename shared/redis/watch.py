@@ -3,7 +3,9 @@
 Enrich and the router need Redis (limits, cooldowns, breaker, pause flags).
 At start a service waits for it at most ``SLUICE_STARTUP_TIMEOUT_S``, warning
 within seconds, then stops with one line (:class:`~shared.errors.StackError`).
-Once started, an outage never stops it: the stage's own Redis calls wait and
+A Redis in cluster mode is refused at start with one line: enrich's scripts touch
+several keys of a provider, and the result cache, in one call, which a cluster
+refuses unless they share a hash slot. Once started, an outage never stops it: the stage's own Redis calls wait and
 retry; this watch only reports, with a PING every ``interval_s`` on a
 connection of its own: ``sluice_dependency_up{dependency="redis"}`` is 0 while
 Redis cannot be reached, and a warning naming the address (never the
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -66,6 +68,18 @@ class Outage:
 
     def down_for(self, now: float) -> float:
         return 0.0 if self.down_since is None else now - self.down_since
+
+
+def cluster_mode_problem(info: Mapping[str, object], address: str) -> str | None:
+    """What is wrong with a Redis whose ``INFO cluster`` is ``info`` (pure); None: nothing."""
+    if str(info.get("cluster_enabled", 0)) != "1":
+        return None
+    return (
+        f"Redis at {address} ({SETTING}) runs in cluster mode, which sluice does not "
+        "support: its scripts touch several keys of a provider (bucket, breaker, cooldown, "
+        "pause flag, result cache) in one call. Use a Redis without cluster mode (one "
+        "primary; replicas or Sentinel for failover)"
+    )
 
 
 class RedisWatch:
@@ -127,6 +141,21 @@ class RedisWatch:
                 stop.wait(min(1.0, left))
             else:
                 time.sleep(min(1.0, left))
+        self.check_mode()
+
+    def check_mode(self) -> None:
+        """StackError for a Redis in cluster mode (:func:`cluster_mode_problem`). A Redis
+        that refuses ``INFO`` (an ACL without it) is let through: the scripts' own errors
+        would then say what is wrong."""
+        try:
+            info = self._client.info("cluster")
+        except (redis.RedisError, OSError) as exc:
+            log.debug("Redis at %s: INFO cluster refused (%s); mode not checked", self.address,
+                      scrub(str(exc), self._url))  # fmt: skip
+            return
+        problem = cluster_mode_problem(info, self.address)
+        if problem is not None:
+            raise StackError(problem)
 
     def _watch(self) -> None:
         while not self._stop.wait(self.interval_s):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -115,6 +116,20 @@ def test_topics_that_are_not_co_partitioned_are_refused(
     proc = sluice({**kafka_env, "SLUICE_SOURCE_TOPIC": f"{pipeline}-src"}, service)
     line = error_line(proc, service)
     assert "must be co-partitioned" in line and f"'{t.results}': 2" in line
+
+
+@pytest.mark.parametrize("service", ["enrich", "router"])
+def test_a_redis_in_cluster_mode_is_refused_at_start(
+    service: str, kafka_env: dict[str, str], tmp_path: Path
+) -> None:
+    local = LocalRedis(extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
+                                   str(tmp_path / "nodes.conf"))).start()  # fmt: skip
+    try:
+        proc = sluice({**kafka_env, "SLUICE_REDIS_URL": local.url}, service)
+    finally:
+        local.cleanup()
+    line = error_line(proc, service)
+    assert f"Redis at {local.url} (SLUICE_REDIS_URL) runs in cluster mode" in line, line
 
 
 def gauge() -> float | None:

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from shared.errors import ConfigError, StackError
 from shared.redis.address import redis_address
 from shared.redis.client import connect
-from shared.redis.watch import Change, Outage, RedisWatch
+from shared.redis.watch import Change, Outage, RedisWatch, cluster_mode_problem
 
 
 def closed_port() -> int:
@@ -87,3 +87,11 @@ def test_startup_wait_warns_within_seconds_then_gives_up_naming_the_setting(
     assert len(warnings) >= 2, "the warning repeats while Redis is away"
     assert all(f"127.0.0.1:{port}" in w and "hunter2" not in w for w in warnings)
     assert gauge() == 0
+
+
+def test_a_redis_in_cluster_mode_is_refused_with_the_reason() -> None:
+    problem = cluster_mode_problem({"cluster_enabled": 1}, "redis://r:6379/0")
+    assert problem is not None
+    assert problem.startswith("Redis at redis://r:6379/0 (SLUICE_REDIS_URL) runs in cluster mode")
+    assert cluster_mode_problem({"cluster_enabled": 0}, "redis://r:6379/0") is None
+    assert cluster_mode_problem({}, "redis://r:6379/0") is None  # no such section: not a cluster
