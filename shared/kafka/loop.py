@@ -58,7 +58,8 @@ is not flagged fatal itself), a topic it reads vanished or is refused."""
 
 EARLIEST = frozenset({"earliest", "beginning", "smallest"})
 COMMITTED_TIMEOUT_S = 10.0  # the group coordinator's answer for a partition read again
-REREAD_RETRY_S = 1.0  # a failed seek back to the commit is tried again after this
+REREAD_RETRY_S = 1.0  # a failed seek back to the commit is tried again after this, doubling
+REREAD_RETRY_MAX_S = 30.0  # ... up to this (one warning each time)
 
 FENCED_AFTER_LOST_S = 30.0
 """A fatal fence this soon after the consumer lost its partitions (its session timed
@@ -222,6 +223,7 @@ class ConsumerLoop:
     # :meth:`drop_stale`; a partition stays here (its records dropped) until its seek succeeds
     reread: dict[TP, int] = field(default_factory=dict, init=False)
     reread_after: float = field(default=0.0, init=False)  # monotonic: next seek back attempt
+    reread_backoff_s: float = field(default=REREAD_RETRY_S, init=False)
 
     def run(self) -> None:
         try:
@@ -313,8 +315,9 @@ class ConsumerLoop:
         """Seek each partition of :attr:`reread` to its commit (or the first record
         dropped, if that lies before it or there is no commit and reading starts from
         the end). A failure (the coordinator away, a seek refused) keeps the partition
-        here and is tried again after :data:`REREAD_RETRY_S`: nothing past its commit
-        has been handled, so nothing is lost while it waits."""
+        here and is tried again after :data:`REREAD_RETRY_S`, doubling up to
+        :data:`REREAD_RETRY_MAX_S`: nothing past its commit has been handled, so nothing
+        is lost while it waits."""
         parts = [TopicPartition(t, p) for (t, p) in sorted(self.reread)]
         try:
             for c in self.consumer.committed(parts, timeout=COMMITTED_TIMEOUT_S):
@@ -329,11 +332,14 @@ class ConsumerLoop:
                     start = self.reread[tp]
                 self.consumer.seek(TopicPartition(c.topic, c.partition, start))
                 del self.reread[tp]
+            self.reread_backoff_s = REREAD_RETRY_S
         except KafkaException as exc:
-            self.reread_after = time.monotonic() + REREAD_RETRY_S
+            wait_s = self.reread_backoff_s
+            self.reread_after = time.monotonic() + wait_s
+            self.reread_backoff_s = min(REREAD_RETRY_MAX_S, 2 * wait_s)
             log.warning("%s: reading %s again from the commit failed (%s); their records are "
                         "dropped until it succeeds, tried again in %gs", self.name,
-                        [f"{t}[{p}]" for (t, p) in sorted(self.reread)], exc, REREAD_RETRY_S)  # fmt: skip
+                        [f"{t}[{p}]" for (t, p) in sorted(self.reread)], exc, wait_s)  # fmt: skip
 
     def forget_reread(self, tps: set[TP]) -> None:
         """A partition that leaves needs no seek back: a new assignment starts at the commit."""

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-import shared.kafka.loop as loop_module
 from shared.errors import DeliveryError, SessionFenced, TransactionError
 from shared.kafka.commits import Checkpoints, Transactions, TxnSchedule
 from shared.kafka.loop import (
     FENCED_AFTER_LOST_S,
+    REREAD_RETRY_S,
     ConsumerLoop,
     Handler,
     Subscription,
@@ -393,7 +393,7 @@ def test_records_fetched_before_a_rebalance_in_the_same_poll_are_read_again_not_
     fired: list[int] = []
     refused: list[int] = []
     if coordinator_away:
-        monkeypatch.setattr(loop_module, "REREAD_RETRY_S", 0.1)
+        f.loop.reread_backoff_s = 0.1
         ask = f.consumer.committed
 
         def away_once(parts: list[TopicPartition], timeout: float = -1) -> list[TopicPartition]:
@@ -425,5 +425,6 @@ def test_records_fetched_before_a_rebalance_in_the_same_poll_are_read_again_not_
     assert run_until(f, feed) is None
     assert fired, "no rebalance came between the calls of one poll"
     assert bool(refused) == coordinator_away and not f.loop.reread
+    assert f.loop.reread_backoff_s == REREAD_RETRY_S  # back to the first wait once it succeeded
     out = sorted(m.value() or b"" for m in broker.read_all("out"))
     assert out == sorted(b"v%d" % i for i in range(40))
