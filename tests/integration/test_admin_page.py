@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -71,6 +72,31 @@ def some_lag(bootstrap: str, pipeline: str) -> None:
         c.close()
 
 
+STALE_TRIES = 5
+T = TypeVar("T")
+
+
+def fresh(read: Callable[[], T]) -> T:
+    """``read()``, again if an element it used was replaced meanwhile: the page swaps
+    its fragments every few seconds, so an element found may be gone a moment later."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(STALE_TRIES - 1):
+        try:
+            return read()
+        except StaleElementReferenceException:
+            continue
+    return read()
+
+
+def text(el: Any) -> str:
+    return str(el.text)
+
+
+def enabled(el: Any) -> bool:
+    return bool(el.is_enabled())
+
+
 class Page:
     """The operator page in the browser, by what an operator sees."""
 
@@ -100,15 +126,31 @@ class Page:
         return found[0] if found and found[0].is_displayed() else None
 
     def row(self, name: str) -> Any:
+        return self.in_row(name, lambda tr: tr)
+
+    def _row(self, name: str) -> Any:
         for tr in self.d.find_elements(self.by.CSS_SELECTOR, "#providers tr.provider"):
             if tr.find_element(self.by.CSS_SELECTOR, ".name").text == name:
                 return tr
         return None
 
+    def in_row(self, name: str, act: Callable[[Any], T]) -> T:
+        """``act`` on the provider's row (None: no such row yet), found anew if a
+        refresh swapped it meanwhile (:func:`fresh`)."""
+
+        def once() -> T:
+            tr = self._row(name)
+            return act(tr) if tr is not None else cast(T, None)
+
+        return fresh(once)
+
+    def in_row_find(self, name: str, by: str, what: str, act: Callable[[Any], T]) -> T:
+        """``act`` on the element ``what`` of the provider's row (see :meth:`in_row`)."""
+        return self.in_row(name, lambda tr: act(tr.find_element(by, what)))
+
     def state(self, name: str) -> str | None:
         """The provider's state badge (running, paused), once its row is there."""
-        tr = self.row(name)
-        return tr.find_element(self.by.CSS_SELECTOR, ".badge").text if tr else None
+        return self.in_row_find(name, self.by.CSS_SELECTOR, ".badge", lambda el: el.text)
 
     def wait_state(self, name: str, state: str) -> Any:
         wait_until(self.d, lambda d: self.state(name) == state, f"{name} {state} in the page")
@@ -172,27 +214,27 @@ def test_an_operator_pauses_and_resumes_a_provider_from_the_page(
         lag = admin.get("/v1/lag", VIEW, params={"group": f"{topics}.enrich"}).json()
         behind = sum(p["lag_records"] for p in lag["groups"][0]["partitions"])
         assert behind == 40 - 3 * 2
-        assert sum(int(c.text) for c in enrich_cells()) == behind
-        assert {c.get_attribute("data-status") for c in enrich_cells()} <= {
+        assert fresh(lambda: sum(int(c.text) for c in enrich_cells())) == behind
+        assert fresh(lambda: {c.get_attribute("data-status") for c in enrich_cells()}) <= {
             "ok", "unknown", "stalled", "stopped", "growing"}  # fmt: skip
 
         # a blank reason is refused by the API, and the page says why
-        row = page.row("primary")
-        row.find_element(page.by.NAME, "reason").send_keys("   ")
-        row.find_element(page.by.CSS_SELECTOR, "button.pause").click()
+        page.in_row_find("primary", page.by.NAME, "reason", lambda f: f.send_keys("   "))
+        page.in_row_find("primary", page.by.CSS_SELECTOR, "button.pause", lambda b: b.click())
         wait_until(driver, lambda d: "reason" in page.flash(), "the refusal of a blank reason")
         assert pause_in_redis(stack.redis_url, topics, "primary") is None
 
         # pause with a typed reason: paused in Redis, in the page, in the audit list
-        row = page.row("primary")
-        field = row.find_element(page.by.NAME, "reason")
-        field.clear()
-        field.send_keys(REASON)
-        row.find_element(page.by.CSS_SELECTOR, "button.pause").click()
-        row = page.wait_state("primary", "paused")
+        def type_reason(field: Any) -> None:
+            field.clear()
+            field.send_keys(REASON)
+
+        page.in_row_find("primary", page.by.NAME, "reason", type_reason)
+        page.in_row_find("primary", page.by.CSS_SELECTOR, "button.pause", lambda b: b.click())
+        page.wait_state("primary", "paused")
         info = pause_in_redis(stack.redis_url, topics, "primary")
         assert info is not None and info.reason == REASON and info.by == "operator"
-        assert row.find_element(page.by.CSS_SELECTOR, ".reason").text == REASON
+        assert page.in_row_find("primary", page.by.CSS_SELECTOR, ".reason", text) == REASON
         assert page.flash() == "primary paused"
         wait_until(driver, lambda d: "provider.pause" in page.audit_top(), "the pause audited")
         assert REASON in page.audit_top() and "primary" in page.audit_top()
@@ -201,7 +243,7 @@ def test_an_operator_pauses_and_resumes_a_provider_from_the_page(
         screenshot(driver, tmp_path, "admin-page-paused")
 
         # resume
-        page.row("primary").find_element(page.by.CSS_SELECTOR, "button.resume").click()
+        page.in_row_find("primary", page.by.CSS_SELECTOR, "button.resume", lambda b: b.click())
         page.wait_state("primary", "running")
         assert pause_in_redis(stack.redis_url, topics, "primary") is None
         wait_until(driver, lambda d: "provider.resume" in page.audit_top(), "the resume audited")
@@ -211,8 +253,8 @@ def test_an_operator_pauses_and_resumes_a_provider_from_the_page(
 
         # the page refreshes itself: a pause made through the API shows up untouched
         assert admin.post("/v1/providers/primary/pause", json={"reason": "from the API"}).is_success
-        row = page.wait_state("primary", "paused")
-        assert row.find_element(page.by.CSS_SELECTOR, ".reason").text == "from the API"
+        page.wait_state("primary", "paused")
+        assert page.in_row_find("primary", page.by.CSS_SELECTOR, ".reason", text) == "from the API"
 
         # a reload keeps the token (this tab's session storage) and asks for nothing
         driver.refresh()
@@ -226,11 +268,10 @@ def test_an_operator_pauses_and_resumes_a_provider_from_the_page(
         assert not page.el("main").is_displayed()
         page.sign_in(VIEW)
         wait_until(driver, lambda d: "read only" in page.el("#session").text, "the viewer session")
-        row = page.wait_state("primary", "paused")
-        assert not row.find_element(page.by.CSS_SELECTOR, "button.resume").is_enabled()
-        running = page.row(ODD)
-        assert not running.find_element(page.by.CSS_SELECTOR, "button.pause").is_enabled()
-        assert not running.find_element(page.by.NAME, "reason").is_enabled()
+        page.wait_state("primary", "paused")
+        assert not page.in_row_find("primary", page.by.CSS_SELECTOR, "button.resume", enabled)
+        assert not page.in_row_find(ODD, page.by.CSS_SELECTOR, "button.pause", enabled)
+        assert not page.in_row_find(ODD, page.by.NAME, "reason", enabled)
         page.source()
         screenshot(driver, tmp_path, "admin-page-viewer")
         assert console_errors(driver) == []  # no script error, nothing blocked by the CSP
