@@ -5,11 +5,12 @@ At start a service waits for it at most ``SLUICE_STARTUP_TIMEOUT_S``, warning
 within seconds, then stops with one line (:class:`~shared.errors.StackError`).
 A Redis in cluster mode is refused at start with one line: enrich's scripts touch
 several keys of a provider, and the result cache, in one call, which a cluster
-refuses unless they share a hash slot. Once started, an outage never stops it: the stage's own Redis calls wait and
-retry; this watch only reports, with a PING every ``interval_s`` on a
-connection of its own: ``sluice_dependency_up{dependency="redis"}`` is 0 while
-Redis cannot be reached, and a warning naming the address (never the
-password) repeats every ``warn_every_s`` until it answers again.
+refuses unless they share a hash slot. Once started, an outage never stops it:
+the stage's own Redis calls wait and retry; this watch only reports, with a
+PING every ``interval_s`` on a connection of its own:
+``sluice_dependency_up{dependency="redis"}`` is 0 while Redis cannot be reached,
+and a warning naming the address (never the password) repeats every
+``warn_every_s`` until it answers again.
 
 :class:`Outage` (pure) decides when to warn and when to say it recovered.
 """
