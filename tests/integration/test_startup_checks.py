@@ -118,12 +118,31 @@ def test_topics_that_are_not_co_partitioned_are_refused(
     assert "must be co-partitioned" in line and f"'{t.results}': 2" in line
 
 
+def cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free too: redis-server in
+    cluster mode refuses a port above 55535."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port > 55535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no free port pair for a cluster-mode redis-server")
+
+
 @pytest.mark.parametrize("service", ["enrich", "router"])
 def test_a_redis_in_cluster_mode_is_refused_at_start(
     service: str, kafka_env: dict[str, str], tmp_path: Path
 ) -> None:
-    local = LocalRedis(extra_args=("--cluster-enabled", "yes", "--cluster-config-file",
-                                   str(tmp_path / "nodes.conf"))).start()  # fmt: skip
+    local = LocalRedis(port=cluster_port(), extra_args=(
+        "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"),
+    )).start()  # fmt: skip
     try:
         proc = sluice({**kafka_env, "SLUICE_REDIS_URL": local.url}, service)
     finally:
