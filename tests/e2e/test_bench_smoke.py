@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,42 +32,48 @@ def bench_env(stack: Stack) -> dict[str, str]:
             "SLUICE_REDIS_URL": stack.redis_url}  # fmt: skip
 
 
-def bench_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "services.cli", "bench", *args]
-
-
-def terminate(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM, so the bench stops what it started; SIGKILL if it does not end in time."""
-    proc.terminate()
-    try:
-        proc.communicate(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+@contextmanager
+def running_bench(stack: Stack, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``sluice bench ARGS`` as a process. Left by an error (a timeout, an assertion, the
+    test run interrupted), it is sent SIGTERM, so that it stops what it started, and
+    SIGKILL only if it does not end within :data:`STOP_GRACE_S`."""
+    cmd = [sys.executable, "-m", "services.cli", "bench", *args]
+    with subprocess.Popen(cmd, env=bench_env(stack), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        try:
+            yield proc
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise
 
 
 def bench(stack: Stack, *args: str) -> dict[str, Any]:
-    with subprocess.Popen(bench_cmd(*args), env=bench_env(stack), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
-        try:
-            out, err = proc.communicate(timeout=300)
-        except BaseException:  # a timeout, or the test run interrupted (Ctrl-C, SIGTERM)
-            terminate(proc)
-            raise
+    with running_bench(stack, *args) as proc:
+        out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, (out[-2000:], err[-3000:])
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert result["bench"] == args[0]
     return result
 
 
+def stat_fields(pid: int | str) -> list[str]:
+    """``/proc/<pid>/stat`` after the command name: state, ppid, ... (OSError: gone)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def children(pid: int) -> dict[int, str]:
     """The live child processes of ``pid``: their command lines."""
     found: dict[int, str] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for proc_dir in Path("/proc").glob("[0-9]*"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(proc_dir.name)
             if int(fields[1]) == pid and fields[0] != "Z":
-                found[int(stat.parent.name)] = (stat.parent / "cmdline").read_bytes().decode()
+                found[int(proc_dir.name)] = (proc_dir / "cmdline").read_bytes().decode()
         except (OSError, IndexError, ValueError):
             continue  # ended meanwhile
     return found
@@ -73,35 +81,29 @@ def children(pid: int) -> dict[int, str]:
 
 def alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return stat_fields(pid)[0] != "Z"
     except (OSError, IndexError):
         return False
-    return state != "Z"
 
 
 def test_a_terminated_bench_stops_what_it_started(stack: Stack) -> None:
     """SIGTERM to a bench mid-run (a CI timeout, a test run interrupted): it ends with
     a one-line error, and its fakellm and workers end with it instead of outliving it."""
     args = ("enrich", "--seconds", "120", "--warmup", "2", "--limit", "40", "--no-baseline")
-    with subprocess.Popen(bench_cmd(*args), env=bench_env(stack), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
-        try:
-            started: dict[int, str] = {}
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and proc.poll() is None:
-                started = children(proc.pid)
-                if any("fakellm" in c for c in started.values()) and any(
-                    "enrich" in c and "fakellm" not in c for c in started.values()
-                ):
-                    break
-                time.sleep(0.2)
-            assert proc.poll() is None, proc.communicate()
-            assert len(started) >= 2, started
-            proc.terminate()
-            out, err = proc.communicate(timeout=STOP_GRACE_S)
-        except BaseException:
-            terminate(proc)
-            raise
+    with running_bench(stack, *args) as proc:
+        started: dict[int, str] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            started = children(proc.pid)
+            if any("fakellm" in c for c in started.values()) and any(
+                "enrich" in c and "fakellm" not in c for c in started.values()
+            ):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        assert len(started) >= 2, started
+        proc.terminate()
+        out, err = proc.communicate(timeout=STOP_GRACE_S)
     assert proc.returncode == 128 + signal.SIGTERM, out[-2000:]
     assert "stopped by SIGTERM" in err and "Traceback" not in err, err[-3000:]
     assert not [cmd for pid, cmd in started.items() if alive(pid)]
