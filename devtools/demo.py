@@ -4,12 +4,15 @@ It starts (or finds) Kafka and Redis, provisions the topics, starts fakellm
 (lognormal latency, a rate limit, a fault mix) and every sluice service as a
 real process (ingest, two enrich workers, router, sequencer), produces a
 realistic, skewed set of support tickets with a little poison mixed in, and
-shows each stage's progress. It ends when every ticket is accounted for in
+shows each stage's progress. A stage that exits on its own is started again
+after a back-off, as a deployment's supervisor would (``--max-restarts``). It
+ends when every ticket is accounted for in
 ``P.output`` (enriched, or a gap marker for a record that died) or in
 ``P.dlq.poison``, then reads the topics back as a ``read_committed`` consumer
 and prints a summary whose last line is one JSON object: records, enriched,
 dead (in a DLQ with its reason, poison included), lost, duplicates and
-order violations in ``P.output``, LLM calls, and end-to-end latency.
+order violations in ``P.output``, LLM calls, end-to-end latency, and the
+stages started again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from devtools.fleet.fleet import Fleet, FleetSpec
+from devtools.fleet.restarts import RestartPolicy, Restarts
 from devtools.runs.readback import Probe, Tail, check_run, ident
 from devtools.runs.tickets import tickets
 from devtools.stack.resolve import Stack, acquire
@@ -61,9 +65,18 @@ def run(argv: list[str]) -> int:
     parser.add_argument(
         "--timeout", type=float, default=600.0, help="give up after this many seconds"
     )
+    parser.add_argument(
+        "--max-restarts",
+        type=int,
+        default=RestartPolicy.max_restarts,
+        help="a stage that exits is started again, as a deployment's supervisor would; give up "
+        f"when one exits more often than this in {RestartPolicy.window_s:.0f} s (0: at its first exit)",
+    )
     args = parser.parse_args(argv)
     if args.records < 1 or args.keys < 1 or args.partitions < 1 or args.rate <= 0:
         parser.error("--records, --keys, --partitions and --rate must be positive")
+    if args.max_restarts < 0:
+        parser.error("--max-restarts must be 0 or more")
     console = Console(stderr=True)
     logging.getLogger("shared").setLevel(logging.WARNING)  # the progress bars tell the story
     with console.status("starting Kafka and Redis ..."):
@@ -90,12 +103,13 @@ def _demo(args: argparse.Namespace, stack: Stack, console: Console) -> int:
     fleet = Fleet(FleetSpec(bootstrap=stack.bootstrap, redis_url=stack.redis_url, pipeline=pipeline,
                             source_topic=source, log_dir=log_dir, rungs=args.rungs, llm_rps=args.llm_rps,
                             faults=FAULTS, fake_config={"error_body_kind": "server_error"}))  # fmt: skip
+    restarts = Restarts(RestartPolicy(max_restarts=args.max_restarts))
     start = time.monotonic()
     try:
         fleet.start()
         with console.status("waiting for the services to join their consumer groups ..."):
             fleet.wait_ready()
-        _produce_and_follow(args, stack, fleet, topics, source, console)
+        _produce_and_follow(args, stack, fleet, restarts, topics, source, console)
         llm_calls = fleet.llm_stats()["requests_total"]
     finally:
         with console.status("stopping the services (SIGTERM) ..."):
@@ -109,20 +123,23 @@ def _demo(args: argparse.Namespace, stack: Stack, console: Console) -> int:
         "late": v.late, "llm_calls": llm_calls,
         "llm_calls_per_record": round(llm_calls / max(1, v.records - v.poison), 3),
         "p50_ms": v.p50_ms, "p99_ms": v.p99_ms, "elapsed_s": round(elapsed, 1),
-        "stages": ["ingest", "enrich", "router", "sequencer"], "logs": str(log_dir),
+        "stages": ["ingest", "enrich", "router", "sequencer"], "restarts": restarts.total,
+        "logs": str(log_dir),
     }  # fmt: skip
+    restarted = ", ".join(f"{n} ({k})" for n, k in sorted(restarts.total.items()))
     console.print(
         f"\n[bold]sluice demo[/bold]: {v.records} tickets over {args.keys} keys → "
         f"{v.enriched} enriched, {summary['dead']} dead (with reasons, in {', '.join(topics.dlqs)}), "
         f"{v.lost} lost; {v.duplicates} duplicates and {v.order_violations} order violations in "
         f"{topics.output}; {llm_calls} LLM calls; end-to-end p50 {v.p50_ms} ms, p99 {v.p99_ms} ms."
+        + (f" Stages started again after exiting: {restarted}." if restarted else "")
     )
     print(json.dumps(summary), flush=True)
     return 0 if v.exact and v.records == args.records else 1
 
 
-def _produce_and_follow(args: argparse.Namespace, stack: Stack, fleet: Fleet, topics: Topics,
-                        source: str, console: Console) -> None:  # fmt: skip
+def _produce_and_follow(args: argparse.Namespace, stack: Stack, fleet: Fleet, restarts: Restarts,
+                        topics: Topics, source: str, console: Console) -> None:  # fmt: skip
     data = tickets(args.records, args.keys)
     producer = Producer(
         {"bootstrap.servers": stack.bootstrap, "linger.ms": 10, "partitioner": "murmur2_random"}
@@ -167,7 +184,8 @@ def _produce_and_follow(args: argparse.Namespace, stack: Stack, fleet: Fleet, to
                 for name in STAGES[1:]:
                     count = emitted if name == "emitted" else counts[name]
                     progress.update(bars[name], completed=min(count, len(data)), note=notes[name])
-                fleet.check()
+                for line in fleet.supervise(restarts, time.monotonic()):
+                    console.print(line)
                 if sent == len(data) and len(done) >= len(data):
                     break
                 if time.monotonic() - start > args.timeout:

@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient
 
 from devtools.fleet.digest import lag_lines, llm_line, log_warnings
 from devtools.fleet.processes import Processes, start_fakellm
+from devtools.fleet.restarts import Restarts
 from devtools.stack.ports import free_port
 from shared.errors import SluiceError
 
@@ -69,6 +70,7 @@ class Fleet:
         self.fake_url = ""
         # service → its Prometheus port (the same across restarts)
         self.metrics_ports: dict[str, int] = {}
+        self._due: dict[str, float] = {}  # service that exited -> when to start it again
 
     # -- processes -----------------------------------------------------------
     def _service_env(self, name: str) -> dict[str, str]:
@@ -120,6 +122,31 @@ class Fleet:
     def check(self) -> None:
         """Raise if a process exited that nobody stopped or killed."""
         self.procs.check()
+
+    def supervise(self, restarts: Restarts, now: float) -> list[str]:
+        """Start again each service that exited on its own, once its back-off
+        (:mod:`devtools.fleet.restarts`) is over, as a deployment's supervisor
+        would; a line for each exit and each start.
+
+        Raises :class:`ProcessExited` when fakellm exits (it stands in for the
+        provider) or a service exits more often than ``restarts`` allows.
+        """
+        lines = []
+        for name, code in self.procs.unbidden().items():
+            if name in self._due:
+                continue
+            due = restarts.exited(name, now) if name in self.spec.names else None
+            if due is None:
+                raise self.procs.exit_error(name, code)
+            self._due[name] = due
+            lines.append(f"{name} exited with {code} (see {self.procs.log_path(name)}); "
+                         f"starting it again in {due - now:.0f} s")  # fmt: skip
+        for name, due in list(self._due.items()):
+            if now >= due:
+                del self._due[name]
+                self.start_service(name)
+                lines.append(f"{name} started again (restart {restarts.total[name]})")
+        return lines
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
         """Every consumer group is stable with all its members."""

@@ -60,11 +60,21 @@ class Processes:
     def exited(self, name: str) -> bool:
         return self.running[name].poll() is not None
 
+    def unbidden(self) -> dict[str, int]:
+        """The processes that exited without being stopped or killed: their exit codes."""
+        return {
+            name: p.returncode
+            for name, p in list(self.running.items())  # another thread may (re)start one
+            if p.poll() is not None and p not in self._killed
+        }
+
+    def exit_error(self, name: str, code: int) -> ProcessExited:
+        return ProcessExited(f"{name} exited with {code}; see {self.log_path(name)}")
+
     def check(self) -> None:
         """Raise :class:`ProcessExited` if a process exited that was not killed on purpose."""
-        for name, p in list(self.running.items()):  # another thread may (re)start a process
-            if p.poll() is not None and p not in self._killed:
-                raise ProcessExited(f"{name} exited with {p.returncode}; see {self.log_path(name)}")
+        for name, code in self.unbidden().items():
+            raise self.exit_error(name, code)
 
     def kill(self, name: str) -> None:
         """SIGKILL ``name``: no goodbye (no commit, no leave-group, an open transaction)."""

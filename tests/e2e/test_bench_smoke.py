@@ -14,12 +14,12 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from devtools.stack.resolve import Stack
+from tests.support.procs import alive, children
 
 pytestmark = pytest.mark.e2e
 
@@ -59,31 +59,6 @@ def bench(stack: Stack, *args: str) -> dict[str, Any]:
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     assert result["bench"] == args[0]
     return result
-
-
-def stat_fields(pid: int | str) -> list[str]:
-    """``/proc/<pid>/stat`` after the command name: state, ppid, ... (OSError: gone)."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def children(pid: int) -> dict[int, str]:
-    """The live child processes of ``pid``: their command lines."""
-    found: dict[int, str] = {}
-    for proc_dir in Path("/proc").glob("[0-9]*"):
-        try:
-            fields = stat_fields(proc_dir.name)
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found[int(proc_dir.name)] = (proc_dir / "cmdline").read_bytes().decode()
-        except (OSError, IndexError, ValueError):
-            continue  # ended meanwhile
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return stat_fields(pid)[0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def test_a_terminated_bench_stops_what_it_started(stack: Stack) -> None:
