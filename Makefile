@@ -9,6 +9,9 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Processes for the unit and integration tests (pytest-xdist; each with its own
+# Kafka and Redis); 0 runs them in this one.
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm browser-deps
 
@@ -55,8 +58,12 @@ lint: $(STAMP)
 unit: $(STAMP)
 	@$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
 
+# Unit and integration tests in TEST_WORKERS processes, a test file at a time each;
+# then the end-to-end tests (the demo, chaos, hostile input, benchmarks), one at a
+# time, since each loads the whole machine by itself.
 test: setup browser-deps lint
-	@$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 $(PYTEST_ARGS) tests/unit tests/integration
+	@$(BIN)/python -m pytest -q --durations=10 $(PYTEST_ARGS) tests/e2e
 
 bench-ingest: setup
 	@$(BIN)/sluice bench ingest
