@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from shared.errors import ConfigError
+from shared.validation import one_line
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 FAKELLM_URL_ENV = "SLUICE_FAKELLM_URL"
@@ -261,16 +262,6 @@ def default_config(environ: Mapping[str, str] | None = None) -> SluiceConfig:
         )
     except ValidationError as exc:
         raise ConfigError(f"{FAKELLM_URL_ENV}: {one_line(exc)}") from exc
-
-
-def one_line(exc: ValidationError) -> str:
-    """``providers.a.timeout_s: Input should be greater than 0; ...``"""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> SluiceConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -19,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import ConfigError
 from shared.kafka.scope import Role, passthrough
+from shared.validation import one_line
 
 KAFKA_PROP_PREFIX = "SLUICE_KAFKA_PROP_"
 
@@ -119,11 +121,12 @@ def load(cls: type[S], **overrides: Any) -> S:
     try:
         return cls(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"SLUICE_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from exc
+        raise ConfigError(f"invalid settings: {one_line(exc, env_name)}") from exc
+
+
+def env_name(loc: Sequence[str | int]) -> str:
+    """The variable that sets the field at ``loc``: ``SLUICE_RESTORE_TIMEOUT_S``."""
+    return "SLUICE_" + "_".join(str(p) for p in loc).upper()
 
 
 def load_with_flags(cls: type[S], **flags: Any) -> S:

@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from services.fakellm import answers
-from services.fakellm.config import FakeLLMConfig, apply_update, one_line
+from services.fakellm.config import FakeLLMConfig, apply_update
 from services.fakellm.control_auth import control_refusal
 from services.fakellm.counters import Clock, Counters, request_hash
 from services.fakellm.dialects import (
@@ -58,6 +58,7 @@ from services.fakellm.faults import (
 from services.fakellm.latency import sample_ms
 from services.fakellm.metrics import metrics_response
 from services.fakellm.ratelimit import Decision, Quota, SlidingLimiter
+from shared.validation import one_line
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.errors import ConfigError
+from shared.validation import one_line
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
 
@@ -155,16 +156,6 @@ def _merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 def apply_update(config: FakeLLMConfig, update: dict[str, Any]) -> FakeLLMConfig:
     """Merge a (partial) update into ``config``; raises ``ValidationError``."""
     return FakeLLMConfig.model_validate(_merge(config.model_dump(), update))
-
-
-def one_line(exc: ValidationError) -> str:
-    """A pydantic error as one readable line: ``limits.rps: Input should be ...``."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
 
 
 def load_config_file(path: str | Path) -> FakeLLMConfig:

@@ -20,16 +20,11 @@ from typing import Any
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.fakellm.config import (
-    FakeLLMConfig,
-    apply_update,
-    load_config_file,
-    one_line,
-    parse_latency,
-)
+from services.fakellm.config import FakeLLMConfig, apply_update, load_config_file, parse_latency
 from services.fakellm.server import run as serve
 from shared import logs
 from shared.errors import ConfigError
+from shared.validation import one_line
 
 
 class FakeLLMSettings(BaseSettings):
