@@ -119,6 +119,9 @@ def test_a_development_command_without_the_development_tools_is_one_line(
     from services.cli import main
 
     monkeypatch.setitem(sys.modules, module, None)  # importing it raises ModuleNotFoundError
+    # main() points the root logger at this test's captured stderr, which is closed once
+    # the test ends: every later test of this process would log to a closed file
+    monkeypatch.setattr("services.cli.logs.configure", lambda: None)
     assert main([command]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"sluice {command}: error: this command is part "
