@@ -24,6 +24,7 @@ import pytest
 
 from services.fakellm.config import FakeLLMConfig
 from services.fakellm.server import serve_in_thread
+from tests.support.fakellm import control_client
 
 HANG_S = 3.0  # longer than the client timeout, short enough to end fast
 CLIENT_TIMEOUT_S = 0.5
@@ -38,10 +39,7 @@ def url() -> Iterator[str]:
 
 @pytest.fixture
 def control(url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url + "/_control", timeout=5) as c:
-        c.put("/config?replace=true", json=BASE.model_dump()).raise_for_status()
-        c.post("/outage", json={"seconds": 0}).raise_for_status()
-        c.post("/reset").raise_for_status()
+    with control_client(url, BASE) as c:
         yield c
 
 

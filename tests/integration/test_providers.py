@@ -33,6 +33,7 @@ from shared.config_file import ProviderConfig, default_config
 from shared.errors import ConfigError
 from shared.kinds import FailureKind as K
 from shared.outcomes import Failure
+from tests.support.fakellm import control_client
 
 BASE = FakeLLMConfig(hang_seconds=5)
 DEADLINE_S = 0.5
@@ -48,10 +49,7 @@ def url() -> Iterator[str]:
 
 @pytest.fixture
 def control(url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=url + "/_control", timeout=5) as c:
-        c.put("/config?replace=true", json=BASE.model_dump()).raise_for_status()
-        c.post("/outage", json={"seconds": 0}).raise_for_status()
-        c.post("/reset").raise_for_status()
+    with control_client(url, BASE) as c:
         yield c
 
 
