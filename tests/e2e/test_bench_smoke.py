@@ -12,14 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
 
 from devtools.stack.resolve import Stack
-from tests.support.procs import alive, children
+from tests.support.procs import alive, children, running
 
 pytestmark = pytest.mark.e2e
 
@@ -32,24 +31,10 @@ def bench_env(stack: Stack) -> dict[str, str]:
             "SLUICE_REDIS_URL": stack.redis_url}  # fmt: skip
 
 
-@contextmanager
-def running_bench(stack: Stack, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """``sluice bench ARGS`` as a process. Left by an error (a timeout, an assertion, the
-    test run interrupted), it is sent SIGTERM, so that it stops what it started, and
-    SIGKILL only if it does not end within :data:`STOP_GRACE_S`."""
+def running_bench(stack: Stack, *args: str) -> AbstractContextManager[subprocess.Popen[str]]:
+    """``sluice bench ARGS`` as a process, terminated if the test gives up on it."""
     cmd = [sys.executable, "-m", "services.cli", "bench", *args]
-    with subprocess.Popen(cmd, env=bench_env(stack), text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
-        try:
-            yield proc
-        except BaseException:
-            proc.terminate()
-            try:
-                proc.communicate(timeout=STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
-            raise
+    return running(cmd, bench_env(stack), STOP_GRACE_S)
 
 
 def bench(stack: Stack, *args: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from devtools.stack.resolve import Stack
-from tests.support.procs import children, environ
+from tests.support.procs import children, environ, running
 
 pytestmark = pytest.mark.e2e
 
@@ -53,15 +53,9 @@ def run_demo(stack: Stack, *args: str) -> tuple[int, str, str]:
         "SLUICE_REDIS_URL": stack.redis_url,
     }
     cmd = [sys.executable, "-m", "services.cli", "demo", *args]
-    with subprocess.Popen(cmd, env=env, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE) as demo:  # fmt: skip
-        try:
-            kill_the_router_mid_stream(demo, timeout_s=120)
-            out, err = demo.communicate(timeout=300)
-        finally:
-            if demo.poll() is None:
-                demo.terminate()
-                demo.communicate(timeout=60)
+    with running(cmd, env, grace_s=60) as demo:
+        kill_the_router_mid_stream(demo, timeout_s=120)
+        out, err = demo.communicate(timeout=300)
     return demo.returncode, out, err
 
 

@@ -19,6 +19,7 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from devtools.stack.ports import free_port
 from devtools.stack.redis_local import LocalRedis
 from devtools.stack.resolve import Stack
 from shared.redis.watch import RedisWatch
@@ -122,9 +123,7 @@ def cluster_port() -> int:
     """A free port whose cluster bus port (10000 higher) is free too: redis-server in
     cluster mode refuses a port above 55535."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
+        port = free_port()
         if port > 55535:
             continue
         with socket.socket() as bus:

@@ -1,8 +1,33 @@
-"""Processes seen through ``/proc``: a process's children, whether it lives, its environment."""
+"""Processes for tests: a command run with a clean end, and what ``/proc`` says of a
+process (its children, whether it lives, its environment)."""
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def running(
+    cmd: Sequence[str], env: Mapping[str, str], grace_s: float
+) -> Iterator[subprocess.Popen[str]]:
+    """``cmd`` as a process with its output piped. Left by an error (a timeout, an
+    assertion, the test run interrupted), it is sent SIGTERM, so that it stops what it
+    started, and SIGKILL only if it does not end within ``grace_s``."""
+    with subprocess.Popen(list(cmd), env=dict(env), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:  # fmt: skip
+        try:
+            yield proc
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise
 
 
 def stat_fields(pid: int | str) -> list[str]:
