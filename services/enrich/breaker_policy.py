@@ -13,11 +13,28 @@
     (no call: the provider paused or its .... -                        outage ``paused`` or
     breaker open, seen before or while                                 ``breaker_open[:reason]``
     waiting)
+    a half-open probe's failure (not a ...... re-opened (``probe_      outage ``probe_failed:<class>``
+      timeout)                                failed``)
+    the same, by a record that failed as .... closed, when the         its failure (its attempt
+      a probe before, while the provider      provider answers a       spent: the record, not the
+      lists its models                        request of its own       provider, is at fault)
 
 An auth failure is the provider's problem, not the record's: retrying the
 record cannot fix a key, so the provider is taken out of service at once and
 a half-open probe after ``open_s`` tests the key again (or an operator fixes
 it and the probe closes the breaker).
+
+A probe's verdict depends on its record. A record that the provider always
+fails on (say a 500 for that one text), parked by an outage, would be the
+probe again whenever it is the provider's only traffic, re-opening the
+breaker every ``open_s`` for good: never in a DLQ, the provider reading as
+down. So when a record fails as the probe a second time
+(:func:`failed_probes`, from its error history), enrich asks the provider a
+question of its own first: its model list (free). If that is answered, the
+breaker closes and the failure is the record's (it spends an attempt and
+goes down the retry rungs to its DLQ); if not, the outage goes on as before.
+A provider whose model list fails or does not exist (a 404) keeps the old
+behaviour, which never sends a record to a DLQ because of an outage.
 """
 
 from __future__ import annotations
@@ -25,16 +42,18 @@ from __future__ import annotations
 from dataclasses import replace
 from enum import Enum
 
+from shared.headers import HeaderList
 from shared.kinds import FailureKind
-from shared.outcomes import Failure
+from shared.outcomes import Failure, history
 from shared.provider_state import Health
-from shared.redis.breaker_logic import AUTH, CLOSED, OPEN
+from shared.redis.breaker_logic import AUTH, CLOSED, OPEN, PROBE_FAILED
 
 __all__ = [
     "AUTH",
     "Effect",
     "auth_outage",
     "breaker_effect",
+    "failed_probes",
     "opened_for_auth",
     "outage_if_opened",
     "unavailable",
@@ -80,16 +99,23 @@ def auth_outage(failure: Failure, provider: str, status: int | None) -> Failure:
     )
 
 
-def outage_if_opened(failure: Failure, breaker_state: str) -> Failure:
-    """A failure that tripped the breaker is the outage's, not the record's (timeouts excepted)."""
+def outage_if_opened(failure: Failure, breaker_state: str, probe: bool = False) -> Failure:
+    """A failure that tripped the breaker is the outage's, not the record's (timeouts
+    excepted); a half-open probe's is marked as such (class ``probe_failed:<class>``)."""
     if breaker_state == "open" and failure.kind is not FailureKind.TIMEOUT:
         return Failure(
             FailureKind.OUTAGE,
-            f"breaker_open:{failure.error_class}",
+            f"{PROBE_FAILED if probe else 'breaker_open'}:{failure.error_class}",
             failure.message,
             failure.retry_after_s,
         )
     return failure
+
+
+def failed_probes(headers: HeaderList) -> int:
+    """How many times this record failed as a half-open probe (in its bounded history)."""
+    prefix = PROBE_FAILED + ":"
+    return sum(1 for item in history(headers) if str(item.get("class", "")).startswith(prefix))
 
 
 def unavailable(provider: str, health: Health | None) -> Failure:

@@ -24,7 +24,9 @@ When no provider of the chain is available the record fails with kind
 stops taking new work until one is available again. A provider that rejects
 the API key (401/403) is tripped open fleet-wide with reason ``auth`` at once
 (:mod:`services.enrich.breaker_policy`): the record goes on to the fallback,
-or is parked as ``outage``.
+or is parked as ``outage``. A record that fails as the half-open probe a
+second time is judged by the provider's answer to a request of its own (its
+model list), so that one record cannot hold a breaker open for good.
 
 Everything the fleet shares goes through :class:`shared.provider_state.ProviderState`
 and every call through :class:`~services.enrich.providers.base.Provider`, so
@@ -47,6 +49,7 @@ from services.enrich.breaker_policy import (
     Effect,
     auth_outage,
     breaker_effect,
+    failed_probes,
     opened_for_auth,
     outage_if_opened,
     status_text,
@@ -140,6 +143,7 @@ class Enricher:
         last: tuple[Failure, str] | None = None
         doc: dict[str, Any] | Failure | None = None  # the value, decoded at the first provider
         lane = lane_of(record.headers)
+        probed = failed_probes(record.headers) > 0  # failed as a half-open probe before
         for wp in self.chain:
             if not wp.available:
                 continue  # paused or open: the next provider of the chain (fallback)
@@ -148,7 +152,7 @@ class Enricher:
             req = doc if isinstance(doc, Failure) else render(self.task, doc, provider=wp.name)
             if isinstance(req, Failure):
                 return self._failed(record, attempt, req, None)
-            result = await self._call(wp, req, lane)
+            result = await self._call(wp, req, lane, probed)
             if isinstance(result, Failure):
                 if result.kind is FailureKind.OUTAGE:
                     last = (result, wp.name)
@@ -179,9 +183,10 @@ class Enricher:
         return Output(self.topics.failures, failure_record(record, attempt, failure, provider))
 
     async def _call(
-        self, wp: WorkerProvider, req: ProviderRequest, lane: int
+        self, wp: WorkerProvider, req: ProviderRequest, lane: int, probed: bool
     ) -> tuple[Answer, CallSuccess] | Failure:
-        """The cached answer, or one paid call: two round trips to the shared state."""
+        """The cached answer, or one paid call: two round trips to the shared state.
+        ``probed``: the record failed as a half-open probe before."""
         digest = request_hash(wp.provider.kind, req)
         lookup = digest if self.cache_ttl_s > 0 else None
         estimate = req.input_tokens_estimate() + req.max_tokens
@@ -197,13 +202,13 @@ class Enricher:
                     res = first.batch.reservations[0]
                     if await self._started(wp, res, late_ok=False):
                         m.BUCKET_WAIT.labels(wp.name).observe(res.delay_s)
-                        return await self._paid(wp, req, digest, res)
+                        return await self._paid(wp, req, digest, res, probed)
                     if not wp.available:
                         return unavailable(wp.name, wp.health)
-                    return await self._queued(wp, req, digest, estimate, lane, late_ok=True)
+                    return await self._queued(wp, req, digest, estimate, lane, probed, late_ok=True)
                 if first.batch.unavailable or not wp.available:
                     return unavailable(wp.name, wp.health)
-                return await self._queued(wp, req, digest, estimate, lane)  # buckets empty
+                return await self._queued(wp, req, digest, estimate, lane, probed)  # buckets empty
             finally:
                 wp.slots.release()
         if lookup is not None:
@@ -211,7 +216,7 @@ class Enricher:
             if hit is not None:
                 return hit
         async with wp.slot(lane):
-            return await self._queued(wp, req, digest, estimate, lane)
+            return await self._queued(wp, req, digest, estimate, lane, probed)
 
     async def _admit(
         self, wp: WorkerProvider, model: str | None, tokens: list[int], lookup: str | None
@@ -237,7 +242,7 @@ class Enricher:
 
     async def _queued(
         self, wp: WorkerProvider, req: ProviderRequest, digest: str, estimate: int, lane: int,
-        late_ok: bool = False,
+        probed: bool, late_ok: bool = False,
     ) -> tuple[Answer, CallSuccess] | Failure:  # fmt: skip
         """Wait at the worker's gate (in its lane, batched) for a reservation and its start,
         then call. A call gives a grant back for waking late once at most (``late_ok``
@@ -254,7 +259,7 @@ class Enricher:
             if not wp.available:
                 return unavailable(wp.name, wp.health)
         m.BUCKET_WAIT.labels(wp.name).observe(time.monotonic() - waited)
-        return await self._paid(wp, req, digest, res)
+        return await self._paid(wp, req, digest, res, probed)
 
     async def _started(self, wp: WorkerProvider, res: Reservation, late_ok: bool) -> bool:
         """Wait for a scheduled reservation's start. False (and the reservation refunded)
@@ -280,8 +285,9 @@ class Enricher:
         return False
 
     async def _paid(
-        self, wp: WorkerProvider, req: ProviderRequest, digest: str, res: Reservation
-    ) -> tuple[Answer, CallSuccess] | Failure:
+        self, wp: WorkerProvider, req: ProviderRequest, digest: str, res: Reservation,
+        probed: bool,
+    ) -> tuple[Answer, CallSuccess] | Failure:  # fmt: skip
         result = await wp.provider.call(req)
         wp.calls.add(result.latency_ms, not result.ok)  # reaches Redis with the next heartbeat
         # The call is paid for: from here on a Redis outage delays the bookkeeping
@@ -290,7 +296,7 @@ class Enricher:
         try:
             if isinstance(result, CallSuccess):
                 return await self._succeeded(wp, digest, res, result)
-            return await self._failed_call(wp, res, result)
+            return await self._failed_call(wp, res, result, probed)
         finally:
             m.STEP.labels(wp.name, "settle").observe(time.monotonic() - started)
 
@@ -320,7 +326,9 @@ class Enricher:
         m.CALLS.labels(wp.name, "ok", "").inc()
         return parsed, result
 
-    async def _failed_call(self, wp: WorkerProvider, res: Reservation, result: CallFailure) -> Failure:  # fmt: skip
+    async def _failed_call(
+        self, wp: WorkerProvider, res: Reservation, result: CallFailure, probed: bool
+    ) -> Failure:
         f = result.failure
         m.CALLS.labels(wp.name, "failed", f.kind.value).inc()
         if f.kind in _PUSHBACK:
@@ -330,6 +338,8 @@ class Enricher:
         if f.retry_after_s:
             m.COOLDOWNS.labels(wp.name).inc()
         effect = breaker_effect(f)
+        if effect is Effect.FAILURE and res.probe and probed and f.kind is not FailureKind.TIMEOUT:
+            effect = await self._second_opinion(wp, f)
         # A failure of the provider counts against its breaker; one that was the
         # request's fault still shows a probe that the provider answers.
         outcome = "fail" if effect is Effect.FAILURE else "ok" if res.probe and effect is not Effect.TRIP_AUTH else None  # fmt: skip
@@ -340,8 +350,23 @@ class Enricher:
             return await self._auth_rejected(wp, result)
         if effect is Effect.FAILURE:
             # If this failure opened the breaker, the record failed because of the outage.
-            return outage_if_opened(f, state)
+            return outage_if_opened(f, state, probe=res.probe)
         return f
+
+    async def _second_opinion(self, wp: WorkerProvider, f: Failure) -> Effect:
+        """The record failed as the half-open probe again: does the provider answer a
+        request of its own? Then the failure is the record's (:mod:`.breaker_policy`)."""
+        checked = await wp.provider.check()
+        m.PROBE_CHECKS.labels(wp.name, "up" if checked.up else "down").inc()
+        if not checked.up:
+            log.info("provider %s: a record failed as the half-open probe again (%s) and the "
+                     "provider's model list failed too (%s); the breaker re-opens",
+                     wp.name, f.error_class, checked.detail)  # fmt: skip
+            return Effect.FAILURE
+        log.warning("provider %s: a record failed as the half-open probe again (%s) but the "
+                    "provider lists its models (%s): the breaker closes and the failure is "
+                    "the record's", wp.name, f.error_class, checked.detail)  # fmt: skip
+        return Effect.ANSWERED
 
     async def _auth_rejected(self, wp: WorkerProvider, result: CallFailure) -> Failure:
         """The key was refused: open the provider fleet-wide; park or reroute the record."""

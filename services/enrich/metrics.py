@@ -43,6 +43,12 @@ AUTH_FAILURES = Counter(
     "Calls whose API key the provider rejected (401/403): each opens its breaker (reason auth)",
     ["provider"],
 )
+PROBE_CHECKS = Counter(
+    "sluice_provider_probe_checks_total",
+    "Model-list requests after a record failed as the half-open probe again, by verdict "
+    "(up: the breaker closed and the failure was the record's; down: it re-opened)",
+    ["provider", "verdict"],
+)
 BREAKER_OPEN = Gauge(
     "sluice_provider_breaker_open", "1 while the provider's breaker is open", ["provider"]
 )

@@ -12,6 +12,10 @@ share one pipeline, each step answering early when it applies:
 7. the forced fault, else one drawn from the mix: hang, 5xx, 529, an error
    object in a 200, content that is not JSON; else the deterministic answer.
 
+``GET /v1/models`` lists the models requested so far, in OpenAI's shape, or
+in Anthropic's when the request carries ``anthropic-version``; 503 during an
+outage window. It is no completion: counted as ``model_lists`` only.
+
 Control endpoints under ``/_control`` switch all of it at run time; they answer
 loopback clients only unless a control token is configured (then its bearer).
 """
@@ -76,6 +80,7 @@ class Runtime:
         self.limiter = SlidingLimiter(clock)
         self.outage_until = 0.0
         self.marked: Counter[str] = Counter()  # requests seen per text with a counted marker
+        self.models: set[str] = set()  # every model a valid request named (GET /v1/models)
 
     def set_config(self, config: FakeLLMConfig) -> None:
         if config.seed is not None and config.seed != self.config.seed:
@@ -220,6 +225,7 @@ async def _admit(rt: Runtime, d: Dialect, request: Request) -> Call | Response:
     if invalid is not None:
         fault = Fault.BAD_REQUEST if forced is Fault.BAD_REQUEST else None
         return _error(rt, d, 400, invalid.message, fault=fault, invalid=invalid)
+    rt.models.add(str(body["model"]))
     if forced is Fault.RATE_LIMIT:
         return _rate_limited(rt, d, body["model"], _forced_rate_decision(rt), forced=True)
     tokens_in = answers.estimate_tokens(d.prompt_text(body))
@@ -354,6 +360,15 @@ def create_app(
     @app.post(ANTHROPIC.route, response_model=None)
     async def messages(request: Request) -> Response:
         return await complete(ANTHROPIC, request)
+
+    @app.get("/v1/models", response_model=None)
+    async def models(request: Request) -> Response:
+        rt.counters.model_lists += 1
+        d: Dialect = ANTHROPIC if "anthropic-version" in request.headers else OPENAI
+        if rt.outage_remaining() > 0:
+            body = d.error(503, "The service is temporarily unavailable.")
+            return JSONResponse(body, status_code=503)
+        return JSONResponse(d.model_list(sorted(rt.models), rt.clock()))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -59,6 +59,7 @@ class Counters:
 
     def reset(self) -> None:
         self.requests_total = 0
+        self.model_lists = 0  # GET /v1/models: not completions, so not in requests_total
         self.last_request_at: float | None = None  # clock time of the latest arrival
         self.by_route: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
@@ -105,6 +106,7 @@ class Counters:
         now = self._clock()
         return {
             "requests_total": self.requests_total,
+            "model_lists": self.model_lists,
             "last_request_at": self.last_request_at,
             "requests_by_route": dict(self.by_route),
             "responses_by_status": {str(k): v for k, v in sorted(self.by_status.items())},

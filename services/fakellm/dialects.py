@@ -43,6 +43,7 @@ class Dialect(Protocol):
         self, status: int, message: str, *, limit: str = "requests", invalid: Invalid | None = None
     ) -> JsonObj: ...
     def error_in_200(self, kind: str | None = None) -> JsonObj: ...
+    def model_list(self, models: list[str], now: float) -> JsonObj: ...
     def ratelimit_headers(self, decision: Decision, now: float) -> dict[str, str]: ...
 
 
@@ -170,6 +171,15 @@ class OpenAIDialect:
             "Rate limit reached for requests per min (RPM). Please try again in 1s.",
         )
 
+    def model_list(self, models: list[str], now: float) -> JsonObj:
+        return {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": int(now), "owned_by": "fakellm"}
+                for m in models
+            ],
+        }
+
     def ratelimit_headers(self, decision: Decision, now: float) -> dict[str, str]:
         out: dict[str, str] = {}
         for dim, quota in (("requests", decision.requests), ("tokens", decision.tokens)):
@@ -226,6 +236,18 @@ class AnthropicDialect:
         if kind == "server_error":
             return self.error(500, "Internal server error")
         return self.error(529, "Overloaded")
+
+    def model_list(self, models: list[str], now: float) -> JsonObj:
+        created = rfc3339(now)
+        data = [
+            {"type": "model", "id": m, "display_name": m, "created_at": created} for m in models
+        ]
+        return {
+            "data": data,
+            "has_more": False,
+            "first_id": models[0] if models else None,
+            "last_id": models[-1] if models else None,
+        }
 
     def ratelimit_headers(self, decision: Decision, now: float) -> dict[str, str]:
         out: dict[str, str] = {}

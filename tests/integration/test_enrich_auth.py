@@ -8,7 +8,6 @@ works again a half-open probe closes the breaker.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -21,10 +20,8 @@ from prometheus_client import REGISTRY
 from devtools.stack.resolve import Stack
 from shared import headers as h
 from shared.kafka.provision import create_topics
-from shared.redis.breaker import Breakers, BreakerView
-from shared.redis.client import connect
 from shared.settings import CommonSettings, load
-from tests.support.enrich import Worker, produce_work, src_offset
+from tests.support.enrich import Worker, breaker, produce_work, src_offset, wait_breaker
 from tests.support.hostile import HostileServer, base_url, hostile_server
 from tests.support.kafka import read_all
 
@@ -70,25 +67,6 @@ def outcomes(stack: Stack, pipeline: str, n: int, timeout_s: float = 60) -> dict
         for m in read_all(stack.bootstrap, f"{pipeline}.results", idle_s=0.5, timeout_s=5):
             out[src_offset(m)] = "ok"
     return out
-
-
-def breaker(stack: Stack, pipeline: str) -> BreakerView:
-    async def view() -> BreakerView:
-        r = connect(stack.redis_url)
-        try:
-            return await Breakers(r, pipeline).view("primary")
-        finally:
-            await r.aclose()
-
-    return asyncio.run(view())
-
-
-def wait_breaker(stack: Stack, pipeline: str, state: str, timeout_s: float = 30) -> BreakerView:
-    deadline = time.monotonic() + timeout_s
-    while (view := breaker(stack, pipeline)).state != state:
-        assert time.monotonic() < deadline, f"breaker never {state}: {view}"
-        time.sleep(0.1)
-    return view
 
 
 def auth_failures() -> float:

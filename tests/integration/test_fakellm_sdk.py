@@ -247,6 +247,23 @@ def test_outage_window_over_control_endpoint(
     assert ask_openai(oai, "hi").choices[0].message.content
 
 
+def test_both_sdks_list_the_models_asked_for_and_an_outage_fails_the_list_too(
+    oai: openai.OpenAI, ant: anthropic.Anthropic, control: httpx.Client
+) -> None:
+    ask_openai(oai, "hi")
+    ask_anthropic(ant, "hi")
+    assert {"gpt-fake", "claude-fake"} <= {m.id for m in oai.models.list()}
+    assert {"gpt-fake", "claude-fake"} <= {m.id for m in ant.models.list()}
+    stats = control.get("/stats").json()
+    assert (stats["model_lists"], stats["requests_total"]) == (2, 2)  # a list is no completion
+    control.post("/outage", json={"seconds": 30})
+    with pytest.raises(openai.InternalServerError):
+        oai.models.list()
+    with pytest.raises(anthropic.ServiceUnavailableError):
+        ant.models.list()
+    control.post("/outage", json={"seconds": 0})
+
+
 def test_fault_mix_switched_at_run_time(oai: openai.OpenAI, control: httpx.Client) -> None:
     control.put("/config", json={"faults": {"http_502": 1.0}}).raise_for_status()
     with pytest.raises(openai.InternalServerError):

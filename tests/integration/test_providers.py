@@ -22,6 +22,7 @@ from services.enrich.providers import (
     CallFailure,
     CallResult,
     CallSuccess,
+    Checked,
     Provider,
     ProviderRequest,
     build_provider,
@@ -163,6 +164,29 @@ async def test_connection_refused(kind: str) -> None:
     finally:
         await p.aclose()
     assert (f.kind, f.error_class) == (K.PROVIDER_ERROR, "connect_error")
+
+
+async def test_the_model_list_says_whether_the_provider_answers(
+    provider: Provider, control: httpx.Client
+) -> None:
+    assert await provider.check() == Checked(True, "HTTP 200")
+    control.post("/outage", json={"seconds": 30}).raise_for_status()
+    assert await provider.check() == Checked(False, "HTTP 503")
+    control.post("/outage", json={"seconds": 0}).raise_for_status()
+    assert control.get("/stats").json()["model_lists"] == 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_model_list_of_a_provider_nobody_answers_for_is_not_up(kind: str) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = build_provider("down", provider_config(kind, f"http://127.0.0.1:{port}", timeout_s=2))
+    try:
+        checked = await p.check()
+    finally:
+        await p.aclose()
+    assert not checked.up and "connect" in checked.detail.lower()
 
 
 async def test_pooled_concurrency(provider: Provider, control: httpx.Client) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,10 +15,13 @@ from typing import Any
 import httpx
 from confluent_kafka import Message
 
+from devtools.stack.resolve import Stack
 from services.enrich.service import EnrichService
 from services.enrich.settings import EnrichSettings
 from shared import headers as h
 from shared.kafka.shutdown import StopFlag
+from shared.redis.breaker import Breakers, BreakerView
+from shared.redis.client import connect
 from shared.settings import load
 from tests.support.kafka import produce
 
@@ -118,3 +122,22 @@ def wait_stats(url: str, cond: Any, timeout_s: float) -> dict[str, Any]:
             return s
         time.sleep(0.1)
     raise AssertionError(f"fakellm stats never satisfied the condition: {fake_stats(url)}")
+
+
+def breaker(stack: Stack, pipeline: str, provider: str = "primary") -> BreakerView:
+    async def view() -> BreakerView:
+        r = connect(stack.redis_url)
+        try:
+            return await Breakers(r, pipeline).view(provider)
+        finally:
+            await r.aclose()
+
+    return asyncio.run(view())
+
+
+def wait_breaker(stack: Stack, pipeline: str, state: str, timeout_s: float = 30) -> BreakerView:
+    deadline = time.monotonic() + timeout_s
+    while (view := breaker(stack, pipeline)).state != state:
+        assert time.monotonic() < deadline, f"breaker never {state}: {view}"
+        time.sleep(0.1)
+    return view

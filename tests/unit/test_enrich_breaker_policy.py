@@ -8,11 +8,14 @@ from services.enrich.breaker_policy import (
     Effect,
     auth_outage,
     breaker_effect,
+    failed_probes,
     outage_if_opened,
 )
 from services.enrich.classify import classify_response
+from shared import headers as h
 from shared.kinds import FailureKind as K
-from shared.outcomes import Failure
+from shared.outcomes import Failure, failure_record
+from shared.outcomes import Record as Rec
 
 NOW = 1_700_000_000.0
 OPENAI_401 = {"error": {"message": "Incorrect API key provided", "code": "invalid_api_key"}}
@@ -65,3 +68,26 @@ def test_a_failure_that_opened_the_breaker_is_the_outages_except_a_timeout() -> 
     assert (out.kind, out.error_class) == (K.OUTAGE, "breaker_open:http_503")
     timeout = Failure(K.TIMEOUT, "timeout", "no answer")
     assert outage_if_opened(timeout, "open") is timeout
+
+
+def test_a_failed_probe_is_an_outage_marked_as_the_probes() -> None:
+    err = Failure(K.PROVIDER_ERROR, "http_500", "HTTP 500")
+    out = outage_if_opened(err, "open", probe=True)
+    assert (out.kind, out.error_class) == (K.OUTAGE, "probe_failed:http_500")
+    assert outage_if_opened(err, "half_open", probe=True) is err
+
+
+def test_failed_probes_are_counted_from_the_records_history() -> None:
+    rec = Rec(b"k", b"{}", h.source_headers(h.SourceId("src", 0, 1), 5))
+    assert failed_probes(rec.headers) == 0
+    err = Failure(K.PROVIDER_ERROR, "http_500", "HTTP 500")
+    for failure in (
+        outage_if_opened(err, "open"),  # opened the breaker: not a probe
+        outage_if_opened(err, "open", probe=True),
+        err,
+        outage_if_opened(err, "open", probe=True),
+    ):
+        rec = failure_record(rec, 1, failure, "a")
+    assert failed_probes(rec.headers) == 2
+    garbled = h.merge(rec.headers, [(h.ERROR_HISTORY, b"not json")])
+    assert failed_probes(garbled) == 0

@@ -22,6 +22,7 @@ from services.enrich.providers.base import (
     CallFailure,
     CallResult,
     CallSuccess,
+    Checked,
     ProviderKind,
     ProviderRequest,
 )
@@ -33,7 +34,7 @@ from shared.config_file import TaskConfig
 from shared.errors import ProviderStateUnavailable
 from shared.kafka.concurrent import Output
 from shared.kinds import FailureKind as K
-from shared.outcomes import Failure, Record
+from shared.outcomes import Failure, Record, failure_record
 from shared.provider_state import Admitted, Batch, Health, Reservation, Settlement
 from shared.topics import Topics
 
@@ -135,16 +136,22 @@ class FakeState:
 
 @dataclass
 class FakeProvider:
-    """Answers each call with the next scripted result."""
+    """Answers each call with the next scripted result; its model list with ``lists``."""
 
     name: str
     results: list[CallResult]
     kind: ProviderKind = "openai"
     calls: list[ProviderRequest] = field(default_factory=list)
+    lists: bool = True
+    checks: int = 0
 
     async def call(self, request: ProviderRequest) -> CallResult:
         self.calls.append(request)
         return self.results.pop(0)
+
+    async def check(self) -> Checked:
+        self.checks += 1
+        return Checked(True, "HTTP 200") if self.lists else Checked(False, "HTTP 503")
 
     async def aclose(self) -> None:
         pass
@@ -164,9 +171,13 @@ def worker(name: str, *results: CallResult, state: FakeState | None = None) -> W
     return WorkerProvider(name, FakeProvider(name, list(results)), state or FakeState(), Aimd(8))
 
 
-def calls_of(wp: WorkerProvider) -> list[ProviderRequest]:
+def fake_of(wp: WorkerProvider) -> FakeProvider:
     assert isinstance(wp.provider, FakeProvider)
-    return wp.provider.calls
+    return wp.provider
+
+
+def calls_of(wp: WorkerProvider) -> list[ProviderRequest]:
+    return fake_of(wp).calls
 
 
 def state_of(wp: WorkerProvider) -> FakeState:
@@ -179,11 +190,16 @@ async def run(
     value: bytes = VALUE,
     cache_ttl_s: float = 60,
     max_bytes: int = 1_048_576,
+    history: Sequence[Failure] = (),
 ) -> tuple[Output, Enricher]:
+    """One record through ``chain``; ``history``: the failures of its earlier attempts."""
     task = TASK.model_copy(update={"providers": [wp.name for wp in chain]})
     e = Enricher(T, "t", task, {wp.name: wp for wp in chain}, cache_ttl_s, max_bytes)
     await e.refresh("w1")
-    [out] = await e.handle(Record(b"k", value, h.source_headers(SRC, 5)), ("p.work", 0), 3)
+    record = Record(b"k", value, h.source_headers(SRC, 5))
+    for earlier in history:
+        record = failure_record(record, 5, earlier, chain[0].name)
+    [out] = await e.handle(record, ("p.work", 0), 3)
     return out, e
 
 
@@ -447,6 +463,56 @@ async def test_a_probe_answered_with_a_bad_request_closes_the_breaker() -> None:
     assert failure_of(out) == ("bad_request", "http_400", "a")
     [(res, settled)] = probing.calls("settle")
     assert res.probe and settled.outcome == "ok"
+
+
+FAILED_PROBE = Failure(K.OUTAGE, "probe_failed:http_500", "provider said no")
+
+
+async def test_a_failed_probe_reopens_the_breaker_and_parks_its_record_as_the_probes() -> None:
+    probing = FakeState(admits="probe", after_failure="open")
+    a = worker("a", failed(K.PROVIDER_ERROR, "http_500", 500), state=probing)
+    out, _ = await run(a)
+    assert failure_of(out) == ("outage", "probe_failed:http_500", "a")
+    [(res, settled)] = probing.calls("settle")
+    assert res.probe and settled.outcome == "fail"
+    assert fake_of(a).checks == 0  # a first failure as the probe: the provider's
+
+
+async def test_a_record_failing_as_the_probe_again_is_judged_by_the_model_list() -> None:
+    # The provider lists its models: it is up, the record is at fault; the breaker closes.
+    probing = FakeState(admits="probe", after_failure="open")
+    a = worker("a", failed(K.PROVIDER_ERROR, "http_500", 500), state=probing)
+    out, _ = await run(a, history=[FAILED_PROBE])
+    assert failure_of(out) == ("provider_error", "http_500", "a")  # spends its attempt
+    [(res, settled)] = probing.calls("settle")
+    assert res.probe and settled.outcome == "ok"
+    assert fake_of(a).checks == 1
+
+
+async def test_a_record_failing_as_the_probe_again_while_the_model_list_fails_stays_parked() -> None:  # fmt: skip
+    probing = FakeState(admits="probe", after_failure="open")
+    a = worker("a", failed(K.OVERLOADED, "http_529", 529), state=probing)
+    fake_of(a).lists = False
+    out, _ = await run(a, history=[FAILED_PROBE])
+    assert failure_of(out) == ("outage", "probe_failed:http_529", "a")
+    assert [st.outcome for st in probing.settlements()] == ["fail"]
+    assert fake_of(a).checks == 1
+
+
+@pytest.mark.parametrize(
+    ("admits", "result"),
+    [
+        ("yes", failed(K.PROVIDER_ERROR, "http_500", 500)),  # not a probe: the window decides
+        ("probe", failed(K.TIMEOUT, "timeout")),  # a timeout is the record's anyway
+        ("probe", failed(K.BAD_REQUEST, "http_400", 400)),  # answered: closes without asking
+    ],
+)
+async def test_the_model_list_is_asked_only_after_a_repeated_probe_failure(
+    admits: str, result: CallFailure
+) -> None:
+    a = worker("a", result, state=FakeState(admits=admits, after_failure="open"))
+    await run(a, history=[FAILED_PROBE])
+    assert fake_of(a).checks == 0
 
 
 async def test_an_answer_that_is_not_the_schema_is_invalid_output_and_not_cached() -> None:

@@ -1,4 +1,5 @@
-"""Anthropic Messages API: ``POST {base_url}/v1/messages`` with ``x-api-key``.
+"""Anthropic Messages API: ``POST {base_url}/v1/messages`` with ``x-api-key`` (and
+``GET {base_url}/v1/models`` to ask whether the provider answers at all).
 
 ``base_url`` is the host as the official SDK takes it (``https://api.anthropic.com``);
 one that already ends in ``/v1`` works too. ``anthropic-version`` defaults to
@@ -30,13 +31,22 @@ def messages_body(request: ProviderRequest) -> dict[str, Any]:
     return body
 
 
+def _v1(config: ProviderConfig, path: str) -> str:
+    """``path`` under the API's ``/v1``, whether or not ``base_url`` names it."""
+    base = urlsplit(config.base_url).path.rstrip("/")
+    return endpoint(config.base_url, path if base.endswith("/v1") else "/v1" + path)
+
+
 class AnthropicProvider(HttpProvider):
     kind: ClassVar[ProviderKind] = "anthropic"
 
     @classmethod
     def url(cls, config: ProviderConfig) -> str:
-        path = urlsplit(config.base_url).path.rstrip("/")
-        return endpoint(config.base_url, "/messages" if path.endswith("/v1") else "/v1/messages")
+        return _v1(config, "/messages")
+
+    @classmethod
+    def models_url(cls, config: ProviderConfig) -> str:
+        return _v1(config, "/models")
 
     @classmethod
     def headers(cls, config: ProviderConfig, api_key: str | None) -> dict[str, str]:

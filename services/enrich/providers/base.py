@@ -66,6 +66,14 @@ class CallFailure:
 CallResult = CallSuccess | CallFailure
 
 
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A provider's answer to a request of its own (its model list), which no record shapes."""
+
+    up: bool  # it answered 2xx
+    detail: str  # ``HTTP 200``, ``HTTP 503``, ``timeout``, ...
+
+
 class Provider(Protocol):
     """One configured provider with its own pooled HTTP client."""
 
@@ -77,6 +85,11 @@ class Provider(Protocol):
 
     async def call(self, request: ProviderRequest) -> CallResult:
         """One attempt, cancelled after the provider's ``timeout_s``; never raises for provider faults."""
+        ...
+
+    async def check(self) -> Checked:
+        """List the provider's models (free, no tokens): is the provider itself answering?
+        Never raises for provider faults."""
         ...
 
     async def aclose(self) -> None: ...

@@ -36,6 +36,7 @@ from services.enrich.providers.base import (
     CallFailure,
     CallResult,
     CallSuccess,
+    Checked,
     ProviderKind,
     ProviderRequest,
 )
@@ -47,6 +48,7 @@ from shared.outcomes import Failure
 
 Clock = Callable[[], float]
 _CONNECT_TIMEOUT_S = 10.0
+CHECK_TIMEOUT_S = 10.0  # the model list's deadline (or the provider's timeout_s, if shorter)
 
 
 def merge_headers(
@@ -95,6 +97,7 @@ class HttpProvider:
         self._config = config
         self._clock = clock
         self._url = self.url(config)
+        self._models_url = self.models_url(config)
         # HTTPS_PROXY / HTTP_PROXY / NO_PROXY, as the official SDKs honour them, read once:
         # aiohttp's trust_env looks them up (and parses ~/.netrc) on a thread for every
         # request, which tripled the edge's CPU per call.
@@ -120,6 +123,10 @@ class HttpProvider:
     # -- wire format (subclasses) ------------------------------------------------
     @classmethod
     def url(cls, config: ProviderConfig) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def models_url(cls, config: ProviderConfig) -> str:
         raise NotImplementedError
 
     @classmethod
@@ -184,6 +191,27 @@ class HttpProvider:
             latency_ms=latency,
             headers=headers,
         )
+
+    async def check(self) -> Checked:
+        """``GET`` the model list (free at the providers, no tokens): up on any 2xx.
+        The body is not read; anything else (an error status, a timeout, a refused
+        connection) is not up, with what happened as the detail."""
+        deadline = min(CHECK_TIMEOUT_S, self._config.timeout_s)
+        try:
+            async with (
+                asyncio.timeout(deadline),
+                self._client().get(
+                    self._models_url,
+                    headers=self._headers,
+                    allow_redirects=False,
+                    proxy_headers=self._route.connect_headers,
+                ) as response,
+            ):
+                status = response.status
+                response.close()  # the list itself does not matter
+        except Exception as exc:  # every fault is a verdict, not a crash
+            return Checked(False, classify_exception(exc, deadline).message)
+        return Checked(200 <= status < 300, f"HTTP {status}")
 
     async def aclose(self) -> None:
         if self._session is not None:

@@ -1,6 +1,7 @@
 """OpenAI chat completions (and any compatible server: Azure, vLLM, fakellm).
 
-``POST {base_url}/chat/completions`` with ``Authorization: Bearer <key>``; an
+``POST {base_url}/chat/completions`` with ``Authorization: Bearer <key>`` (and
+``GET {base_url}/models`` to ask whether the provider answers at all); an
 ``api-key`` entry in ``extra_headers`` (value left empty) sends the key the
 Azure way instead. A query string in ``base_url`` (``?api-version=...``) is kept.
 """
@@ -33,6 +34,10 @@ class OpenAIProvider(HttpProvider):
     @classmethod
     def url(cls, config: ProviderConfig) -> str:
         return endpoint(config.base_url, "/chat/completions")
+
+    @classmethod
+    def models_url(cls, config: ProviderConfig) -> str:
+        return endpoint(config.base_url, "/models")
 
     @classmethod
     def headers(cls, config: ProviderConfig, api_key: str | None) -> dict[str, str]:
