@@ -153,16 +153,22 @@ async def test_rate_limit_headers_on_a_429_from_the_limiter(provider: Provider, 
     assert f.kind is K.RATE_LIMITED and f.retry_after_s is not None and 50 <= f.retry_after_s <= 61
 
 
-@pytest.mark.parametrize("kind", KINDS)
-async def test_connection_refused(kind: str) -> None:
-    with socket.socket() as s:  # a port nobody listens on
+@pytest.fixture(params=KINDS)
+async def nobody(request: pytest.FixtureRequest) -> AsyncIterator[Provider]:
+    """A provider on a port nobody listens on."""
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    p = build_provider("down", provider_config(kind, f"http://127.0.0.1:{port}", timeout_s=2))
+    cfg = provider_config(request.param, f"http://127.0.0.1:{port}", timeout_s=2)
+    p = build_provider("down", cfg)
     try:
-        f = failure(await p.call(ticket("hello")))
+        yield p
     finally:
         await p.aclose()
+
+
+async def test_connection_refused(nobody: Provider) -> None:
+    f = failure(await nobody.call(ticket("hello")))
     assert (f.kind, f.error_class) == (K.PROVIDER_ERROR, "connect_error")
 
 
@@ -176,16 +182,8 @@ async def test_the_model_list_says_whether_the_provider_answers(
     assert control.get("/stats").json()["model_lists"] == 2
 
 
-@pytest.mark.parametrize("kind", KINDS)
-async def test_the_model_list_of_a_provider_nobody_answers_for_is_not_up(kind: str) -> None:
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    p = build_provider("down", provider_config(kind, f"http://127.0.0.1:{port}", timeout_s=2))
-    try:
-        checked = await p.check()
-    finally:
-        await p.aclose()
+async def test_the_model_list_of_a_provider_nobody_answers_for_is_not_up(nobody: Provider) -> None:  # fmt: skip
+    checked = await nobody.check()
     assert not checked.up and "connect" in checked.detail.lower()
 
 
