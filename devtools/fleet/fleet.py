@@ -46,6 +46,7 @@ class FleetSpec:
     faults: Mapping[str, float] = field(default_factory=dict)
     fake_config: Mapping[str, Any] = field(default_factory=dict)  # more of fakellm's config
     call_timeout_s: float = 3.0
+    breaker: Mapping[str, Any] = field(default_factory=dict)  # the provider's breaker settings
     dead_mode: str = "skip"
     env: Mapping[str, str] = field(default_factory=dict)  # added to every service's environment
 
@@ -98,7 +99,8 @@ class Fleet:
             "providers": {"fakellm": {"kind": "openai", "base_url": f"{self.fake_url}/v1",
                                       "timeout_s": s.call_timeout_s,
                                       "requests_per_minute": s.llm_rps * 60,
-                                      "max_connections": max(32, s.max_in_flight)}},
+                                      "max_connections": max(32, s.max_in_flight),
+                                      "breaker": dict(s.breaker)}},
             "tasks": {"sentiment": {"model": "fake-sentiment-1", "providers": ["fakellm"]}},
             "default_task": "sentiment",
         }  # fmt: skip

@@ -4,7 +4,8 @@ Every service runs as its own process (ingest, an enrich worker, router,
 sequencer, fakellm) on the session's real Kafka and Redis. First the inputs
 that once halted a stage for good, each with where it must end; then a
 property-based fuzz (hypothesis) of arbitrary keys, values and headers, raw
-header names included. After each batch: no process exited, every source
+header names included; then a record the provider always fails on, alone
+behind an open breaker, which must still reach its DLQ. After each batch: no process exited, every source
 record is exactly once in ``P.output`` or ``P.dlq.poison`` (dead ones also in
 a DLQ with their reason), and per-key order holds.
 
@@ -14,6 +15,7 @@ Bounded for CI (four fuzz batches of up to 150 records); a longer soak:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -31,6 +33,10 @@ from shared import headers as h
 from shared.jsondoc import MAX_DEPTH
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.kafka.sizes import FRAMING, HEADROOM
+from shared.outcomes import history
+from shared.redis.breaker import Breakers
+from shared.redis.breaker_logic import BreakerSpec
+from shared.redis.client import connect
 from shared.settings import CommonSettings, load
 from shared.topics import Topics, parse_rungs
 from tests.support.rawheaders import produce_raw
@@ -38,6 +44,7 @@ from tests.support.rawheaders import produce_raw
 pytestmark = pytest.mark.e2e
 
 RUNGS = "1s,2s"
+OPEN_S = 3.0  # the provider's breaker: how long it stays open before a probe
 EXAMPLES = int(os.environ.get("SLUICE_FUZZ_EXAMPLES", "4"))
 RECORDS = int(os.environ.get("SLUICE_FUZZ_RECORDS", "150"))
 MAX_RECORD = 1_048_576 - HEADROOM - FRAMING - 256  # what ingest forwards (Wrapper.max_record)
@@ -125,7 +132,8 @@ def run(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]
     spec = FleetSpec(bootstrap=stack.bootstrap, redis_url=stack.redis_url, pipeline=pipeline,
                      source_topic=source, log_dir=tmp_path_factory.mktemp("hostile") / "logs",
                      rungs=RUNGS, enrich_workers=1, max_in_flight=64, llm_rps=400,
-                     latency="uniform:5:40", call_timeout_s=5.0)  # fmt: skip
+                     latency="uniform:5:40", call_timeout_s=5.0,
+                     breaker={"open_s": OPEN_S})  # fmt: skip
     # The session timeout stays librdkafka's (45 s): nothing is killed here, and with static
     # membership a session that times out on a starved broker ends in a fatal self-fencing
     # (README, "Known problems")
@@ -235,10 +243,9 @@ def values(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["ticket", "ticket", "ticket", "doc", "bytes", "deep", "size"]))
     if kind == "ticket":
         text = draw(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=200))
-        # No per-record 5xx here: a record that always gets a 5xx keeps the provider's
-        # breaker re-opening through half-open probes, and parked records churn for
-        # minutes (a known open problem, see README "enrich"); the chaos test covers 5xx.
-        fault = draw(st.sampled_from(["", "", "", " [[fault:bad_request]]",
+        # A record that always gets a 5xx dies after the rungs; should such records open
+        # the breaker, one failing as the half-open probe twice no longer keeps it open.
+        fault = draw(st.sampled_from(["", "", "", " [[fault:bad_request]]", " [[fault:http_500]]",
                                       " [[fault:invalid_json]]", " [[fault:error_body]]"]))  # fmt: skip
         return ticket(text + fault, extra=draw(docs))
     if kind == "doc":
@@ -268,6 +275,37 @@ def test_fuzzed_records_never_stop_a_stage_and_each_ends_exactly_once(
     run.send(batch)
     run.wait_accounted()
     run.verify()
+
+
+def test_a_lone_record_the_provider_always_fails_on_after_an_outage_ends_in_its_dlq(
+    run: Run,
+) -> None:
+    """The record is the provider's only traffic behind an open breaker: it is the
+    half-open probe each time. Once it failed as the probe twice, the provider's model
+    list decides; fakellm answers it, so the record goes down the rungs to the DLQ."""
+    asyncio.run(trip(run.fleet.spec, "fakellm"))  # as an outage would have
+    lists = run.fleet.llm_stats()["model_lists"]
+    run.send([(b"lone", ticket("this one always breaks it [[fault:http_500]]"), [])])
+    run.wait_accounted(timeout_s=120)
+    [dead] = by_key(read_topic(run.bootstrap, run.topics.output))[b"lone"]
+    assert h.get_str(dead.headers(), h.OUTCOME) == "dead"
+    [dlq] = by_key(read_topic(run.bootstrap, run.topics.dlq("error")))[b"lone"]
+    hs = dlq.headers()
+    assert (h.get_str(hs, h.ERROR_KIND), h.get_str(hs, h.ERROR_CLASS)) == (
+        "provider_error",
+        "http_500",
+    )
+    classes = [item["class"] for item in history(hs)]
+    assert classes.count("probe_failed:http_500") == 1, classes  # parked once, not for good
+    assert run.fleet.llm_stats()["model_lists"] == lists + 1
+
+
+async def trip(spec: FleetSpec, provider: str) -> None:
+    r = connect(spec.redis_url)
+    try:
+        await Breakers(r, spec.pipeline, BreakerSpec(open_s=OPEN_S)).trip(provider, "failure_rate")
+    finally:
+        await r.aclose()
 
 
 def test_no_service_exited_and_the_logs_are_kept(run: Run) -> None:
