@@ -165,6 +165,15 @@ def enrich_steps(scrapes: list[str]) -> dict[str, list[float | str | None]]:
     return out
 
 
+def commit_times(scrape: str) -> list[float | str | None]:
+    """p50 and p99 of the sequencer's transaction commits over the whole run (flush,
+    offsets, commit), from its histogram: the upper bound of the bucket (ms). A slow
+    commit holds both the records in it (commit visibility) and those read meanwhile
+    (the sequencer hop)."""
+    buckets = merged_buckets([scrape], "sluice_sequencer_txn_commit_seconds", {})
+    return [_ms(quantile_le(buckets, q)) for q in (0.5, 0.99)]
+
+
 def _ms(seconds: float | None) -> float | str | None:
     if seconds is None:
         return None
@@ -179,6 +188,14 @@ def scrape_steps(fleet: Fleet) -> dict[str, Any]:
     except httpx.HTTPError as exc:
         return {"unavailable": f"scraping the enrich workers' /metrics failed: {exc}"}
     return enrich_steps(scrapes)
+
+
+def scrape_commits(fleet: Fleet) -> list[float | str | None] | dict[str, str]:
+    """:func:`commit_times` of the fleet's sequencer, or why it could not be scraped."""
+    try:
+        return commit_times(fleet.metrics("sequencer"))
+    except httpx.HTTPError as exc:
+        return {"unavailable": f"scraping the sequencer's /metrics failed: {exc}"}
 
 
 def llm_requests(fleet: Fleet) -> int | None:
@@ -221,6 +238,7 @@ def sluice_run(
         producer.join()
         print(f"[{label}] {len(seen)}/{wanted} records of the measured keys emitted", flush=True)
         steps = scrape_steps(fleet)
+        commits = scrape_commits(fleet)
         calls = llm_requests(fleet)
     finally:
         fleet.stop()
@@ -277,7 +295,7 @@ def sluice_run(
             "waited_for_order": sum(1 for w in hops["ordering_wait"] if w > 0),
             "llm_requests": calls, "records_completed": completed,
             "llm_calls_per_record": None if calls is None else per_call(calls, completed, 4),
-            "enrich_steps_le_ms": steps,
+            "enrich_steps_le_ms": steps, "sequencer_commit_le_ms": commits,
             "hops_p50_p99_ms": {k: [percentile(v, 0.5), percentile(v, 0.99)] for k, v in hops.items()}}  # fmt: skip
 
 

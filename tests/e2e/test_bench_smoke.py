@@ -102,6 +102,8 @@ def test_bench_e2e(stack: Stack) -> None:
     steps = clean["enrich_steps_le_ms"]  # scraped from the workers' /metrics
     assert set(steps) == {"bucket_wait", "admit", "settle"}
     assert all(p50 is not None for p50, _ in steps.values())
+    p50, p99 = clean["sequencer_commit_le_ms"]  # scraped from the sequencer's /metrics
+    assert p50 is not None and p99 is not None
 
 
 def test_bench_http(stack: Stack) -> None:

@@ -59,6 +59,19 @@ sluice_enrich_step_seconds_bucket{provider="p",step="admit",le="+Inf"} 100.0
     ]
 
 
+def test_commit_times_are_the_sequencers_commit_histogram_in_ms() -> None:
+    from bench.e2e import commit_times
+
+    scrape = """# TYPE sluice_sequencer_txn_commit_seconds histogram
+sluice_sequencer_txn_commit_seconds_bucket{le="0.005"} 10.0
+sluice_sequencer_txn_commit_seconds_bucket{le="0.025"} 98.0
+sluice_sequencer_txn_commit_seconds_bucket{le="0.05"} 100.0
+sluice_sequencer_txn_commit_seconds_bucket{le="+Inf"} 100.0
+"""
+    assert commit_times(scrape) == [25.0, 50.0]
+    assert commit_times("") == [None, None]  # nothing observed
+
+
 REDIS = """# HELP sluice_redis_requests_total Requests
 # TYPE sluice_redis_requests_total counter
 sluice_redis_requests_total{op="bucket"} 30.0
