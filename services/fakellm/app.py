@@ -66,6 +66,7 @@ from shared.validation import one_line
 
 log = logging.getLogger(__name__)
 
+MAX_LISTED_MODELS = 100  # GET /v1/models lists at most this many of the names asked for
 CLIENT_GONE = 499  # recorded (never sent) when the client left during a hang or latency
 
 
@@ -80,7 +81,7 @@ class Runtime:
         self.limiter = SlidingLimiter(clock)
         self.outage_until = 0.0
         self.marked: Counter[str] = Counter()  # requests seen per text with a counted marker
-        self.models: set[str] = set()  # every model a valid request named (GET /v1/models)
+        self.models: set[str] = set()  # models valid requests named (GET /v1/models), bounded
 
     def set_config(self, config: FakeLLMConfig) -> None:
         if config.seed is not None and config.seed != self.config.seed:
@@ -225,7 +226,8 @@ async def _admit(rt: Runtime, d: Dialect, request: Request) -> Call | Response:
     if invalid is not None:
         fault = Fault.BAD_REQUEST if forced is Fault.BAD_REQUEST else None
         return _error(rt, d, 400, invalid.message, fault=fault, invalid=invalid)
-    rt.models.add(str(body["model"]))
+    if len(rt.models) < MAX_LISTED_MODELS:
+        rt.models.add(str(body["model"]))
     if forced is Fault.RATE_LIMIT:
         return _rate_limited(rt, d, body["model"], _forced_rate_decision(rt), forced=True)
     tokens_in = answers.estimate_tokens(d.prompt_text(body))

@@ -143,3 +143,17 @@ async def test_a_client_gone_before_its_body_was_read_is_counted_not_a_500() -> 
     out = await _admit(app.state.runtime, OPENAI, Request(scope, receive))
     assert getattr(out, "status_code", None) == CLIENT_GONE
     assert app.state.runtime.counters.by_status[CLIENT_GONE] == 1
+
+
+def test_the_model_list_names_the_models_asked_for_up_to_its_bound(client: TestClient) -> None:
+    from services.fakellm.app import MAX_LISTED_MODELS
+
+    for i in range(MAX_LISTED_MODELS + 5):
+        r = client.post("/v1/chat/completions", json={"model": f"m-{i:03d}", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+        assert r.status_code == 200
+    listed = client.get("/v1/models").json()
+    assert listed["object"] == "list"
+    assert len(listed["data"]) == MAX_LISTED_MODELS
+    anthropic = client.get("/v1/models", headers={"anthropic-version": "2023-06-01"}).json()
+    assert anthropic["first_id"] == "m-000" and anthropic["has_more"] is False
+    assert client.get("/_control/stats").json()["model_lists"] == 2
