@@ -5,9 +5,10 @@ sequencer, fakellm) on the session's real Kafka and Redis. First the inputs
 that once halted a stage for good, each with where it must end; then a
 property-based fuzz (hypothesis) of arbitrary keys, values and headers, raw
 header names included; then a record the provider always fails on, alone
-behind an open breaker, which must still reach its DLQ. After each batch: no process exited, every source
-record is exactly once in ``P.output`` or ``P.dlq.poison`` (dead ones also in
-a DLQ with their reason), and per-key order holds.
+behind an open breaker, which must still reach its DLQ. After each batch: no
+process exited, every source record is exactly once in ``P.output`` or
+``P.dlq.poison`` (dead ones also in a DLQ with their reason), and per-key
+order holds.
 
 Bounded for CI (four fuzz batches of up to 150 records); a longer soak:
 ``SLUICE_FUZZ_EXAMPLES=20 SLUICE_FUZZ_RECORDS=400 pytest tests/e2e/test_hostile.py``.
@@ -15,7 +16,6 @@ Bounded for CI (four fuzz batches of up to 150 records); a longer soak:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -34,11 +34,9 @@ from shared.jsondoc import MAX_DEPTH
 from shared.kafka.provision import create_topics, ensure_topic
 from shared.kafka.sizes import FRAMING, HEADROOM
 from shared.outcomes import history
-from shared.redis.breaker import Breakers
-from shared.redis.breaker_logic import BreakerSpec
-from shared.redis.client import connect
 from shared.settings import CommonSettings, load
 from shared.topics import Topics, parse_rungs
+from tests.support.enrich import trip
 from tests.support.rawheaders import produce_raw
 
 pytestmark = pytest.mark.e2e
@@ -283,7 +281,8 @@ def test_a_lone_record_the_provider_always_fails_on_after_an_outage_ends_in_its_
     """The record is the provider's only traffic behind an open breaker: it is the
     half-open probe each time. Once it failed as the probe twice, the provider's model
     list decides; fakellm answers it, so the record goes down the rungs to the DLQ."""
-    asyncio.run(trip(run.fleet.spec, "fakellm"))  # as an outage would have
+    spec = run.fleet.spec
+    trip(spec.redis_url, spec.pipeline, "fakellm", OPEN_S)  # as an outage would have
     lists = run.fleet.llm_stats()["model_lists"]
     run.send([(b"lone", ticket("this one always breaks it [[fault:http_500]]"), [])])
     run.wait_accounted(timeout_s=120)
@@ -298,14 +297,6 @@ def test_a_lone_record_the_provider_always_fails_on_after_an_outage_ends_in_its_
     classes = [item["class"] for item in history(hs)]
     assert classes.count("probe_failed:http_500") == 1, classes  # parked once, not for good
     assert run.fleet.llm_stats()["model_lists"] == lists + 1
-
-
-async def trip(spec: FleetSpec, provider: str) -> None:
-    r = connect(spec.redis_url)
-    try:
-        await Breakers(r, spec.pipeline, BreakerSpec(open_s=OPEN_S)).trip(provider, "failure_rate")
-    finally:
-        await r.aclose()
 
 
 def test_no_service_exited_and_the_logs_are_kept(run: Run) -> None:

@@ -9,7 +9,6 @@ answers, so the breaker closes and the failure is the record's own.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -22,15 +21,13 @@ from services.fakellm.config import FakeLLMConfig, FixedLatency
 from services.fakellm.server import serve_in_thread
 from shared import headers as h
 from shared.kafka.provision import create_topics
-from shared.redis.breaker import Breakers
-from shared.redis.breaker_logic import BreakerSpec
-from shared.redis.client import connect
 from shared.settings import CommonSettings, load
 from tests.support.enrich import (
     Worker,
     breaker,
     fake_stats,
     produce_work,
+    trip,
     wait_breaker,
     write_config,
 )  # fmt: skip
@@ -45,19 +42,6 @@ OPEN_S = 2.0
 def topics(kafka_env: dict[str, str], pipeline: str) -> str:
     create_topics(load(CommonSettings))
     return pipeline
-
-
-def trip(stack: Stack, pipeline: str) -> None:
-    """Open the provider's breaker as an outage would have (for ``OPEN_S``)."""
-
-    async def go() -> None:
-        r = connect(stack.redis_url)
-        try:
-            await Breakers(r, pipeline, BreakerSpec(open_s=OPEN_S)).trip("primary", "failure_rate")
-        finally:
-            await r.aclose()
-
-    asyncio.run(go())
 
 
 def failures(stack: Stack, pipeline: str, n: int) -> list[Message]:
@@ -84,7 +68,7 @@ def test_a_lone_record_failing_as_the_probe_twice_closes_the_breaker_and_spends_
     ups = checks("up")
     with serve_in_thread(FakeLLMConfig(latency=FixedLatency(ms=20))) as url:
         cfg = write_config(tmp_path / "c.yaml", url, open_s=OPEN_S)
-        trip(stack, topics)
+        trip(stack.redis_url, topics, "primary", OPEN_S)
         produce_work(stack.bootstrap, topics, [work])
         with Worker(config_file=cfg, max_in_flight=4) as w:
             # First time as the probe: the provider may really be down; re-opened, parked.

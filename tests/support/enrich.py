@@ -21,6 +21,7 @@ from services.enrich.settings import EnrichSettings
 from shared import headers as h
 from shared.kafka.shutdown import StopFlag
 from shared.redis.breaker import Breakers, BreakerView
+from shared.redis.breaker_logic import BreakerSpec
 from shared.redis.client import connect
 from shared.settings import load
 from tests.support.kafka import produce
@@ -141,3 +142,16 @@ def wait_breaker(stack: Stack, pipeline: str, state: str, timeout_s: float = 30)
         assert time.monotonic() < deadline, f"breaker never {state}: {view}"
         time.sleep(0.1)
     return view
+
+
+def trip(redis_url: str, pipeline: str, provider: str, open_s: float) -> None:
+    """Open ``provider``'s breaker for ``open_s``, as an outage would have."""
+
+    async def go() -> None:
+        r = connect(redis_url)
+        try:
+            await Breakers(r, pipeline, BreakerSpec(open_s=open_s)).trip(provider, "failure_rate")
+        finally:
+            await r.aclose()
+
+    asyncio.run(go())
