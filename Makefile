@@ -10,8 +10,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Processes for the unit and integration tests (pytest-xdist; each with its own
-# Kafka and Redis; the integration tests mostly wait, so four fit two cores);
-# 0 runs them in this one.
+# Kafka and Redis; 4 is faster on two cores, see README); 0 runs them in this one.
 TEST_WORKERS ?= 2
 
 .PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm browser-deps
