@@ -194,7 +194,10 @@ def test_block_mode_holds_and_a_release_unblocks_durably(
 
 
 class FlakyProducer:
-    """The real producer, but the ``fail_on``-th commit raises an abortable error."""
+    """The real producer, but the ``fail_on``-th commit raises an abortable error, once
+    the transaction's records have reached the broker (a commit flushes first; without
+    this, the abort could discard them from the local queue and the test would not see
+    that an aborted transaction's records stay invisible)."""
 
     def __init__(self, real: Producer, fail_on: int) -> None:
         self.real, self.fail_on, self.commits = real, fail_on, 0
@@ -202,6 +205,7 @@ class FlakyProducer:
     def commit_transaction(self, *args: float) -> None:
         self.commits += 1
         if self.commits == self.fail_on:
+            assert self.real.flush(30) == 0
             err = KafkaError(KafkaError._STATE, "injected", txn_requires_abort=True)
             raise KafkaException(err)
         self.real.commit_transaction(*args)
