@@ -10,8 +10,8 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Processes for the unit and integration tests (pytest-xdist; each with its own
-# Kafka and Redis; 4 is faster on two cores, see README); 0 runs them in this one.
-TEST_WORKERS ?= 2
+# Kafka and Redis; four keep two cores busy, see README); 0 runs them in this one.
+TEST_WORKERS ?= 4
 
 .PHONY: setup demo test lint unit integration bench-ingest dev-up dev-down clean helm browser-deps
 
