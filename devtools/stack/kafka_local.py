@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -52,6 +53,14 @@ JVM_PERFORMANCE_OPTS = (
     "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
     "-Djava.awt.headless=true",
 )  # fmt: skip
+
+
+def jvm_options(env: dict[str, str] | None = None) -> list[str]:
+    """The broker's JVM options: ``SLUICE_KAFKA_JVM_OPTS`` (shell words) in place of
+    :data:`JVM_PERFORMANCE_OPTS` when set, as ``KAFKA_JVM_PERFORMANCE_OPTS`` replaces
+    them in the distribution's scripts (say, another collector)."""
+    given = (os.environ if env is None else env).get("SLUICE_KAFKA_JVM_OPTS", "").strip()
+    return shlex.split(given) if given else list(JVM_PERFORMANCE_OPTS)
 
 
 @dataclass
@@ -130,7 +139,7 @@ class LocalKafka:
                 raise StackError(f"formatting Kafka storage failed: {fmt.stderr.strip()[-800:]}")
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [*java, f"-Xms{self.heap}", *JVM_PERFORMANCE_OPTS,
+                [*java, f"-Xms{self.heap}", *jvm_options(),
                  f"-Xlog:gc:file={self.gc_log_path}:time,uptime:filecount=2,filesize=10M",
                  "kafka.Kafka", str(props)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
