@@ -360,6 +360,42 @@ def dry_run(run: Run, rate: float) -> dict[str, Any]:
     return result
 
 
+class Watch(threading.Thread):
+    """The replay task's status and fakellm's counters, asked every :data:`POLL_S` on a
+    thread of their own. The reader of ``P.output`` must never wait for an HTTP answer:
+    the fresh records that arrive meanwhile would be stamped late, and on a busy machine
+    (the admin is replaying) those answers take tens to hundreds of ms, which the
+    baseline phase, asking nothing, never paid."""
+
+    def __init__(self, bench: Run, replay_id: str) -> None:
+        super().__init__(name="replay-watch", daemon=True)
+        self.bench, self.replay_id = bench, replay_id
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self._error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while True:
+                stats = self.bench.sample()
+                task = self.bench.task(self.replay_id)
+                with self._lock:
+                    self._latest = (task, stats)
+                if self.done.wait(POLL_S):  # samples go on until the outcomes are in
+                    return
+        except BaseException as exc:
+            with self._lock:
+                self._error = exc
+
+    def latest(self) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """(task, fakellm's counters) as last asked; raises what the asking raised."""
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            return self._latest
+
+
 def replay_phase(run: Run, replay_id: str, rate: float) -> dict[str, Any]:
     """The replay until every record it sent has an outcome; the task."""
     body: dict[str, Any] = {"dlq": "error", "rate": rate}
@@ -367,13 +403,25 @@ def replay_phase(run: Run, replay_id: str, rate: float) -> dict[str, Any]:
     r = run.admin.post("/v1/replays", json={**body, "replay_id": replay_id})
     if r.status_code != 202:
         raise BenchError(f"starting the replay answered {r.status_code}: {r.text[:500]}")
+    watch = Watch(run, replay_id)
+    watch.start()
+    try:
+        return _follow(run, watch)
+    finally:
+        watch.done.set()
+        watch.join(60)
+
+
+def _follow(run: Run, watch: Watch) -> dict[str, Any]:
     started = time.monotonic()
     last_report = progress_at = started
     progress = (0, 0)
     while True:
         run.pump(POLL_S)
-        stats = run.sample()
-        task = run.task(replay_id)
+        latest = watch.latest()
+        if latest is None:
+            continue
+        task, stats = latest
         if task["status"] not in ("running", "completed"):
             raise BenchError(f"the replay ended {task['status']}: {task.get('reason')}")
         done = len(run.replayed)
