@@ -58,9 +58,15 @@ JVM_PERFORMANCE_OPTS = (
 def jvm_options(env: dict[str, str] | None = None) -> list[str]:
     """The broker's JVM options: ``SLUICE_KAFKA_JVM_OPTS`` (shell words) in place of
     :data:`JVM_PERFORMANCE_OPTS` when set, as ``KAFKA_JVM_PERFORMANCE_OPTS`` replaces
-    them in the distribution's scripts (say, another collector)."""
+    them in the distribution's scripts (say, another collector). Words that do not
+    parse (an unclosed quote) raise :class:`StackError` before anything starts."""
     given = (os.environ if env is None else env).get("SLUICE_KAFKA_JVM_OPTS", "").strip()
-    return shlex.split(given) if given else list(JVM_PERFORMANCE_OPTS)
+    if not given:
+        return list(JVM_PERFORMANCE_OPTS)
+    try:
+        return shlex.split(given)
+    except ValueError as exc:
+        raise StackError(f"SLUICE_KAFKA_JVM_OPTS is not shell words ({exc}): {given!r}") from exc
 
 
 @dataclass
@@ -114,6 +120,7 @@ class LocalKafka:
         return "".join(f"{k}={v}\n" for k, v in conf.items())
 
     def start(self, timeout_s: float = 90.0) -> LocalKafka:
+        jvm = jvm_options()
         cp = resolve_classpath()
         if self.data_dir is None:
             self.data_dir = Path(tempfile.mkdtemp(prefix="sluice-kafka-"))
@@ -139,7 +146,7 @@ class LocalKafka:
                 raise StackError(f"formatting Kafka storage failed: {fmt.stderr.strip()[-800:]}")
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [*java, f"-Xms{self.heap}", *jvm_options(),
+                [*java, f"-Xms{self.heap}", *jvm,
                  f"-Xlog:gc:file={self.gc_log_path}:time,uptime:filecount=2,filesize=10M",
                  "kafka.Kafka", str(props)],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,

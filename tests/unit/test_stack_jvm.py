@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from devtools.stack.kafka_local import JVM_PERFORMANCE_OPTS, jvm_options
+from shared.errors import StackError
 
 
 def test_the_distributions_options_by_default() -> None:
@@ -14,3 +17,8 @@ def test_the_distributions_options_by_default() -> None:
 def test_given_options_replace_them_as_shell_words() -> None:
     got = jvm_options({"SLUICE_KAFKA_JVM_OPTS": "-XX:+UseZGC '-Dname=a b'"})
     assert got == ["-XX:+UseZGC", "-Dname=a b"]
+
+
+def test_options_that_do_not_parse_are_a_stack_error_naming_the_variable() -> None:
+    with pytest.raises(StackError, match="SLUICE_KAFKA_JVM_OPTS is not shell words"):
+        jvm_options({"SLUICE_KAFKA_JVM_OPTS": "-XX:+UseZGC '-Dname=a b"})
