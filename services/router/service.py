@@ -21,7 +21,10 @@ transactions (:class:`shared.kafka.txn.TxnProducer`, ``transactional.id``
 last commit (a DLQ write and its dead outcome, a retry, a record forwarded back
 to work) and the consumer offsets just past them (with the group metadata,
 KIP-447); it commits every ``commit_interval_s`` (0.1 s), on revoke and on
-shutdown. A held record is not passed, so nothing behind it is committed. A
+shutdown. The routed records are handed to Kafka at the commit (the producer's
+``hold``): ingest's fresh records in ``P.work`` and enrich's outcomes in
+``P.results`` share partitions with them, and a ``read_committed`` reader sees
+nothing of a partition past an open transaction's first record. A held record is not passed, so nothing behind it is committed. A
 router killed between a write and its commit leaves an open transaction that
 its restart (same id) aborts: readers that read ``read_committed`` never see
 a record routed twice, so a record cannot fork into one copy that succeeds
@@ -96,7 +99,7 @@ class Router(Handler, TxnHooks):
             "transactional.id": settings.transactional_id,
             "transaction.timeout.ms": settings.transaction_timeout_ms,
             "delivery.report.only.error": True, "on_delivery": self._delivered}),
-            settings.txn_call_timeout_s, self.stop, clients.producer)  # fmt: skip
+            settings.txn_call_timeout_s, self.stop, clients.producer, hold=True)  # fmt: skip
         tuning = {k: v for k, v in TUNING.items() if k not in settings.kafka_props}
         self.consumer = clients.consumer(
             consumer_config(

@@ -27,6 +27,20 @@ instance, ...), a call still running    producer is unusable; the process exits
 at its deadline, an abort that fails    non-zero and a restart resumes from the last
                                         commit
 =====================================  ==============================================
+
+Held records (``hold=True``). From a transaction's first record on a partition
+until its commit marker, ``read_committed`` readers of that partition see
+nothing past that record, including what other producers write there
+meanwhile (the partition's last stable offset waits for the transaction). A
+stage whose transactions write into a topic that others also write (the
+router and a DLQ replay write ``P.work``, which ingest fills with fresh
+records; the router writes ``P.results``, which enrich fills) would hold the
+others' records back for as long as its transaction stays open. With
+``hold`` the producer keeps each record in memory and hands them all to
+librdkafka, in order, when :meth:`TxnProducer.commit` runs: the partitions
+are then held only for the commit itself. What a reader sees, and when it
+sees the held records, does not change (at the commit either way); a
+record's produce error surfaces from :meth:`TxnProducer.commit` instead.
 """
 
 from __future__ import annotations
@@ -109,7 +123,7 @@ class TxnProducer:
     """A transactional producer whose every blocking call has a deadline."""
 
     def __init__(self, config: dict[str, Any], call_timeout_s: float, stop: StopFlag,
-                 make: Callable[[dict[str, Any]], Any] = Producer) -> None:  # fmt: skip
+                 make: Callable[[dict[str, Any]], Any] = Producer, hold: bool = False) -> None:  # fmt: skip
         if "transactional.id" not in config:
             raise ValueError("a TxnProducer needs a transactional.id")
         self.txn_id = str(config["transactional.id"])
@@ -121,6 +135,8 @@ class TxnProducer:
         self.open = False
         self.broken: str | None = None  # why the producer may not be used any more
         self.started = time.monotonic()
+        self.hold = hold
+        self._held: list[tuple[str, bytes | None, bytes | None, dict[str, Any]]] = []
 
     # -- the transaction ----------------------------------------------------------
     def init(self) -> None:
@@ -145,10 +161,23 @@ class TxnProducer:
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None,
                 headers: Headers | None = None, partition: int = -1, timestamp: int = 0) -> None:  # fmt: skip
-        """Into the open transaction (see :meth:`begin`); waits for room in the local queue."""
+        """Into the open transaction (see :meth:`begin`); waits for room in the local queue.
+        With ``hold``, kept until the commit (see the module's text)."""
         kwargs: dict[str, Any] = {"partition": partition, "headers": headers}
         if timestamp:
             kwargs["timestamp"] = timestamp
+        if self.hold:
+            self._usable()
+            self._held.append((topic, value, key, kwargs))
+            return
+        self._produce(topic, value, key, kwargs)
+
+    def held(self) -> int:
+        """Records kept for the open transaction's commit (``hold``)."""
+        return len(self._held)
+
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None,
+                 kwargs: dict[str, Any]) -> None:  # fmt: skip
         while True:
             try:
                 self.producer.produce(topic, value, key, **kwargs)
@@ -166,6 +195,9 @@ class TxnProducer:
         """Offsets into the open transaction, then commit it. See the module's table."""
         if not self.open:
             return
+        held, self._held = self._held, []
+        for topic, value, key, kwargs in held:
+            self._produce(topic, value, key, kwargs)
         step = "send_offsets_to_transaction"
         try:
             if offsets:
@@ -184,6 +216,7 @@ class TxnProducer:
 
     def abort(self) -> None:
         """Abort the open transaction; TransactionError when that cannot be done in time."""
+        self._held = []
         if not self.open:
             return
         try:
@@ -194,6 +227,7 @@ class TxnProducer:
 
     def abort_quietly(self) -> None:
         """Abort if possible, else leave it to the broker or the next instance (logged)."""
+        self._held = []
         if not self.open:
             return
         if self.broken is not None:

@@ -63,16 +63,18 @@ class FakeProducer:
     def abort_transaction(self, timeout: float) -> None:
         self._run("abort", timeout)
 
-    def produce(self, topic: str, *_args: Any, **_kwargs: Any) -> None:
+    def produce(self, topic: str, value: bytes | None, *_args: Any, **_kwargs: Any) -> None:
         self.produced.append(topic)
+        self.calls.append(f"produce {topic} {value!r}")
 
     def poll(self, _timeout: float) -> int:
         return 0
 
 
-def make(call_timeout_s: float = 2.0, stop: StopFlag | None = None) -> tuple[TxnProducer, FakeProducer]:  # fmt: skip
+def make(call_timeout_s: float = 2.0, stop: StopFlag | None = None,
+         hold: bool = False) -> tuple[TxnProducer, FakeProducer]:  # fmt: skip
     txn = TxnProducer({"transactional.id": "t.router.w1"}, call_timeout_s, stop or StopFlag(),
-                      make=FakeProducer)  # fmt: skip
+                      make=FakeProducer, hold=hold)  # fmt: skip
     fake = txn.producer
     assert isinstance(fake, FakeProducer)
     return txn, fake
@@ -86,7 +88,38 @@ def test_a_commit_sends_offsets_then_commits() -> None:
     txn.begin()
     txn.produce("t.work", b"v", b"k")
     txn.commit(OFFSETS, object())
-    assert fake.calls == ["begin", "send_offsets", "commit"] and not txn.open
+    assert fake.calls == ["begin", "produce t.work b'v'", "send_offsets", "commit"]
+    assert not txn.open
+
+
+def test_held_records_reach_kafka_at_the_commit_in_order() -> None:
+    txn, fake = make(hold=True)
+    txn.begin()
+    txn.produce("t.work", b"1", b"k")
+    txn.produce("t.results", b"2", b"k")
+    assert fake.produced == [] and txn.held() == 2, "nothing is handed to librdkafka yet"
+    txn.commit(OFFSETS, object())
+    assert fake.calls == ["begin", "produce t.work b'1'", "produce t.results b'2'",
+                          "send_offsets", "commit"]  # fmt: skip
+    assert txn.held() == 0 and not txn.open
+
+
+def test_an_aborted_transaction_drops_its_held_records() -> None:
+    txn, fake = make(hold=True)
+    fake.scripts["commit"] = [fails(KafkaError._STATE, txn_requires_abort=True)]
+    txn.begin()
+    txn.produce("t.work", b"lost", b"k")
+    with pytest.raises(TxnAborted):
+        txn.commit(OFFSETS, object())
+    txn.begin()
+    txn.produce("t.work", b"again", b"k")
+    txn.abort()
+    txn.begin()
+    txn.produce("t.work", b"kept", b"k")
+    txn.commit([], None)
+    assert fake.produced == ["t.work", "t.work"]
+    assert [c for c in fake.calls if c.startswith("produce")] == [
+        "produce t.work b'lost'", "produce t.work b'kept'"]  # fmt: skip
 
 
 def test_retriable_errors_are_retried_within_the_deadline() -> None:

@@ -14,6 +14,11 @@ from ``P.replays`` (waiting until no transaction is open there) and goes on
 from its position. Each transaction holds the records sent to ``P.work`` and
 the task's record with the position past them, so a record is in ``P.work``
 (``read_committed``) exactly when the task's committed progress is past it.
+The producer holds the sent records until the commit (its ``hold``) and hands
+them to Kafka then: ingest's fresh records share ``P.work``'s partitions, and
+``read_committed`` readers (enrich) see nothing of a partition past an open
+transaction's first record, so a transaction open while the task paces its
+sends would hold the fresh records back as long.
 
 Each step reads the next DLQ record in (partition, offset) order up to the
 task's ``ends``; a record the filters match is counted, refused by the cap,
@@ -26,7 +31,7 @@ records are sent and not through their first attempt (no outcome in
 cannot keep up holds at most that many of the replay's records, so fresh
 records never queue in ``P.work`` behind the replay's backlog, and enrich's
 lanes let them pass the ones it holds. The open transaction is committed
-before any wait, at ``admin_replay_batch`` records, and every half second.
+before any wait, at ``admin_replay_batch`` records, and every 0.2 s.
 Outcomes carrying the replay id are read from ``P.results`` every second for
 the canary (:mod:`canary`) and the counts; after the task ends the runner
 goes on counting them, without writing, until every sent record has one or
@@ -164,7 +169,7 @@ class Runner:
         txn = TxnProducer(producer_config(s, **{
             "transactional.id": transactional_id(s.pipeline, self.task.dlq),
             "transaction.timeout.ms": int(s.admin_replay_txn_timeout_s * 1000)}),
-            s.admin_replay_txn_timeout_s, self.stop)  # fmt: skip
+            s.admin_replay_txn_timeout_s, self.stop, hold=True)  # fmt: skip
         txn.init()
         wait_s = 3 * s.admin_replay_txn_timeout_s
         committed = progress_of(s, self.task.id, wait_s)

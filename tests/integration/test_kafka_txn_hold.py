@@ -1,0 +1,72 @@
+"""A transaction that holds its records does not hold back other producers' records.
+
+On the real broker: a ``read_committed`` reader sees nothing of a partition past
+an open transaction's first record. A ``TxnProducer`` with ``hold`` hands its
+records to Kafka at the commit, so a non-transactional record written to the
+same partition while its transaction is open (ingest's fresh record in
+``P.work`` while a replay or the router paces its sends) is readable at once;
+without ``hold`` it waits for the commit.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from devtools.stack.resolve import Stack
+from shared.kafka.shutdown import StopFlag
+from shared.kafka.txn import TxnProducer
+from tests.support.kafka import create_topic
+
+WAIT_S = 20.0  # how long a reader looks for a record it should see
+BLOCKED_S = 3.0  # how long it looks for one an open transaction holds back (it never comes)
+
+
+def plain_record_seen(bootstrap: str, topic: str, hold: bool) -> tuple[bool, list[bytes]]:
+    """Open a transaction and write into it, then a plain record to the same partition;
+    whether a read_committed reader sees the plain one before the commit, and everything
+    it reads after the commit."""
+    txn = TxnProducer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.txn"},
+                      30.0, StopFlag(), hold=hold)  # fmt: skip
+    plain = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}.reader",
+                       "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    reader.assign([TopicPartition(topic, 0, 0)])
+    try:
+        txn.init()
+        txn.begin()
+        txn.produce(topic, b"in-txn", b"k", partition=0)
+        txn.poll(0.5)  # without hold the record reaches the broker now
+        plain.produce(topic, b"plain", b"k", partition=0)
+        assert plain.flush(30) == 0
+        seen: list[bytes] = []
+        until = time.monotonic() + (WAIT_S if hold else BLOCKED_S)
+        while b"plain" not in seen and time.monotonic() < until:
+            m = reader.poll(0.2)
+            if m is not None and m.error() is None:
+                seen.append(m.value() or b"")
+        before_commit = b"plain" in seen
+        txn.commit([], None)
+        until = time.monotonic() + WAIT_S
+        while len(seen) < 2 and time.monotonic() < until:
+            m = reader.poll(0.2)
+            if m is not None and m.error() is None:
+                seen.append(m.value() or b"")
+        return before_commit, seen
+    finally:
+        reader.close()
+        txn.abort_quietly()
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_an_open_transaction_holds_back_other_records_only_without_hold(
+    stack: Stack, pipeline: str, hold: bool
+) -> None:
+    topic = f"{pipeline}.work"
+    create_topic(stack.bootstrap, topic, partitions=1)
+    before_commit, seen = plain_record_seen(stack.bootstrap, topic, hold)
+    assert before_commit is hold
+    expected = [b"plain", b"in-txn"] if hold else [b"in-txn", b"plain"]
+    assert seen == expected, "every record once, in partition order"
