@@ -167,7 +167,8 @@ def test_a_read_of_the_outcomes_that_times_out_waits_for_the_next_poll(
 
     timing_out = results_of(KafkaError(KafkaError._TIMED_OUT))
     timing_out.poll()  # the task goes on; the outcomes are read again a second later
-    assert timing_out.positions == {0: 5} and timing_out.runner.outcomes.succeeded == 0
+    results_tail = timing_out.tails[0][0]
+    assert results_tail.positions == {0: 5} and timing_out.runner.outcomes.succeeded == 0
     fenced = results_of(KafkaError(KafkaError._FATAL, "fenced", fatal=True))
     with pytest.raises(StackError, match=r"cannot read p\.results"):
         fenced.poll()

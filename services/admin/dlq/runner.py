@@ -259,11 +259,6 @@ class _Results:
         ]  # fmt: skip
         self.at = 0.0
 
-    @property
-    def positions(self) -> dict[int, int] | None:
-        """Where the next read of ``P.results`` starts."""
-        return self.tails[0][0].positions
-
     def poll(self) -> None:
         self.at = time.monotonic()
         for tail, add in self.tails:
