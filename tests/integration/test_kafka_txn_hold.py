@@ -16,9 +16,17 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from devtools.stack.resolve import Stack
+from services.router.service import Router
+from services.router.settings import RouterSettings
+from shared import headers as h
+from shared.kafka.provision import create_topics
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.txn import TxnProducer
-from tests.support.kafka import create_topic
+from shared.kinds import FailureKind as K
+from shared.settings import CommonSettings, load
+from tests.integration.test_router import fail
+from tests.support.kafka import create_topic, produce
+from tests.support.running import InThread
 
 WAIT_S = 20.0  # how long a reader looks for a record it should see
 BLOCKED_S = 3.0  # how long it looks for one an open transaction holds back (it never comes)
@@ -70,3 +78,43 @@ def test_an_open_transaction_holds_back_other_records_only_without_hold(
     assert before_commit is hold
     expected = [b"plain", b"in-txn"] if hold else [b"in-txn", b"plain"]
     assert seen == expected, "every record once, in partition order"
+
+
+def test_the_router_holds_nobody_back_while_its_transaction_is_open(
+    kafka_env: dict[str, str], pipeline: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead outcome routed into ``P.results`` and not committed yet (a 60 s interval)
+    does not hide the outcome enrich writes behind it in the same partition."""
+    monkeypatch.setenv("SLUICE_PARTITIONS", "1")
+    monkeypatch.setenv("SLUICE_COMMIT_INTERVAL_S", "60")
+    create_topics(load(CommonSettings))
+    bootstrap, results = kafka_env["SLUICE_KAFKA_BOOTSTRAP"], f"{pipeline}.results"
+    stop = StopFlag()
+    router = Router(load(RouterSettings), stop, health=lambda _provider: True)
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{pipeline}.reader",
+                       "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    reader.assign([TopicPartition(results, 0, 0)])
+    seen: list[str] = []
+
+    def read_until(n: int) -> None:
+        until = time.monotonic() + WAIT_S
+        while len(seen) < n and time.monotonic() < until:
+            m = reader.poll(0.2)
+            if m is not None and m.error() is None:
+                seen.append(h.get_str(m.headers(), h.OUTCOME) or "")
+
+    try:
+        with InThread(router, stop, "router", join_s=60):
+            produce(bootstrap, f"{pipeline}.failures", [fail(1, K.BAD_REQUEST, 1)])
+            until = time.monotonic() + WAIT_S
+            while not router.routed and time.monotonic() < until:
+                time.sleep(0.05)
+            assert router.routed, "the router routed the failure (its transaction is open)"
+            produce(bootstrap, results, [(b"k2", b"{}", [(h.OUTCOME, b"ok")])])
+            read_until(1)
+            assert seen == ["ok"], "enrich's outcome is readable while the router's is not"
+            assert router.routed, "and the router's transaction was still open then"
+        read_until(2)  # the stop commits what was routed
+    finally:
+        reader.close()
+    assert seen == ["ok", "dead"]
