@@ -114,8 +114,9 @@ def test_sigkill_at_random_moments_never_forks_a_record(
     stack: Stack, pipeline: str, kafka_env: dict[str, str], tmp_path: Path
 ) -> None:
     create_topics(load(RouterSettings, retry_rungs="1s,3s"))
+    # Transactions open for a second: most kills land between routing and committing.
     env = {**kafka_env, "SLUICE_RETRY_RUNGS": "1s,3s", "SLUICE_WORKER_ID": "router-1",
-           "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": "router-1"}  # fmt: skip
+           "SLUICE_KAFKA_PROP_GROUP_INSTANCE_ID": "router-1", "SLUICE_COMMIT_INTERVAL_S": "1"}  # fmt: skip
     rnd = random.Random(12)
     failures = [fail(i, K.TIMEOUT if retried(i) else K.BAD_REQUEST, 1) for i in range(N)]
     enrich = FakeEnrich(stack.bootstrap, pipeline)
@@ -172,9 +173,15 @@ def test_sigkill_at_random_moments_never_forks_a_record(
     error = read_all(stack.bootstrap, f"{pipeline}.dlq.error", idle_s=1)
     assert sorted(ident(m) for m in error) == [i for i in range(N) if not retried(i)]
     assert n_dead == len(error)
-    # The kills did land between writes and commits: aborted records are there, unseen.
+    # The kills did land inside transactions. The router hands its records to Kafka at the
+    # commit, so a kill during a commit leaves aborted records (there, unseen), and a kill
+    # before it leaves records routed (a DLQ route is logged as it is decided) that the
+    # next router routed again.
     written = sum(len(read_all(stack.bootstrap, f"{pipeline}.{t}", idle_s=1, committed_only=False))
                   for t in ("retry.1s", "dlq.error", "work"))  # fmt: skip
     aborted = written - len(retries) - len(error) - sum(enrich.seen.values())
-    print(f"records of aborted transactions: {aborted}")
-    assert aborted > 0, "no kill landed inside a transaction: the test proved nothing"
+    routed_again = log.count(f"{pipeline}.dlq.error: ") - n_dead
+    print(f"records of aborted transactions: {aborted}; DLQ routes decided again: {routed_again}")
+    assert aborted > 0 or routed_again > 0, (
+        "no kill landed inside a transaction: the test proved nothing"
+    )
