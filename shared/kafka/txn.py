@@ -86,19 +86,29 @@ class _Caller:
     """Runs one blocking call at a time on a daemon thread; waits for it with a deadline."""
 
     def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], dict[str, Any], threading.Event]] = (
-            queue.SimpleQueue()
-        )
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[], Any], dict[str, Any], threading.Event] | None
+        ] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name=name, daemon=True).start()
 
     def _serve(self) -> None:
         while True:
-            fn, box, done = self._jobs.get()
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, box, done = job
             try:
                 box["value"] = fn()
             except BaseException as exc:  # handed to the waiting caller
                 box["error"] = exc
             done.set()
+            # Waiting for the next job must not keep this one's call (and the producer it
+            # is bound to) alive.
+            del job, fn, box, done
+
+    def stop(self) -> None:
+        """The thread ends once the call it runs (if any) returns."""
+        self._jobs.put(None)
 
     def call(self, fn: Callable[[], T], until: Callable[[], float]) -> T:
         """``fn()`` on the thread; _Stuck if it has not returned by ``until()`` (asked
@@ -241,6 +251,14 @@ class TxnProducer:
 
     def poll(self, timeout: float = 0.0) -> int:
         return int(self.producer.poll(timeout))
+
+    def close(self) -> None:
+        """Abort what is open (quietly) and end the thread of the blocking calls; the
+        producer is unusable after. A process that makes producers one after the other
+        (the admin, a replay task each) would otherwise keep a thread per producer."""
+        self.abort_quietly()
+        self.broken = self.broken or "closed"
+        self._caller.stop()
 
     # -- deadlines -------------------------------------------------------------------
     def deadline(self, since: float) -> float:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -206,3 +208,31 @@ def test_a_stop_brings_the_deadline_within_the_grace_period() -> None:
 def test_a_transactional_id_is_required() -> None:
     with pytest.raises(ValueError, match=r"transactional\.id"):
         TxnProducer({}, 1.0, StopFlag(), make=FakeProducer)
+
+
+def test_close_ends_the_calls_thread_and_makes_the_producer_unusable() -> None:
+    before = set(threading.enumerate())
+    txn, fake = make()
+    (thread,) = set(threading.enumerate()) - before
+    txn.init()
+    txn.begin()
+    txn.close()
+    thread.join(5)
+    assert not thread.is_alive(), "a closed producer keeps no thread"
+    assert fake.calls[-1] == "abort", "what was open is aborted"
+    with pytest.raises(TransactionError, match="closed"):
+        txn.begin()
+
+
+def test_the_calls_thread_keeps_no_producer_alive_between_calls() -> None:
+    """A thread waiting for its next call must not hold the last one (bound to the producer):
+    a process that makes producers one after the other would keep each one connected."""
+    txn, fake = make()
+    txn.init()
+    gone = weakref.ref(fake)
+    del txn, fake
+    until = time.monotonic() + 5
+    while gone() is not None and time.monotonic() < until:
+        gc.collect()
+        time.sleep(0.05)
+    assert gone() is None

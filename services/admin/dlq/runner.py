@@ -170,18 +170,28 @@ class Runner:
             "transactional.id": transactional_id(s.pipeline, self.task.dlq),
             "transaction.timeout.ms": int(s.admin_replay_txn_timeout_s * 1000)}),
             s.admin_replay_txn_timeout_s, self.stop, hold=True)  # fmt: skip
+        try:
+            if not self._from_last_commit(txn):
+                return
+        finally:
+            txn.close()
+        self._watch()
+
+    def _from_last_commit(self, txn: TxnProducer) -> bool:
+        """Send from the task's last committed position; False if it had ended already."""
         txn.init()
-        wait_s = 3 * s.admin_replay_txn_timeout_s
-        committed = progress_of(s, self.task.id, wait_s)
+        committed = progress_of(
+            self.settings, self.task.id, 3 * self.settings.admin_replay_txn_timeout_s
+        )
         if committed is not None and committed.status != "running":
             self.show(committed)
-            return
+            return False
         work = _Work(self, txn, committed or self._snapshot())
         try:
             work.run()
         finally:
             work.close()
-        self._watch()
+        return True
 
     def _snapshot(self) -> ReplayTask:
         """The records the task considers: each DLQ partition up to its end now."""
