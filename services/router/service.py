@@ -21,14 +21,15 @@ transactions (:class:`shared.kafka.txn.TxnProducer`, ``transactional.id``
 last commit (a DLQ write and its dead outcome, a retry, a record forwarded back
 to work) and the consumer offsets just past them (with the group metadata,
 KIP-447); it commits every ``commit_interval_s`` (0.1 s), on revoke and on
-shutdown. The routed records are handed to Kafka at the commit (the producer's
-``hold``): ingest's fresh records in ``P.work`` and enrich's outcomes in
-``P.results`` share partitions with them, and a ``read_committed`` reader sees
-nothing of a partition past an open transaction's first record. A held record is not passed, so nothing behind it is committed. A
-router killed between a write and its commit leaves an open transaction that
-its restart (same id) aborts: readers that read ``read_committed`` never see
-a record routed twice, so a record cannot fork into one copy that succeeds
-and one that dies. An abortable error aborts the transaction and seeks back to
+shutdown. The routed records are handed to Kafka at the commit (the
+producer's ``hold``): ingest's fresh records in ``P.work`` and enrich's
+outcomes in ``P.results`` share partitions with them, and a ``read_committed``
+reader sees nothing of a partition past an open transaction's first record.
+A record the loop holds (not due yet) is not passed, so nothing behind it is
+committed. A router killed before its commit leaves nothing on the broker, and
+one killed during it an open transaction that its restart (same id) aborts:
+readers that read ``read_committed`` never see a record routed twice, so a
+record cannot fork into one copy that succeeds and one that dies. An abortable error aborts the transaction and seeks back to
 the committed offsets; a fatal one (fenced), a transactional call past its
 deadline or a failed delivery stops the router with one line (exit 1).
 """

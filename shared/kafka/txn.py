@@ -182,10 +182,6 @@ class TxnProducer:
             return
         self._produce(topic, value, key, kwargs)
 
-    def held(self) -> int:
-        """Records kept for the open transaction's commit (``hold``)."""
-        return len(self._held)
-
     def _produce(self, topic: str, value: bytes | None, key: bytes | None,
                  kwargs: dict[str, Any]) -> None:  # fmt: skip
         while True:
