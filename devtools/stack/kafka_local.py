@@ -75,6 +75,9 @@ class LocalKafka:
 
     data_dir: Path | None = None
     port: int = 0
+    # Kept across restarts with the same data: the node was formatted for this quorum, and
+    # a restart that moved its controller listener came back slowly or flapping.
+    controller_port: int = 0
     heap: str = "768m"
     extra_config: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
@@ -129,9 +132,10 @@ class LocalKafka:
         formatted = (self.data_dir / "logs" / "meta.properties").exists()
         if not self.port:
             self.port = free_port()
-        controller_port = free_port()
+        if not self.controller_port:
+            self.controller_port = free_port()
         props = self.data_dir / "server.properties"
-        props.write_text(self._properties(controller_port))
+        props.write_text(self._properties(self.controller_port))
         log4j = self.data_dir / "log4j2.properties"
         log4j.write_text(
             resources.files("devtools.stack").joinpath("log4j2.properties").read_text()
