@@ -32,40 +32,46 @@ WAIT_S = 20.0  # how long a reader looks for a record it should see
 BLOCKED_S = 3.0  # how long it looks for one an open transaction holds back (it never comes)
 
 
-def plain_record_seen(bootstrap: str, topic: str, hold: bool) -> tuple[bool, list[bytes]]:
+def read_into(reader: Consumer, seen: list[str], n: int, seconds: float) -> None:
+    """Poll until ``seen`` holds ``n`` records (their ``sluice.outcome``) or ``seconds`` pass."""
+    until = time.monotonic() + seconds
+    while len(seen) < n and time.monotonic() < until:
+        m = reader.poll(0.2)
+        if m is not None and m.error() is None:
+            seen.append(h.get_str(m.headers(), h.OUTCOME) or "")
+
+
+def committed_reader(bootstrap: str, topic: str) -> Consumer:
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}.reader",
+                       "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
+    reader.assign([TopicPartition(topic, 0, 0)])
+    return reader
+
+
+def plain_record_seen(bootstrap: str, topic: str, hold: bool) -> tuple[bool, list[str]]:
     """Open a transaction and write into it, then a plain record to the same partition;
     whether a read_committed reader sees the plain one before the commit, and everything
     it reads after the commit."""
     txn = TxnProducer({"bootstrap.servers": bootstrap, "transactional.id": f"{topic}.txn"},
                       30.0, StopFlag(), hold=hold)  # fmt: skip
     plain = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}.reader",
-                       "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
-    reader.assign([TopicPartition(topic, 0, 0)])
+    reader = committed_reader(bootstrap, topic)
     try:
         txn.init()
         txn.begin()
-        txn.produce(topic, b"in-txn", b"k", partition=0)
+        txn.produce(topic, b"{}", b"k", [(h.OUTCOME, b"in-txn")], partition=0)
         txn.poll(0.5)  # without hold the record reaches the broker now
-        plain.produce(topic, b"plain", b"k", partition=0)
+        plain.produce(topic, b"{}", b"k", headers=[(h.OUTCOME, b"plain")], partition=0)
         assert plain.flush(30) == 0
-        seen: list[bytes] = []
-        until = time.monotonic() + (WAIT_S if hold else BLOCKED_S)
-        while b"plain" not in seen and time.monotonic() < until:
-            m = reader.poll(0.2)
-            if m is not None and m.error() is None:
-                seen.append(m.value() or b"")
-        before_commit = b"plain" in seen
+        seen: list[str] = []
+        read_into(reader, seen, 1, WAIT_S if hold else BLOCKED_S)
+        before_commit = seen == ["plain"]
         txn.commit([], None)
-        until = time.monotonic() + WAIT_S
-        while len(seen) < 2 and time.monotonic() < until:
-            m = reader.poll(0.2)
-            if m is not None and m.error() is None:
-                seen.append(m.value() or b"")
+        read_into(reader, seen, 2, WAIT_S)
         return before_commit, seen
     finally:
         reader.close()
-        txn.abort_quietly()
+        txn.close()
 
 
 @pytest.mark.parametrize("hold", [True, False])
@@ -76,7 +82,7 @@ def test_an_open_transaction_holds_back_other_records_only_without_hold(
     create_topic(stack.bootstrap, topic, partitions=1)
     before_commit, seen = plain_record_seen(stack.bootstrap, topic, hold)
     assert before_commit is hold
-    expected = [b"plain", b"in-txn"] if hold else [b"in-txn", b"plain"]
+    expected = ["plain", "in-txn"] if hold else ["in-txn", "plain"]
     assert seen == expected, "every record once, in partition order"
 
 
@@ -91,18 +97,8 @@ def test_the_router_holds_nobody_back_while_its_transaction_is_open(
     bootstrap, results = kafka_env["SLUICE_KAFKA_BOOTSTRAP"], f"{pipeline}.results"
     stop = StopFlag()
     router = Router(load(RouterSettings), stop, health=lambda _provider: True)
-    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{pipeline}.reader",
-                       "isolation.level": "read_committed", "enable.auto.commit": False})  # fmt: skip
-    reader.assign([TopicPartition(results, 0, 0)])
+    reader = committed_reader(bootstrap, results)
     seen: list[str] = []
-
-    def read_until(n: int) -> None:
-        until = time.monotonic() + WAIT_S
-        while len(seen) < n and time.monotonic() < until:
-            m = reader.poll(0.2)
-            if m is not None and m.error() is None:
-                seen.append(h.get_str(m.headers(), h.OUTCOME) or "")
-
     try:
         with InThread(router, stop, "router", join_s=60):
             produce(bootstrap, f"{pipeline}.failures", [fail(1, K.BAD_REQUEST, 1)])
@@ -111,10 +107,10 @@ def test_the_router_holds_nobody_back_while_its_transaction_is_open(
                 time.sleep(0.05)
             assert router.routed, "the router routed the failure (its transaction is open)"
             produce(bootstrap, results, [(b"k2", b"{}", [(h.OUTCOME, b"ok")])])
-            read_until(1)
+            read_into(reader, seen, 1, WAIT_S)
             assert seen == ["ok"], "enrich's outcome is readable while the router's is not"
             assert router.routed, "and the router's transaction was still open then"
-        read_until(2)  # the stop commits what was routed
+        read_into(reader, seen, 2, WAIT_S)  # the stop commits what was routed
     finally:
         reader.close()
     assert seen == ["ok", "dead"]

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from shared.errors import TransactionError
+from shared.errors import DeliveryError, TransactionError
 from shared.kafka.shutdown import StopFlag
 from shared.kafka.txn import TxnAborted, TxnProducer
 
@@ -66,8 +66,10 @@ class FakeProducer:
         self._run("abort", timeout)
 
     def produce(self, topic: str, value: bytes | None, *_args: Any, **_kwargs: Any) -> None:
-        self.produced.append(topic)
         self.calls.append(f"produce {topic} {value!r}")
+        todo = self.scripts.get("produce")
+        (todo.pop(0) if todo else ok)(0.0)
+        self.produced.append(topic)
 
     def poll(self, _timeout: float) -> int:
         return 0
@@ -104,6 +106,21 @@ def test_held_records_reach_kafka_at_the_commit_in_order() -> None:
     assert fake.calls == ["begin", "produce t.work b'1'", "produce t.results b'2'",
                           "send_offsets", "commit"]  # fmt: skip
     assert not txn.open
+
+
+def test_a_held_record_refused_at_the_commit_fails_the_commit_with_its_reason() -> None:
+    """The stage stops uncommitted (the router exits, a replay task stays as committed):
+    nothing of the transaction is visible and the input is read again."""
+    txn, fake = make(hold=True)
+    fake.scripts["produce"] = [ok, fails(KafkaError.MSG_SIZE_TOO_LARGE)]
+    txn.begin()
+    txn.produce("t.work", b"1", b"k")
+    txn.produce("t.work", b"huge", b"k")
+    with pytest.raises(DeliveryError, match=r"produce to t\.work failed"):
+        txn.commit(OFFSETS, object())
+    assert "commit" not in fake.calls and txn.open
+    txn.close()
+    assert fake.calls[-1] == "abort"
 
 
 def test_an_aborted_transaction_drops_its_held_records() -> None:
