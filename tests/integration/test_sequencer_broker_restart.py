@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from devtools.fleet.processes import Processes
 from devtools.stack.kafka_local import LocalKafka
@@ -85,12 +85,18 @@ class Feeder(threading.Thread):
                            "topic.metadata.refresh.interval.ms": 5_000})  # fmt: skip
         self.pipeline, self.lo, self.hi, self.every_s = pipeline, lo, hi, every_s
         self.left = -1
+        self.failed: list[str] = []  # records the producer gave up on, with the reason
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.failed.append(f"{msg.topic()}[{msg.partition()}] {msg.key()!r}: {err}")
 
     def run(self) -> None:
         for i in range(self.lo, self.hi):
             k = key_of(i, keys=20)
             for topic, (key, value, headers) in (("work", announce(i, k)), ("results", ok(i, k))):
-                self.p.produce(f"{self.pipeline}.{topic}", value, key, headers=headers)
+                self.p.produce(f"{self.pipeline}.{topic}", value, key, headers=headers,
+                               on_delivery=self._delivered)  # fmt: skip
             self.p.poll(0)
             time.sleep(self.every_s)
         self.left = self.p.flush(240)
@@ -172,6 +178,7 @@ def test_broker_down_15s_mid_stream_then_back_everything_once_in_order(
             time.sleep(0.5)
         feeder.join(60)
         assert feeder.left == 0, "the feeder's records all reached the broker"
+        assert not feeder.failed, f"records the feeder gave up on: {feeder.failed[:5]}"
         check_output(broker, pipeline, N)
     finally:
         codes = procs.stop(grace_s=GRACE_S + 20)
@@ -218,6 +225,7 @@ def test_sigterm_during_an_outage_ends_within_the_grace_period_and_a_restart_res
         procs.spawn("sequencer", ["sequencer"], env)
         feeder.join(120)
         assert feeder.left == 0
+        assert not feeder.failed, f"records the feeder gave up on: {feeder.failed[:5]}"
         check_output(broker, pipeline, N)
     finally:
         codes = procs.stop(grace_s=GRACE_S + 20)
