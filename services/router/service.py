@@ -142,8 +142,12 @@ class Router(Handler, TxnHooks):
             self._measure_parked()
 
     def close(self) -> None:
-        if isinstance(self._check, RedisHealth):
-            self._check.close()
+        """After the consumer's close (its last commit): end the producer's call thread."""
+        try:
+            if isinstance(self._check, RedisHealth):
+                self._check.close()
+        finally:
+            self.txn.close()
 
     # -- routing ----------------------------------------------------------------
     def handle(self, msgs: Sequence[Message]) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -28,7 +29,7 @@ from shared.kafka.shutdown import StopFlag
 from shared.kinds import FailureKind as K
 from shared.outcomes import Failure, Record, failure_record
 from shared.settings import load
-from tests.support.kafka import produce, read_all
+from tests.support.kafka import produce, read_all, wait_for
 from tests.support.running import InThread
 
 pytestmark = pytest.mark.integration
@@ -221,6 +222,18 @@ def test_a_long_rung_holds_without_a_rebalance(
         assert (router.assignments, router.revocations) == (1, 0), "no rebalance while holding"
     held = sample("sluice_router_holds_total", reason="not_due") - holds_before
     assert held == 1, f"held {held} times: the partition was re-read before the record was due"
+
+
+def test_a_stopped_router_ends_its_producer_thread(settings: RouterSettings) -> None:
+    """The transactional producer's call thread ends with the router (an embedding
+    process, or a test running routers one after another, keeps no thread per router)."""
+    with Running(settings) as running:
+        wait_for(lambda: running.router.assignments >= 1, 30, what="the router's partitions")
+        name = f"txn-{running.router.txn.txn_id}"
+        assert any(t.name == name for t in threading.enumerate())
+    assert running.error is None
+    wait_for(lambda: all(t.name != name for t in threading.enumerate()), 10,
+             what="the producer's call thread to end")  # fmt: skip
 
 
 def test_missing_topics_are_a_clear_cli_error(stack: Stack, kafka_env: dict[str, str]) -> None:
