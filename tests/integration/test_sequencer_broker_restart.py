@@ -13,7 +13,9 @@ systemd would; the exit must carry a one-line reason.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -47,8 +49,13 @@ def broker() -> Iterator[LocalKafka]:
     try:
         yield kafka
     finally:
-        if os.environ.get("SLUICE_KEEP_LOGS"):
-            print(f"broker log: {kafka.log_path}")
+        kept = os.environ.get("SLUICE_KEEP_LOGS")
+        if kept:  # the data dir goes with the broker: its log is copied out first
+            dest = Path(tempfile.mkdtemp(prefix="sluice-broker-restart-"))
+            for path in (kafka.log_path, kafka.gc_log_path):
+                if path.exists():
+                    shutil.copy(path, dest / path.name)
+            print(f"broker log kept in {dest}")
         kafka.cleanup()
 
 
@@ -143,12 +150,55 @@ def reasons(procs: Processes) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("sluice sequencer: error:")]
 
 
-def check_output(broker: LocalKafka, pipeline: str, n: int) -> None:
+class Timeline:
+    """What the test did to the broker, and when (UTC, as in the services' logs)."""
+
+    def __init__(self) -> None:
+        self.marks: list[str] = []
+
+    def mark(self, what: str) -> None:
+        now = time.time()
+        self.marks.append(f"{time.strftime('%H:%M:%S', time.gmtime(now))}.{int(now * 1000) % 1000:03d} {what}")  # fmt: skip
+
+
+def whereabouts(broker: LocalKafka, pipeline: str, missing: list[int]) -> str:
+    """Where the missing records are: the feeder's topics, and ``P.output`` read
+    uncommitted (there but invisible: in an aborted or never-ended transaction)."""
+
+    def count(topic: str, committed_only: bool) -> dict[int, int]:
+        seen = {i: 0 for i in missing}
+        for m in read_all(broker.bootstrap, f"{pipeline}.{topic}", timeout_s=30, idle_s=2,
+                          committed_only=committed_only):  # fmt: skip
+            if ident(m) in seen:
+                seen[ident(m)] += 1
+        return seen
+
+    return (
+        f"copies in work {count('work', True)}, results {count('results', True)}, "
+        f"output read uncommitted {count('output', False)}"
+    )
+
+
+def broker_warnings(broker: LocalKafka, limit: int = 40) -> str:
+    """The broker log's WARN and ERROR lines and its starts and stops (the last ``limit``)."""
+    try:
+        lines = broker.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no broker log)"
+    marks = (" WARN ", " ERROR ", "Kafka Server started", "] shutting down (kafka.server.BrokerServer)",
+             "shut down completed")  # fmt: skip
+    picked = [ln for ln in lines if any(m in ln for m in marks)]
+    return "\n".join(picked[-limit:])
+
+
+def check_output(broker: LocalKafka, pipeline: str, n: int, timeline: Timeline) -> None:
     out = read_all(broker.bootstrap, f"{pipeline}.output", expect=n, timeout_s=60, idle_s=3)
     ids = sorted(ident(m) for m in out)
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     assert not dupes, f"emitted twice: {dupes[:20]}"
-    assert ids == list(range(n)), f"missing: {sorted(set(range(n)) - set(ids))[:20]}"
+    missing = sorted(set(range(n)) - set(ids))
+    assert not missing, (f"missing: {missing[:20]}; {whereabouts(broker, pipeline, missing[:20])}"
+                         f"\ntimeline: {timeline.marks}\nbroker:\n{broker_warnings(broker)}")  # fmt: skip
     check_order(out)
 
 
@@ -160,16 +210,22 @@ def test_broker_down_15s_mid_stream_then_back_everything_once_in_order(
     procs = Processes(tmp_path)
     seq = Supervised(procs, env_for(broker, pipeline))
     feeder = Feeder(broker.bootstrap, pipeline, 0, N, every_s=0.04)
+    timeline = Timeline()
     try:
+        timeline.mark("feeder starts")
         feeder.start()
         wait_for(lambda: emitted(broker, pipeline) >= 50, 90, interval_s=0.1,
                  what="the sequencer to emit the first records")  # fmt: skip
+        timeline.mark("broker stop begins")
         broker.stop()
+        timeline.mark("broker stopped")
         down_at = time.monotonic()
         while time.monotonic() - down_at < DOWN_S:
             seq.watch()
             time.sleep(0.2)
+        timeline.mark("broker start begins")
         broker.start()
+        timeline.mark("broker ready")
         deadline = time.monotonic() + 180
         # Until the output holds every record: a sequencer that exits on its own (a
         # transaction it could not finish) is started again meanwhile.
@@ -179,7 +235,7 @@ def test_broker_down_15s_mid_stream_then_back_everything_once_in_order(
         feeder.join(60)
         assert feeder.left == 0, "the feeder's records all reached the broker"
         assert not feeder.failed, f"records the feeder gave up on: {feeder.failed[:5]}"
-        check_output(broker, pipeline, N)
+        check_output(broker, pipeline, N, timeline)
     finally:
         codes = procs.stop(grace_s=GRACE_S + 20)
     log = procs.log_path("sequencer").read_text(errors="replace")
@@ -201,12 +257,16 @@ def test_sigterm_during_an_outage_ends_within_the_grace_period_and_a_restart_res
     slow = {**env, "SLUICE_TXN_INTERVAL_MS": "60000", "SLUICE_TXN_MIN_INTERVAL_MS": "60000"}
     procs.spawn("sequencer", ["sequencer"], slow)
     feeder = Feeder(broker.bootstrap, pipeline, 0, N, every_s=0.04)
+    timeline = Timeline()
     try:
+        timeline.mark("feeder starts")
         feeder.start()
         wait_for(lambda: emitted(broker, pipeline, committed_only=False) >= 50, 50,
                  interval_s=0.1, what="the sequencer to emit the first records")  # fmt: skip
         assert emitted(broker, pipeline) == 0, "nothing is committed yet"
+        timeline.mark("broker stop begins")
         broker.stop()
+        timeline.mark("broker stopped")
         time.sleep(4)  # the transaction stays open: nothing commits it for a minute
         p = procs.running["sequencer"]
         assert p.poll() is None, procs.log_path("sequencer").read_text()[-2000:]
@@ -221,12 +281,14 @@ def test_sigterm_during_an_outage_ends_within_the_grace_period_and_a_restart_res
         procs.running.pop("sequencer")
         assert code == 1, f"an unfinished transaction is a non-zero exit ({code} after {took:.1f}s)"
         assert len(reasons(procs)) == 1, procs.log_path("sequencer").read_text()[-2000:]
+        timeline.mark("broker start begins")
         broker.start()
+        timeline.mark("broker ready")
         procs.spawn("sequencer", ["sequencer"], env)
         feeder.join(120)
         assert feeder.left == 0
         assert not feeder.failed, f"records the feeder gave up on: {feeder.failed[:5]}"
-        check_output(broker, pipeline, N)
+        check_output(broker, pipeline, N, timeline)
     finally:
         codes = procs.stop(grace_s=GRACE_S + 20)
     assert codes["sequencer"] == 0, procs.log_path("sequencer").read_text()[-3000:]
