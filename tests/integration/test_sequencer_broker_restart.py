@@ -191,14 +191,24 @@ def broker_warnings(broker: LocalKafka, limit: int = 40) -> str:
     return "\n".join(picked[-limit:])
 
 
-def check_output(broker: LocalKafka, pipeline: str, n: int, timeline: Timeline) -> None:
+def sequencer_story(procs: Processes, limit: int = 30) -> str:
+    """The sequencer's own log lines and its librdkafka errors (the last ``limit``)."""
+    text = procs.log_path("sequencer").read_text(errors="replace")
+    picked = [ln for ln in text.splitlines()
+              if not ln.startswith("%") and ('"librdkafka"' not in ln or '"error"' in ln)]  # fmt: skip
+    return "\n".join(picked[-limit:])
+
+
+def check_output(broker: LocalKafka, pipeline: str, n: int, timeline: Timeline,
+                 procs: Processes) -> None:  # fmt: skip
     out = read_all(broker.bootstrap, f"{pipeline}.output", expect=n, timeout_s=60, idle_s=3)
     ids = sorted(ident(m) for m in out)
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     assert not dupes, f"emitted twice: {dupes[:20]}"
     missing = sorted(set(range(n)) - set(ids))
     assert not missing, (f"missing: {missing[:20]}; {whereabouts(broker, pipeline, missing[:20])}"
-                         f"\ntimeline: {timeline.marks}\nbroker:\n{broker_warnings(broker)}")  # fmt: skip
+                         f"\ntimeline: {timeline.marks}\nbroker:\n{broker_warnings(broker)}"
+                         f"\nsequencer:\n{sequencer_story(procs)}")  # fmt: skip
     check_order(out)
 
 
@@ -235,7 +245,7 @@ def test_broker_down_15s_mid_stream_then_back_everything_once_in_order(
         feeder.join(60)
         assert feeder.left == 0, "the feeder's records all reached the broker"
         assert not feeder.failed, f"records the feeder gave up on: {feeder.failed[:5]}"
-        check_output(broker, pipeline, N, timeline)
+        check_output(broker, pipeline, N, timeline, procs)
     finally:
         codes = procs.stop(grace_s=GRACE_S + 20)
     log = procs.log_path("sequencer").read_text(errors="replace")
@@ -288,7 +298,7 @@ def test_sigterm_during_an_outage_ends_within_the_grace_period_and_a_restart_res
         feeder.join(120)
         assert feeder.left == 0
         assert not feeder.failed, f"records the feeder gave up on: {feeder.failed[:5]}"
-        check_output(broker, pipeline, N, timeline)
+        check_output(broker, pipeline, N, timeline, procs)
     finally:
         codes = procs.stop(grace_s=GRACE_S + 20)
     assert codes["sequencer"] == 0, procs.log_path("sequencer").read_text()[-3000:]
