@@ -265,7 +265,8 @@ class Run:
     topics: Topics
     source: str
     admin: httpx.Client
-    tail: Tail
+    tail: Tail  # P.output: each fresh record is timed when it is read
+    results: Tail  # P.results, lazily: its records are timed by their timestamps
     fresh: Fresh = field(default_factory=Fresh)
     samples: list[tuple[int, int]] = field(default_factory=list)  # (ms, fakellm requests)
     replay_id: str = ""
@@ -277,7 +278,7 @@ class Run:
         until = time.monotonic() + seconds
         while (left := until - time.monotonic()) > 0:
             self.fleet.check()
-            got = self.tail.poll(min(left, POLL_S))
+            got = self.tail.poll(min(left, POLL_S)) + self.results.poll(0)
             now_ms = int(time.time() * 1000)
             for m in got:
                 hs = m.headers()
@@ -498,8 +499,9 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
         url = start_admin(fleet, args, token)
         fleet.wait_ready()
         admin = httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"})
-        tail = Tail(stack.bootstrap, [topics.output, topics.results])
-        run = Run(stack, args, fleet, topics, source, admin, tail)
+        tail = Tail(stack.bootstrap, [topics.output])
+        results = Tail(stack.bootstrap, [topics.results], lazy=True)
+        run = Run(stack, args, fleet, topics, source, admin, tail, results)
         try:
             producer.start()
             say(f"[warm-up] fresh traffic at {args.fresh_rate:g}/s for {args.warmup:g}s")
@@ -525,6 +527,7 @@ def measure(stack: Stack, args: argparse.Namespace, log_dir: Path) -> dict[str, 
         finally:
             stop.set()
             tail.close()
+            results.close()
             admin.close()
     finally:
         fleet.stop()

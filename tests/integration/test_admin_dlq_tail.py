@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from devtools.stack.resolve import Stack
-from services.admin.dlq.reader import Budget, reading_consumer
+from services.admin.dlq.reader import Budget, tailing_consumer
 from services.admin.dlq.tail import Tail
 from shared.envelope import Consumed
 from shared.kafka.provision import create_topics
@@ -32,8 +32,8 @@ def test_a_tail_hands_out_each_record_once_across_polls_and_from_the_end(
         late.append(c.value or b"")
 
     start = {p: 0 for p in range(6)}
-    tail = Tail(reading_consumer(settings), topic, start)
-    from_end = Tail(reading_consumer(settings), topic, None)
+    tail = Tail(tailing_consumer(settings), topic, start)
+    from_end = Tail(tailing_consumer(settings), topic, None)
     try:
         budget = Budget(0.5, 50_000)
         from_end.poll(budget, visit_late)  # assigned at the end: the four old ones are behind it

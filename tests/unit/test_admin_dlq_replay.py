@@ -160,7 +160,7 @@ def test_a_read_of_the_outcomes_that_times_out_waits_for_the_next_poll(
             pass
 
     def results_of(error: KafkaError) -> Any:
-        monkeypatch.setattr(runner_module, "reading_consumer", lambda _settings: Failing(error))
+        monkeypatch.setattr(runner_module, "tailing_consumer", lambda _settings: Failing(error))
         runner = SimpleNamespace(settings=None, task=a_task(results_from={0: 5}),
                                  outcomes=Outcomes("r1"), topics=Topics("p"))  # fmt: skip
         return runner_module._Results(cast(runner_module.Runner, runner))

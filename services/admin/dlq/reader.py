@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from shared.envelope import Consumed
 from shared.errors import StackError
-from shared.kafka.config import BOUNDED_READ, consumer_config
+from shared.kafka.config import BOUNDED_READ, TAIL_READ, consumer_config
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,13 @@ def reading_consumer(settings: CommonSettings) -> Consumer:
     whose fetches are answered as soon as there is anything to read (``BOUNDED_READ``)."""
     return Consumer(consumer_config(settings, f"{settings.pipeline}.admin.dlq", **{
         "enable.partition.eof": True, "statistics.interval.ms": 0, **BOUNDED_READ}))  # fmt: skip
+
+
+def tailing_consumer(settings: CommonSettings) -> Consumer:
+    """Like :func:`reading_consumer`, for a :class:`~services.admin.dlq.tail.Tail` of a
+    busy topic: its fetches wait up to 100 ms for more records (``TAIL_READ``)."""
+    return Consumer(consumer_config(settings, f"{settings.pipeline}.admin.dlq", **{
+        "enable.partition.eof": True, "statistics.interval.ms": 0, **TAIL_READ}))  # fmt: skip
 
 
 def read(settings: CommonSettings, topic: str, start: Mapping[int, int], budget: Budget,

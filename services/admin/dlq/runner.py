@@ -56,7 +56,7 @@ from services.admin.dlq.facts import RecordFacts
 from services.admin.dlq.lookups import cached, first_available
 from services.admin.dlq.pacing import Pacer, pace
 from services.admin.dlq.plan import candidate
-from services.admin.dlq.reader import Budget, passing, reading_consumer
+from services.admin.dlq.reader import Budget, passing, reading_consumer, tailing_consumer
 from services.admin.dlq.resend import work_record
 from services.admin.dlq.tail import Tail
 from services.admin.dlq.task import ReplayTask, Status, newest, now
@@ -262,9 +262,9 @@ class _Results:
         outcomes = runner.outcomes
         # A task started by an older release has no failures_from (None): from the end on.
         self.tails: list[tuple[Tail, Callable[[h.HeaderList], None]]] = [
-            (Tail(reading_consumer(runner.settings), topics.results, dict(task.results_from)),
+            (Tail(tailing_consumer(runner.settings), topics.results, dict(task.results_from)),
              outcomes.add),
-            (Tail(reading_consumer(runner.settings), topics.failures,
+            (Tail(tailing_consumer(runner.settings), topics.failures,
                   dict(task.failures_from) or None), outcomes.add_failure),
         ]  # fmt: skip
         self.at = 0.0

@@ -1,6 +1,6 @@
 """An incremental read of one topic that goes on where the last poll stopped (I/O, blocking).
 
-    tail = Tail(reading_consumer(settings), topic, start)  # start None: from the end
+    tail = Tail(tailing_consumer(settings), topic, start)  # start None: from the end
     tail.poll(Budget(0.5, 50_000), visit)                  # again and again
 
 The consumer is assigned once, at the first poll (every partition of the
