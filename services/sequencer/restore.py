@@ -76,9 +76,23 @@ def patiently(call: Callable[[], T], deadline: float) -> T:
 
 
 def committed(consumer: Consumer, parts: list[TopicPartition], deadline: float) -> list[TopicPartition]:  # fmt: skip
-    """Committed offsets, waiting while a transaction holding some is pending."""
-    got: list[TopicPartition] = patiently(lambda: consumer.committed(parts, timeout=5.0), deadline)
-    return got
+    """Committed offsets, waiting while a transaction holding some is pending.
+
+    librdkafka answers a partition it could not get an offset for with that
+    partition's error and no offset, not with an exception (a pending transaction's
+    ``UNSTABLE_OFFSET_COMMIT`` once its own retries are spent): taken as "nothing
+    committed", the partition would be read again from its beginning against a
+    newer state. Such a partition is asked again like a failed call, and an error
+    that does not pass is raised."""
+
+    def ask() -> list[TopicPartition]:
+        got: list[TopicPartition] = consumer.committed(parts, timeout=5.0)
+        for tp in got:
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+        return got
+
+    return patiently(ask, deadline)
 
 
 def watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:
