@@ -52,6 +52,7 @@ from services.router.routing import Plan, Role, Wait
 from services.router.settings import RouterSettings
 from shared.envelope import MALFORMED, Consumed
 from shared.errors import DeliveryError
+from shared.kafka import patience
 from shared.kafka.clients import KAFKA, Clients
 from shared.kafka.commits import Transactions, TxnHooks, TxnSchedule
 from shared.kafka.config import consumer_config, prompt_producer_config
@@ -224,8 +225,9 @@ class Router(Handler, TxnHooks):
         if not parts:
             return
         try:
-            committed = self.consumer.committed(parts, timeout=self.settings.txn_call_timeout_s)
-            for p in committed:
+            # checked: a partition answered with an error is not "nothing committed"
+            deadline = time.monotonic() + self.settings.txn_call_timeout_s
+            for p in patience.committed(self.consumer, parts, deadline):
                 tp = (p.topic, p.partition)
                 self.holds.drop([tp])
                 self.consumer.seek(TopicPartition(p.topic, p.partition,

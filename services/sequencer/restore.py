@@ -20,9 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -36,19 +34,9 @@ from services.sequencer.changelog import Change, Changelog, restore
 from services.sequencer.reorder import Reorder
 from services.sequencer.settings import SequencerSettings
 from shared.kafka.clients import KAFKA, Clients
+from shared.kafka.patience import committed, patiently
 from shared.kafka.rdlog import rdkafka_logger
 from shared.settings import CommonSettings
-
-TRANSIENT = frozenset({
-    KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT, KafkaError._TRANSPORT,
-    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.FENCED_LEADER_EPOCH,
-    KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.NOT_COORDINATOR, KafkaError._WAIT_COORD,
-})  # fmt: skip
-"""Errors that pass (a pending transaction, a new topic's leader, a moving coordinator)."""
-
-T = TypeVar("T")
 
 
 class RestoreTimeout(KafkaException):
@@ -60,39 +48,6 @@ class Restored:
     offsets: dict[tuple[str, int], int]  # committed offset per input (topic, partition); -1: none
     states: dict[int, tuple[Reorder, Changelog]]
     records: int  # changelog records read
-
-
-def patiently(call: Callable[[], T], deadline: float) -> T:
-    """Repeat ``call`` while it fails transiently, until ``deadline`` (monotonic)."""
-    while True:
-        try:
-            return call()
-        except KafkaException as exc:
-            err = exc.args[0] if exc.args else None
-            transient = isinstance(err, KafkaError) and (err.retriable() or err.code() in TRANSIENT)
-            if not transient or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def committed(consumer: Consumer, parts: list[TopicPartition], deadline: float) -> list[TopicPartition]:  # fmt: skip
-    """Committed offsets, waiting while a transaction holding some is pending.
-
-    librdkafka answers a partition it could not get an offset for with that
-    partition's error and no offset, not with an exception (a pending transaction's
-    ``UNSTABLE_OFFSET_COMMIT`` once its own retries are spent): taken as "nothing
-    committed", the partition would be read again from its beginning against a
-    newer state. Such a partition is asked again like a failed call, and an error
-    that does not pass is raised."""
-
-    def ask() -> list[TopicPartition]:
-        got: list[TopicPartition] = consumer.committed(parts, timeout=5.0)
-        for tp in got:
-            if tp.error is not None:
-                raise KafkaException(tp.error)
-        return got
-
-    return patiently(ask, deadline)
 
 
 def watermarks(consumer: Consumer, tp: TopicPartition, deadline: float) -> tuple[int, int]:

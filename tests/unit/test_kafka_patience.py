@@ -1,4 +1,4 @@
-"""The restore's read of the committed offsets (pure: a stand-in consumer)."""
+"""The checked read of committed offsets (pure: a stand-in consumer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, cast
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from services.sequencer.restore import committed
+from shared.kafka.patience import committed
 
 
 class Answers:
