@@ -239,9 +239,11 @@ def test_broker_down_15s_mid_stream_then_back_everything_once_in_order(
         deadline = time.monotonic() + 180
         # Until the output holds every record: a sequencer that exits on its own (a
         # transaction it could not finish) is started again meanwhile.
-        while delivered(broker, pipeline) < N and time.monotonic() < deadline:
+        while (got := delivered(broker, pipeline)) < N and time.monotonic() < deadline:
             seq.watch()
             time.sleep(0.5)
+        # a miss after the output held every record would be the broker's or the reader's
+        timeline.mark(f"the output holds {got} of {N}")
         feeder.join(60)
         assert feeder.left == 0, "the feeder's records all reached the broker"
         assert not feeder.failed, f"records the feeder gave up on: {feeder.failed[:5]}"
