@@ -62,7 +62,7 @@ def _producer(
 
 BOUNDED_READ = {"fetch.min.bytes": 1, "fetch.wait.max.ms": 100}
 """Fetch settings of a consumer that reads a topic up to its end within a time budget
-(the admin's DLQ, replay-outcome, lag-probe and audit reads). They win over
+(the admin's DLQ, lag-probe and audit reads). They win over
 ``SLUICE_KAFKA_PROP_FETCH_MIN_BYTES`` / ``_FETCH_WAIT_MAX_MS``, which tune the stages'
 throughput: a broker that holds each fetch until it has many bytes kept a replay's
 runner from seeing the last few outcomes it waited for, and the task never ended."""
@@ -74,7 +74,8 @@ fetch for up to 100 ms, so the consumer asks about ten times a second. With
 ``fetch.min.bytes`` 1 the broker answered every fetch as soon as one record arrived,
 which on ``P.results`` during a replay meant a fetch per record or two, each handled
 for every partition (librdkafka uses no fetch sessions), on a broker that shares the
-machine with the pipeline. The last records still come within 100 ms of their commit."""
+machine with the pipeline. The last records still come within 100 ms of their commit.
+Like ``BOUNDED_READ`` they win over the stages' ``SLUICE_KAFKA_PROP_FETCH_*``."""
 
 
 def consumer_config(settings: CommonSettings, group: str, **extra: Any) -> dict[str, Any]:
