@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient
 from devtools.runs.verify import Ident, OutRec, Verdict, verdict
 from shared import headers as h
 from shared.errors import SluiceError
+from shared.kafka.config import TAIL_READ
 from shared.kafka.consume import consume_available
 from shared.topics import Topics
 
@@ -109,13 +110,12 @@ class Tail:
     and the benches that time records with it measured that wait.
 
     ``lazy``: for topics whose records are timed by their own timestamps, not by when
-    they are read. The broker then holds each fetch up to 200 ms for more records; a
-    busy topic read eagerly costs the broker (on the pipeline's cores) a fetch per
-    record or two."""
+    they are read. The broker then holds each fetch up to 100 ms for more records
+    (``TAIL_READ``, as the replay runner's outcome reads); a busy topic read eagerly
+    costs the broker (on the pipeline's cores) a fetch per record or two."""
 
     def __init__(self, bootstrap: str, topics: list[str], lazy: bool = False) -> None:
-        fetch = {"fetch.min.bytes": 1024 * 1024, "fetch.wait.max.ms": 200} if lazy else {
-            "fetch.wait.max.ms": 50}  # fmt: skip
+        fetch = TAIL_READ if lazy else {"fetch.wait.max.ms": 50}
         self.c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"sluice-tail-{time.time_ns()}",
                            "enable.auto.commit": False, "isolation.level": "read_committed",
                            **fetch})  # fmt: skip

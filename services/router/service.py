@@ -29,9 +29,11 @@ A record the loop holds (not due yet) is not passed, so nothing behind it is
 committed. A router killed before its commit leaves nothing on the broker, and
 one killed during it an open transaction that its restart (same id) aborts:
 readers that read ``read_committed`` never see a record routed twice, so a
-record cannot fork into one copy that succeeds and one that dies. An abortable error aborts the transaction and seeks back to
-the committed offsets; a fatal one (fenced), a transactional call past its
-deadline or a failed delivery stops the router with one line (exit 1).
+record cannot fork into one copy that succeeds and one that dies. An abortable
+error aborts the transaction and seeks back to the committed offsets (read
+checked, :func:`shared.kafka.patience.committed`); a fatal one (fenced), a
+transactional call past its deadline or a failed delivery stops the router with
+one line (exit 1).
 """
 
 from __future__ import annotations

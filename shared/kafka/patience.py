@@ -52,7 +52,9 @@ def committed(consumer: Consumer, parts: list[TopicPartition], deadline: float) 
     that does not pass is raised."""
 
     def ask() -> list[TopicPartition]:
-        got: list[TopicPartition] = consumer.committed(parts, timeout=5.0)
+        # one ask waits up to 5 s, never much past the deadline
+        timeout = max(0.5, min(5.0, deadline - time.monotonic()))
+        got: list[TopicPartition] = consumer.committed(parts, timeout=timeout)
         for tp in got:
             if tp.error is not None:
                 raise KafkaException(tp.error)

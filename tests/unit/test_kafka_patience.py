@@ -18,9 +18,11 @@ class Answers:
     def __init__(self, *answers: list[TopicPartition]) -> None:
         self.answers = list(answers)
         self.calls = 0
+        self.timeouts: list[float] = []
 
     def committed(self, parts: list[TopicPartition], timeout: float) -> list[TopicPartition]:
         self.calls += 1
+        self.timeouts.append(timeout)
         return self.answers.pop(0)
 
 
@@ -54,3 +56,11 @@ def test_a_pending_offset_past_the_deadline_is_raised_not_read_from_the_beginnin
     consumer = Answers(*[[part(-1001, pending)] for _ in range(3)])
     with pytest.raises(KafkaException):
         ask(consumer, within_s=0.3)
+
+
+def test_one_ask_waits_at_most_five_seconds_and_not_past_the_deadline() -> None:
+    far, near = Answers([part(1)]), Answers([part(2)])
+    ask(far, within_s=60)
+    ask(near, within_s=2)
+    assert far.timeouts == [5.0]
+    assert 0.5 <= near.timeouts[0] <= 2.0

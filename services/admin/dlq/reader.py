@@ -46,18 +46,17 @@ class Scan:
     # (transaction markers count: an upper bound of the records)
 
 
-def reading_consumer(settings: CommonSettings) -> Consumer:
+def reading_consumer(settings: CommonSettings, fetch: Mapping[str, int] = BOUNDED_READ) -> Consumer:  # fmt: skip
     """An assign-only ``read_committed`` consumer that reports each partition's end, and
     whose fetches are answered as soon as there is anything to read (``BOUNDED_READ``)."""
     return Consumer(consumer_config(settings, f"{settings.pipeline}.admin.dlq", **{
-        "enable.partition.eof": True, "statistics.interval.ms": 0, **BOUNDED_READ}))  # fmt: skip
+        "enable.partition.eof": True, "statistics.interval.ms": 0, **fetch}))  # fmt: skip
 
 
 def tailing_consumer(settings: CommonSettings) -> Consumer:
-    """Like :func:`reading_consumer`, for a :class:`~services.admin.dlq.tail.Tail` of a
-    busy topic: its fetches wait up to 100 ms for more records (``TAIL_READ``)."""
-    return Consumer(consumer_config(settings, f"{settings.pipeline}.admin.dlq", **{
-        "enable.partition.eof": True, "statistics.interval.ms": 0, **TAIL_READ}))  # fmt: skip
+    """:func:`reading_consumer` for a :class:`~services.admin.dlq.tail.Tail` of a busy
+    topic: its fetches wait up to 100 ms for more records (``TAIL_READ``)."""
+    return reading_consumer(settings, TAIL_READ)
 
 
 def read(settings: CommonSettings, topic: str, start: Mapping[int, int], budget: Budget,
